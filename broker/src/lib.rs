@@ -1,1 +1,89 @@
-//! placeholder
+//! `sluice`: the broker library behind the `sluice` binary.
+//!
+//! Owns the network (listeners, connections, request pipelining), one handler per Kafka API
+//! (`handlers/`), cluster metadata, configuration, produce-time validation and the mapping of
+//! internal errors to Kafka error codes (`error`).
+
+pub mod broker;
+pub mod config;
+pub mod error;
+pub mod fetch_session;
+pub mod handlers;
+pub mod metadata;
+pub mod network;
+pub mod server;
+pub mod topic_config;
+pub mod validate;
+
+pub use config::{Config, ConfigError};
+pub use server::{start, BrokerHandle};
+
+use std::process::ExitCode;
+
+/// What the `sluice` binary runs: parses `[server.properties] [--override key=value]...`, sets up
+/// logging, starts the broker and shuts it down cleanly on SIGINT/SIGTERM.
+pub fn cli_main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("usage: sluice [server.properties] [--override key=value]...");
+        return ExitCode::SUCCESS;
+    }
+    let config = match Config::from_args(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("sluice: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(config.log_format_json);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("sluice").build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sluice: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        let handle = start(config).await?;
+        tracing::info!(bootstrap = %handle.bootstrap(), "sluice started");
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        handle.shutdown().await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "sluice failed");
+            eprintln!("sluice: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if json { builder.json().try_init() } else { builder.try_init() };
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -13,4 +13,7 @@ pub mod frame;
 pub mod records;
 pub mod request;
 
+#[cfg(test)]
+mod interop_tests;
+
 pub use kafka_protocol;

@@ -1,14 +1,36 @@
 //! `sluice-storage`: partition logs on local disk, split the way Apache Kafka splits them.
 //!
-//! PUBLIC API CONTRACT (the broker compiles against exactly these names; internals may be split
-//! into modules `segment`, `index`, `log`, `recovery`, `checkpoint`, `manager`, re-exported here).
+//! PUBLIC API CONTRACT (the broker compiles against exactly these names; internals are split
+//! into modules and re-exported here):
+//! - [`layout`]: file and directory names, Kafka's topic-id encoding;
+//! - [`checkpoint`]: offset checkpoint files, `partition.metadata`, crash-safe small writes;
+//! - `header`: batch header parsing for scans;
+//! - [`index`]: offset and time indexes;
+//! - `segment`: one segment's files, bookkeeping and lock-free reads;
+//! - `log`: [`Partition`], one partition's log (append, read, flush, HW);
+//! - `recovery`: loading and recovering a partition dir at startup;
+//! - `manager`: [`LogManager`], all logs across `log.dirs`, offline dirs, checkpoints.
+//!
+//! On disk everything is laid out exactly as Apache Kafka lays it out, so Kafka's tools
+//! (`kafka-dump-log.sh`) can read a Sluice log dir.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use bytes::Bytes;
-use sluice_protocol::batch::RecordBatch;
 use thiserror::Error;
+
+pub mod checkpoint;
+mod header;
+pub mod index;
+pub mod layout;
+mod log;
+mod manager;
+mod recovery;
+mod segment;
+mod util;
+
+pub use log::Partition;
+pub use manager::LogManager;
 
 /// A topic name and partition index.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -112,79 +134,6 @@ pub struct LogOffsets {
     pub log_end_offset: i64,
 }
 
-/// One partition's log: the ordered segments and the append lock. Thread-safe; appends to one
-/// partition are serialized, reads do not hold the append lock while copying data.
-pub struct Partition {
-    _private: (),
-}
-
-impl Partition {
-    pub fn topic_partition(&self) -> &TopicPartition {
-        todo!()
-    }
-
-    /// Appends validated batches at the log end: consecutive offsets from the LEO are stamped into
-    /// each batch's header (base offset, `leader_epoch`) as it is written; rolls segments on
-    /// `segment.bytes`/`segment.ms`/index full; adds index entries every `index.interval.bytes`;
-    /// fsyncs before returning when `flush.messages` is reached. Does not move the high watermark.
-    pub fn append(&self, batches: &[RecordBatch], leader_epoch: i32) -> Result<AppendInfo> {
-        todo!("{} {leader_epoch}", batches.len())
-    }
-
-    /// Reads whole batches starting with the batch that contains `fetch_offset`, stopping before
-    /// any batch whose last offset is `>= max_offset` (the high watermark for consumers) and once
-    /// `max_bytes` would be exceeded — except that when `min_one_batch` is set and the first batch
-    /// alone is larger than `max_bytes`, that one batch is returned whole. `fetch_offset` below the
-    /// log start or above the LEO is `OffsetOutOfRange`; equal to the LEO yields empty records.
-    pub fn read(&self, fetch_offset: i64, max_bytes: usize, max_offset: i64, min_one_batch: bool) -> Result<ReadResult> {
-        todo!("{fetch_offset} {max_bytes} {max_offset} {min_one_batch}")
-    }
-
-    pub fn offsets(&self) -> LogOffsets {
-        todo!()
-    }
-
-    /// Moves the high watermark to `min(offset, LEO)` if that is higher, waking watchers.
-    pub fn advance_high_watermark(&self, offset: i64) {
-        todo!("{offset}")
-    }
-
-    /// A receiver that changes whenever the high watermark moves (long-polling fetches wait on it).
-    pub fn watch_high_watermark(&self) -> tokio::sync::watch::Receiver<i64> {
-        todo!()
-    }
-
-    /// The first record whose timestamp is `>= timestamp` (ListOffsets by time), or `None`.
-    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<TimestampOffset>> {
-        todo!("{timestamp}")
-    }
-
-    /// The record with the largest timestamp (ListOffsets `-3`, KIP-734), or `None` when empty.
-    pub fn max_timestamp(&self) -> Result<Option<TimestampOffset>> {
-        todo!()
-    }
-
-    /// fsyncs everything written so far and advances the recovery point.
-    pub fn flush(&self) -> Result<()> {
-        todo!()
-    }
-
-    /// Applies new settings (topic config changes take effect without a restart).
-    pub fn update_config(&self, config: LogConfig) {
-        todo!("{config:?}")
-    }
-
-    /// Bytes on disk across all segments.
-    pub fn size_bytes(&self) -> u64 {
-        todo!()
-    }
-
-    /// The partition's directory.
-    pub fn dir(&self) -> PathBuf {
-        todo!()
-    }
-}
-
 /// Settings for the whole log manager.
 #[derive(Debug, Clone)]
 pub struct LogManagerConfig {
@@ -200,62 +149,9 @@ pub struct LoadReport {
     pub unclean_dirs: Vec<PathBuf>,
     /// Segments scanned by recovery.
     pub segments_recovered: usize,
-    /// Bytes cut off torn or corrupt tails.
+    /// Bytes cut off torn or corrupt tails (including segments deleted after the cut).
     pub bytes_truncated: u64,
+    /// Segments whose missing or inconsistent indexes were rebuilt outside recovery.
+    pub indexes_rebuilt: usize,
 }
 
-/// All partition logs across `log.dirs`.
-pub struct LogManager {
-    _private: (),
-}
-
-impl LogManager {
-    /// Opens every `log.dirs` entry (creating it if missing), loads each `<topic>-<partition>`
-    /// directory, runs recovery for dirs without a clean-shutdown marker, removes the marker (a
-    /// later crash must be detectable), and finishes deletions left half-done.
-    /// `config_for(topic)` gives each topic's log settings.
-    pub fn open(config: LogManagerConfig, config_for: &dyn Fn(&str) -> LogConfig) -> Result<(Arc<LogManager>, LoadReport)> {
-        todo!("{config:?} {:?}", config_for("x"))
-    }
-
-    pub fn get(&self, tp: &TopicPartition) -> Option<Arc<Partition>> {
-        todo!("{tp:?}")
-    }
-
-    /// Every loaded partition.
-    pub fn partitions(&self) -> Vec<Arc<Partition>> {
-        todo!()
-    }
-
-    /// Returns the partition, creating an empty log (in the least-loaded online dir) if needed.
-    /// `topic_id` is recorded in the partition's `partition.metadata` file, as Kafka does.
-    pub fn get_or_create(&self, tp: &TopicPartition, topic_id: [u8; 16], config: LogConfig) -> Result<Arc<Partition>> {
-        todo!("{tp:?} {topic_id:?} {config:?}")
-    }
-
-    /// Removes a partition: renamed to `<topic>-<partition>.<id>-delete` at once (crash-safe),
-    /// files removed afterwards. Later operations on a held `Arc<Partition>` fail with `Deleted`.
-    pub fn delete(&self, tp: &TopicPartition) -> Result<()> {
-        todo!("{tp:?}")
-    }
-
-    /// fsyncs partitions whose oldest unflushed append is older than their `flush.ms`.
-    pub fn flush_due(&self, now_ms: i64) -> Result<()> {
-        todo!("{now_ms}")
-    }
-
-    /// Writes the recovery-point and log-start-offset checkpoint files of every online dir.
-    pub fn checkpoint(&self) -> Result<()> {
-        todo!()
-    }
-
-    /// Clean shutdown: flush every partition, write checkpoints and the clean-shutdown marker.
-    pub fn shutdown(&self) -> Result<()> {
-        todo!()
-    }
-
-    /// Log dirs taken offline by I/O errors.
-    pub fn offline_dirs(&self) -> Vec<PathBuf> {
-        todo!()
-    }
-}

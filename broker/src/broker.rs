@@ -1,0 +1,173 @@
+//! The broker's shared state: configuration, cluster metadata, the log manager and the fetch
+//! session cache, plus the topic operations several handlers share (create with logs, delete with
+//! logs, partition lookup).
+//!
+//! Thread-safety: `Broker` is shared as `Arc<Broker>` by every connection task. Its parts carry their
+//! own locks; none is held across an `.await`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kafka_protocol::ResponseError;
+use sluice_storage::{LogManager, Partition, TopicPartition};
+use tokio::sync::watch;
+
+use crate::config::{Config, Listener};
+use crate::fetch_session::FetchSessionCache;
+use crate::metadata::{MetadataError, MetadataStore, TopicMeta};
+use crate::topic_config::validate_topic_configs;
+
+/// Leader epoch of every partition on a single node. Replication will make this per-partition.
+pub const LEADER_EPOCH: i32 = 0;
+
+/// A topic operation failure: the Kafka code and a message for the client.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub code: ResponseError,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(code: ResponseError, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+}
+
+pub struct Broker {
+    pub config: Config,
+    pub metadata: MetadataStore,
+    pub logs: Arc<LogManager>,
+    pub fetch_sessions: FetchSessionCache,
+    /// Advertised listeners with real ports (a configured port 0 is replaced by the bound one).
+    pub advertised: Vec<Listener>,
+    /// Flips to `true` when shutdown begins; long polls and connection loops watch it.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl Broker {
+    pub fn node_id(&self) -> i32 {
+        self.config.node_id
+    }
+
+    /// The endpoint advertised to a client connected through `listener_name`.
+    pub fn advertised_for(&self, listener_name: &str) -> Option<&Listener> {
+        self.advertised
+            .iter()
+            .find(|l| l.name == listener_name)
+            .or_else(|| self.advertised.first())
+    }
+
+    /// The log of an existing partition of an existing topic, creating the log if it is missing
+    /// (a crash between persisting metadata and creating directories leaves that state).
+    pub fn partition(&self, topic: &TopicMeta, partition: i32) -> Result<Arc<Partition>, ApiError> {
+        if partition < 0 || partition >= topic.partitions {
+            return Err(ApiError::new(
+                ResponseError::UnknownTopicOrPartition,
+                format!("partition {partition} of topic {} does not exist", topic.name),
+            ));
+        }
+        let tp = TopicPartition { topic: topic.name.clone(), partition };
+        if let Some(p) = self.logs.get(&tp) {
+            return Ok(p);
+        }
+        self.logs
+            .get_or_create(&tp, *topic.id.as_bytes(), topic.config.log.clone())
+            .map_err(|e| ApiError::new(crate::error::storage_error(&e), e.to_string()))
+    }
+
+    /// Creates a topic: validates it, records it in the metadata, creates its partition logs.
+    /// With `validate_only`, stops after validation and returns what would have been created.
+    pub fn create_topic(
+        &self,
+        name: &str,
+        num_partitions: i32,
+        replication_factor: i16,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<Arc<TopicMeta>, ApiError> {
+        crate::metadata::validate_topic_name(name).map_err(|e| ApiError::new(ResponseError::InvalidTopicException, e.to_string()))?;
+        let partitions = if num_partitions == -1 { self.config.num_partitions } else { num_partitions };
+        if partitions <= 0 {
+            return Err(ApiError::new(ResponseError::InvalidPartitions, "Number of partitions must be larger than 0."));
+        }
+        let rf = if replication_factor == -1 { self.config.default_replication_factor } else { replication_factor };
+        if rf <= 0 {
+            return Err(ApiError::new(ResponseError::InvalidReplicationFactor, "Replication factor must be larger than 0."));
+        }
+        if rf > 1 {
+            return Err(ApiError::new(
+                ResponseError::InvalidReplicationFactor,
+                format!("Unable to replicate the partition {rf} time(s): The target replication factor of {rf} cannot be reached because only 1 broker(s) are registered."),
+            ));
+        }
+        let configs = validate_topic_configs(&configs).map_err(|e| ApiError::new(ResponseError::InvalidConfig, e.to_string()))?;
+        if self.metadata.topic(name).is_some() {
+            return Err(ApiError::new(ResponseError::TopicAlreadyExists, format!("Topic '{name}' already exists.")));
+        }
+        if validate_only {
+            return Ok(Arc::new(TopicMeta {
+                name: name.to_string(),
+                id: uuid::Uuid::nil(),
+                partitions,
+                replication_factor: rf,
+                config: crate::topic_config::TopicConfig::resolve(&configs, &self.config),
+                configs,
+                internal: false,
+            }));
+        }
+        let meta = self
+            .metadata
+            .create_topic(name, partitions, rf, configs, &self.config)
+            .map_err(|e| match e {
+                MetadataError::TopicExists(_) => ApiError::new(ResponseError::TopicAlreadyExists, e.to_string()),
+                MetadataError::TopicCollision(..) | MetadataError::InvalidTopic(..) => {
+                    ApiError::new(ResponseError::InvalidTopicException, e.to_string())
+                }
+                MetadataError::UnknownTopic(_) => ApiError::new(ResponseError::UnknownTopicOrPartition, e.to_string()),
+                MetadataError::Io(_) => ApiError::new(ResponseError::KafkaStorageError, e.to_string()),
+            })?;
+        for p in 0..meta.partitions {
+            // A failure here leaves the topic without that log; `partition()` creates it later.
+            if let Err(e) = self.partition(&meta, p) {
+                tracing::warn!(topic = name, partition = p, error = %e.message, "creating partition log failed");
+            }
+        }
+        tracing::info!(topic = name, partitions, topic_id = %meta.id, "created topic");
+        Ok(meta)
+    }
+
+    /// Deletes a topic and its logs.
+    pub fn delete_topic(&self, name: &str) -> Result<Arc<TopicMeta>, ApiError> {
+        if !self.config.delete_topic_enable {
+            return Err(ApiError::new(ResponseError::TopicDeletionDisabled, "Topic deletion is disabled."));
+        }
+        let meta = self.metadata.delete_topic(name).map_err(|e| match e {
+            MetadataError::UnknownTopic(_) => ApiError::new(ResponseError::UnknownTopicOrPartition, e.to_string()),
+            _ => ApiError::new(ResponseError::KafkaStorageError, e.to_string()),
+        })?;
+        for p in 0..meta.partitions {
+            let tp = TopicPartition { topic: name.to_string(), partition: p };
+            if let Err(e) = self.logs.delete(&tp) {
+                tracing::warn!(topic = name, partition = p, error = %e, "deleting partition log failed");
+            }
+        }
+        self.fetch_sessions.forget_topic(name);
+        tracing::info!(topic = name, "deleted topic");
+        Ok(meta)
+    }
+
+    /// Removes logs whose topic no longer exists (a crash between deleting the metadata and the
+    /// logs) or whose partition index is beyond the topic's partition count.
+    pub fn remove_orphan_logs(&self) {
+        for p in self.logs.partitions() {
+            let tp = p.topic_partition().clone();
+            let keep = self.metadata.topic(&tp.topic).is_some_and(|t| tp.partition < t.partitions);
+            if !keep {
+                tracing::warn!(topic = %tp.topic, partition = tp.partition, "removing log of a deleted topic");
+                if let Err(e) = self.logs.delete(&tp) {
+                    tracing::warn!(topic = %tp.topic, partition = tp.partition, error = %e, "removing orphan log failed");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! Fetch (key 1), v4–v18: whole batches from the batch containing the fetch offset, bounded by the
+//! high watermark (read_uncommitted) or last stable offset (read_committed), `max_bytes` and
+//! `partition_max_bytes` with Kafka's rule that the first partition with data may exceed them by
+//! one batch. Long polling: with fewer than `min_bytes` available the request waits up to
+//! `max_wait_ms`, woken by high-watermark moves on the partitions it reads. Topic ids from v13;
+//! fetch sessions (KIP-227) from v7.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::select_all;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+use sluice_storage::Partition;
+
+use super::RequestContext;
+use crate::broker::{Broker, LEADER_EPOCH};
+use crate::fetch_session::{PartitionFetchState, SessionPartition};
+
+/// Per-partition outcome of one read pass.
+struct PartitionRead {
+    error: Option<ResponseError>,
+    high_watermark: i64,
+    last_stable_offset: i64,
+    log_start_offset: i64,
+    records: Bytes,
+}
+
+impl PartitionRead {
+    fn error(code: ResponseError) -> Self {
+        Self { error: Some(code), high_watermark: -1, last_stable_offset: -1, log_start_offset: -1, records: Bytes::new() }
+    }
+}
+
+fn check_leader_epoch(requested: i32) -> Option<ResponseError> {
+    // -1 means the client does not know the epoch; Kafka skips the check.
+    if requested < 0 || requested == LEADER_EPOCH {
+        None
+    } else if requested > LEADER_EPOCH {
+        Some(ResponseError::UnknownLeaderEpoch)
+    } else {
+        Some(ResponseError::FencedLeaderEpoch)
+    }
+}
+
+/// Reads every partition once. Returns the results and the number of record bytes found.
+fn read_pass(
+    logs: &[(SessionPartition, PartitionFetchState, Result<Arc<Partition>, ResponseError>)],
+    max_bytes: usize,
+    read_committed: bool,
+) -> (Vec<PartitionRead>, usize) {
+    let mut remaining = max_bytes;
+    let mut total = 0usize;
+    let mut out = Vec::with_capacity(logs.len());
+    for (_, st, log) in logs {
+        let log = match log {
+            Ok(l) => l,
+            Err(code) => {
+                out.push(PartitionRead::error(*code));
+                continue;
+            }
+        };
+        if let Some(code) = check_leader_epoch(st.current_leader_epoch) {
+            out.push(PartitionRead::error(code));
+            continue;
+        }
+        let offsets = log.offsets();
+        // Transactions (and so an LSO below the HW) arrive with the transactions issue; until then
+        // the last stable offset is the high watermark.
+        let lso = offsets.high_watermark;
+        let bound = if read_committed { lso } else { offsets.high_watermark };
+        let part_max = (st.max_bytes.max(0) as usize).min(remaining);
+        let min_one = total == 0;
+        match log.read(st.fetch_offset, part_max, bound, min_one) {
+            Ok(r) => {
+                total += r.records.len();
+                remaining = remaining.saturating_sub(r.records.len());
+                out.push(PartitionRead {
+                    error: None,
+                    high_watermark: r.high_watermark,
+                    last_stable_offset: if read_committed { lso } else { r.high_watermark },
+                    log_start_offset: r.log_start_offset,
+                    records: r.records,
+                });
+            }
+            Err(e) => {
+                let code = crate::error::storage_error(&e);
+                out.push(PartitionRead {
+                    error: Some(code),
+                    high_watermark: offsets.high_watermark,
+                    last_stable_offset: lso,
+                    log_start_offset: offsets.log_start_offset,
+                    records: Bytes::new(),
+                });
+            }
+        }
+    }
+    (out, total)
+}
+
+pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: FetchRequest) -> FetchResponse {
+    let by_id = ctx.api_version >= 13;
+    let read_committed = req.isolation_level == 1;
+    let mut resp = FetchResponse::default();
+
+    // Resolve the request's partitions (by name, or by id from v13).
+    let resolve = |name: &TopicName, id: &uuid::Uuid| -> (String, uuid::Uuid) {
+        if by_id {
+            match broker.metadata.topic_by_id(id) {
+                Some(t) => (t.name.clone(), *id),
+                None => (String::new(), *id),
+            }
+        } else {
+            let id = broker.metadata.topic(&name.0).map(|t| t.id).unwrap_or_default();
+            (name.0.to_string(), id)
+        }
+    };
+    let mut requested = Vec::new();
+    for t in &req.topics {
+        let (name, id) = resolve(&t.topic, &t.topic_id);
+        for p in &t.partitions {
+            let key = SessionPartition { topic: name.clone(), topic_id: id, partition: p.partition };
+            requested.push((key, p.fetch_offset, p.partition_max_bytes, p.current_leader_epoch));
+        }
+    }
+    let mut forgotten = Vec::new();
+    for t in &req.forgotten_topics_data {
+        let (name, id) = resolve(&t.topic, &t.topic_id);
+        for p in &t.partitions {
+            forgotten.push(SessionPartition { topic: name.clone(), topic_id: id, partition: *p });
+        }
+    }
+    let plan = match broker.fetch_sessions.begin(req.session_id, req.session_epoch, requested, forgotten) {
+        Ok(plan) => plan,
+        Err(code) => {
+            resp.error_code = code.code();
+            return resp;
+        }
+    };
+    resp.session_id = plan.session_id;
+
+    let logs: Vec<_> = plan
+        .partitions
+        .into_iter()
+        .map(|(key, st)| {
+            let log = match broker.metadata.topic(&key.topic).filter(|t| !by_id || t.id == key.topic_id) {
+                Some(meta) => broker.partition(&meta, key.partition).map_err(|e| e.code),
+                None if by_id => Err(ResponseError::UnknownTopicId),
+                None => Err(ResponseError::UnknownTopicOrPartition),
+            };
+            (key, st, log)
+        })
+        .collect();
+
+    let max_bytes = (req.max_bytes.max(0) as usize).min(broker.config.fetch_max_bytes);
+    let min_bytes = req.min_bytes.max(0) as usize;
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
+    // Subscribe before the first read so an append between the read and the wait still wakes us.
+    let mut watchers: Vec<_> = logs.iter().filter_map(|(_, _, l)| l.as_ref().ok().map(|l| l.watch_high_watermark())).collect();
+    let mut shutdown = broker.shutdown.clone();
+    let reads = loop {
+        let (reads, total) = read_pass(&logs, max_bytes, read_committed);
+        let has_error = reads.iter().any(|r| r.error.is_some());
+        if total >= min_bytes || has_error || watchers.is_empty() || tokio::time::Instant::now() >= deadline || *shutdown.borrow() {
+            break reads;
+        }
+        let woke = {
+            let changes = select_all(watchers.iter_mut().map(|w| Box::pin(w.changed())));
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => false,
+                _ = shutdown.changed() => false,
+                (r, _, _) = changes => r.is_ok(),
+            }
+        };
+        if !woke {
+            break read_pass(&logs, max_bytes, read_committed).0;
+        }
+    };
+
+    let mut sent = Vec::new();
+    for ((key, st, _), read) in logs.iter().zip(reads) {
+        if plan.incremental {
+            let changed = read.error.is_some()
+                || !read.records.is_empty()
+                || read.high_watermark != st.last_high_watermark
+                || read.log_start_offset != st.last_log_start_offset
+                || read.last_stable_offset != st.last_stable_offset;
+            if !changed {
+                continue;
+            }
+        }
+        sent.push((key.clone(), read.high_watermark, read.last_stable_offset, read.log_start_offset));
+        let mut pd = PartitionData::default();
+        pd.partition_index = key.partition;
+        pd.error_code = crate::error::code(read.error);
+        pd.high_watermark = read.high_watermark;
+        pd.last_stable_offset = read.last_stable_offset;
+        pd.log_start_offset = read.log_start_offset;
+        pd.aborted_transactions = if read_committed { Some(Vec::new()) } else { None };
+        pd.preferred_read_replica = BrokerId(-1);
+        pd.records = Some(read.records);
+        let same_topic = resp.responses.last().is_some_and(|t: &FetchableTopicResponse| {
+            if by_id {
+                t.topic_id == key.topic_id
+            } else {
+                t.topic.0.as_str() == key.topic
+            }
+        });
+        if !same_topic {
+            let mut t = FetchableTopicResponse::default();
+            if by_id {
+                t.topic_id = key.topic_id;
+            } else {
+                t.topic = TopicName(StrBytes::from_string(key.topic.clone()));
+            }
+            resp.responses.push(t);
+        }
+        if let Some(t) = resp.responses.last_mut() {
+            t.partitions.push(pd);
+        }
+    }
+    broker.fetch_sessions.record_sent(plan.session_id, &sent);
+    resp
+}

@@ -1,0 +1,98 @@
+//! ListOffsets (key 2), v1–v10: earliest (-2), latest (-1: the high watermark, or the last stable
+//! offset for read_committed), max timestamp (-3, KIP-734), earliest local (-4, KIP-405),
+//! earliest pending upload (-5, KIP-1023), and the first offset whose record timestamp is at or
+//! after a given time (record timestamps, never file times).
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+use kafka_protocol::ResponseError;
+
+use super::RequestContext;
+use crate::broker::{Broker, LEADER_EPOCH};
+
+pub const LATEST: i64 = -1;
+pub const EARLIEST: i64 = -2;
+pub const MAX_TIMESTAMP: i64 = -3;
+pub const EARLIEST_LOCAL: i64 = -4;
+pub const EARLIEST_PENDING_UPLOAD: i64 = -5;
+
+fn partition_error(index: i32, code: ResponseError) -> ListOffsetsPartitionResponse {
+    let mut r = ListOffsetsPartitionResponse::default();
+    r.partition_index = index;
+    r.error_code = code.code();
+    r.timestamp = -1;
+    r.offset = -1;
+    r.leader_epoch = -1;
+    r
+}
+
+pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: ListOffsetsRequest) -> ListOffsetsResponse {
+    let read_committed = req.isolation_level == 1;
+    let mut resp = ListOffsetsResponse::default();
+    for t in req.topics {
+        let mut tr = ListOffsetsTopicResponse::default();
+        tr.name = t.name.clone();
+        let topic = broker.metadata.topic(&t.name.0);
+        for p in t.partitions {
+            let Some(meta) = &topic else {
+                tr.partitions.push(partition_error(p.partition_index, ResponseError::UnknownTopicOrPartition));
+                continue;
+            };
+            let log = match broker.partition(meta, p.partition_index) {
+                Ok(l) => l,
+                Err(e) => {
+                    tr.partitions.push(partition_error(p.partition_index, e.code));
+                    continue;
+                }
+            };
+            if p.current_leader_epoch >= 0 && p.current_leader_epoch != LEADER_EPOCH {
+                let code = if p.current_leader_epoch > LEADER_EPOCH {
+                    ResponseError::UnknownLeaderEpoch
+                } else {
+                    ResponseError::FencedLeaderEpoch
+                };
+                tr.partitions.push(partition_error(p.partition_index, code));
+                continue;
+            }
+            let offsets = log.offsets();
+            let mut r = ListOffsetsPartitionResponse::default();
+            r.partition_index = p.partition_index;
+            r.timestamp = -1;
+            r.leader_epoch = LEADER_EPOCH;
+            let found = match p.timestamp {
+                // No transactions yet: the last stable offset equals the high watermark.
+                LATEST => Ok(Some((-1, if read_committed { offsets.high_watermark } else { offsets.high_watermark }))),
+                EARLIEST | EARLIEST_LOCAL => Ok(Some((-1, offsets.log_start_offset))),
+                // No tier yet: nothing is pending upload.
+                EARLIEST_PENDING_UPLOAD => Ok(Some((-1, -1))),
+                MAX_TIMESTAMP => log.max_timestamp().map(|o| o.map(|o| (o.timestamp, o.offset))),
+                ts if ts < 0 => {
+                    tr.partitions.push(partition_error(p.partition_index, ResponseError::InvalidRequest));
+                    continue;
+                }
+                ts => log
+                    .offset_for_timestamp(ts)
+                    .map(|o| o.filter(|o| o.offset < offsets.high_watermark).map(|o| (o.timestamp, o.offset))),
+            };
+            match found {
+                Ok(Some((ts, off))) => {
+                    r.timestamp = ts;
+                    r.offset = off;
+                }
+                Ok(None) => {
+                    r.offset = -1;
+                    r.leader_epoch = -1;
+                }
+                Err(e) => {
+                    tr.partitions.push(partition_error(p.partition_index, crate::error::storage_error(&e)));
+                    continue;
+                }
+            }
+            tr.partitions.push(r);
+        }
+        resp.topics.push(tr);
+    }
+    resp
+}

@@ -1,0 +1,125 @@
+//! Produce (key 0), v3–v13: validate each partition's single batch against its topic's configs,
+//! append it, advance the high watermark, answer with the base offset. `acks=0` gets no response
+//! (and, as in Kafka, an error closes the connection so the client notices).
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::produce_response::{BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+
+use super::{now_ms, RequestContext};
+use crate::broker::{Broker, LEADER_EPOCH};
+use crate::metadata::TopicMeta;
+use crate::validate::{single_batch, validate_batch, Rejection};
+
+/// What the connection does with a produce request's outcome.
+pub enum ProduceReply {
+    Response(ProduceResponse),
+    /// `acks=0` and everything succeeded.
+    Silent,
+    /// `acks=0` and something failed: close so the client learns of it.
+    Close(String),
+}
+
+fn error_response(index: i32, code: ResponseError, message: Option<String>) -> PartitionProduceResponse {
+    let mut r = PartitionProduceResponse::default();
+    r.index = index;
+    r.error_code = code.code();
+    r.base_offset = -1;
+    r.log_append_time_ms = -1;
+    r.log_start_offset = -1;
+    r.error_message = message.map(StrBytes::from_string);
+    r
+}
+
+fn rejection_response(index: i32, rej: Rejection) -> PartitionProduceResponse {
+    let mut r = error_response(index, rej.code, rej.message);
+    r.record_errors = rej
+        .record_errors
+        .into_iter()
+        .map(|(i, msg)| {
+            let mut e = BatchIndexAndErrorMessage::default();
+            e.batch_index = i;
+            e.batch_index_error_message = Some(StrBytes::from_string(msg));
+            e
+        })
+        .collect();
+    r
+}
+
+async fn produce_partition(broker: &Arc<Broker>, topic: &TopicMeta, index: i32, records: Option<bytes::Bytes>) -> PartitionProduceResponse {
+    let log = match broker.partition(topic, index) {
+        Ok(l) => l,
+        Err(e) => return error_response(index, e.code, Some(e.message)),
+    };
+    let tp_name = format!("{}-{index}", topic.name);
+    let now = now_ms();
+    let validated = match single_batch(records.as_ref()).and_then(|b| validate_batch(b, &tp_name, &topic.config, now)) {
+        Ok(v) => v,
+        Err(rej) => {
+            tracing::debug!(topic_partition = %tp_name, code = ?rej.code, message = ?rej.message, "produce rejected");
+            return rejection_response(index, rej);
+        }
+    };
+    // Appends go to the page cache and are quick; an append that must fsync (flush.messages)
+    // runs on a blocking thread so it never stalls the runtime.
+    let appended = if topic.config.log.flush_messages == i64::MAX {
+        log.append(std::slice::from_ref(&validated.batch), LEADER_EPOCH)
+    } else {
+        let log2 = log.clone();
+        let batch = validated.batch.clone();
+        match tokio::task::spawn_blocking(move || log2.append(std::slice::from_ref(&batch), LEADER_EPOCH)).await {
+            Ok(r) => r,
+            Err(e) => return error_response(index, ResponseError::UnknownServerError, Some(e.to_string())),
+        }
+    };
+    match appended {
+        Ok(info) => {
+            // One replica: the leader's log end is the high watermark.
+            log.advance_high_watermark(info.last_offset + 1);
+            let mut r = PartitionProduceResponse::default();
+            r.index = index;
+            r.base_offset = info.first_offset;
+            r.log_append_time_ms = validated.log_append_time.unwrap_or(-1);
+            r.log_start_offset = info.log_start_offset;
+            r
+        }
+        Err(e) => {
+            tracing::warn!(topic_partition = %tp_name, error = %e, "append failed");
+            error_response(index, crate::error::storage_error(&e), Some(e.to_string()))
+        }
+    }
+}
+
+pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: ProduceRequest) -> ProduceReply {
+    let by_id = ctx.api_version >= 13;
+    let acks_valid = matches!(req.acks, -1..=1);
+    let mut resp = ProduceResponse::default();
+    let mut any_error = false;
+    for td in req.topic_data {
+        let mut tr = TopicProduceResponse::default();
+        tr.name = td.name.clone();
+        tr.topic_id = td.topic_id;
+        let topic = if by_id { broker.metadata.topic_by_id(&td.topic_id) } else { broker.metadata.topic(&td.name.0) };
+        for pd in td.partition_data {
+            let pr = if !acks_valid {
+                error_response(pd.index, ResponseError::InvalidRequiredAcks, None)
+            } else {
+                match &topic {
+                    Some(t) => produce_partition(broker, t, pd.index, pd.records).await,
+                    None if by_id => error_response(pd.index, ResponseError::UnknownTopicId, None),
+                    None => error_response(pd.index, ResponseError::UnknownTopicOrPartition, None),
+                }
+            };
+            any_error |= pr.error_code != 0;
+            tr.partition_responses.push(pr);
+        }
+        resp.responses.push(tr);
+    }
+    if req.acks == 0 {
+        return if any_error { ProduceReply::Close("acks=0 produce failed".into()) } else { ProduceReply::Silent };
+    }
+    ProduceReply::Response(resp)
+}

@@ -1,0 +1,336 @@
+//! Cluster metadata on one node: the cluster id, and every topic's name, id, partition count and
+//! explicit configs. Persisted as JSON in the first log dir (`sluice-metadata.json`, replaced
+//! atomically: write temp, fsync, rename, fsync dir) so topics and ids survive restarts.
+//!
+//! Thread-safety: a `std::sync::RwLock` guards the in-memory state; it is never held across an
+//! `.await`. Writers persist before publishing, so a crash never leaves readers ahead of disk.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::config::Config;
+use crate::topic_config::TopicConfig;
+
+/// One topic as the cluster knows it.
+#[derive(Debug, Clone)]
+pub struct TopicMeta {
+    pub name: String,
+    pub id: Uuid,
+    pub partitions: i32,
+    pub replication_factor: i16,
+    /// Configs set explicitly on the topic.
+    pub configs: BTreeMap<String, String>,
+    /// The effective typed config (explicit values over broker defaults).
+    pub config: TopicConfig,
+    pub internal: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct PersistedTopic {
+    name: String,
+    id: Uuid,
+    partitions: i32,
+    replication_factor: i16,
+    configs: BTreeMap<String, String>,
+    #[serde(default)]
+    internal: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Persisted {
+    version: u32,
+    topics: Vec<PersistedTopic>,
+}
+
+/// Why a topic operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum MetadataError {
+    #[error("topic '{0}' already exists")]
+    TopicExists(String),
+    #[error("topic '{0}' collides with existing topic '{1}' ('.' and '_' are interchangeable in metric names)")]
+    TopicCollision(String, String),
+    #[error("invalid topic name '{0}': {1}")]
+    InvalidTopic(String, String),
+    #[error("unknown topic '{0}'")]
+    UnknownTopic(String),
+    #[error("metadata could not be persisted: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+struct State {
+    topics: BTreeMap<String, Arc<TopicMeta>>,
+    by_id: HashMap<Uuid, String>,
+}
+
+/// The node's cluster metadata.
+pub struct MetadataStore {
+    path: PathBuf,
+    cluster_id: String,
+    state: RwLock<State>,
+}
+
+/// Kafka's topic name rule: 1–249 chars of `[a-zA-Z0-9._-]`, not `.` or `..`.
+pub fn validate_topic_name(name: &str) -> Result<(), MetadataError> {
+    let bad = |why: &str| Err(MetadataError::InvalidTopic(name.to_string(), why.to_string()));
+    if name.is_empty() {
+        return bad("topic name is empty");
+    }
+    if name == "." || name == ".." {
+        return bad("topic name cannot be '.' or '..'");
+    }
+    if name.len() > 249 {
+        return bad("topic name is longer than 249 characters");
+    }
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-') {
+        return bad("topic name contains characters other than ASCII alphanumerics, '.', '_' and '-'");
+    }
+    Ok(())
+}
+
+impl MetadataStore {
+    /// Loads (or creates) the cluster id from `meta.properties` in every log dir and the topic
+    /// list from the first log dir.
+    pub fn open(config: &Config) -> Result<Self, MetadataError> {
+        let first = config.log_dirs.first().cloned().unwrap_or_else(|| PathBuf::from("./data"));
+        let mut cluster_id = None;
+        for dir in &config.log_dirs {
+            std::fs::create_dir_all(dir)?;
+            if let Some(id) = read_meta_properties(dir)?.get("cluster.id") {
+                cluster_id.get_or_insert_with(|| id.clone());
+            }
+        }
+        let cluster_id = cluster_id.unwrap_or_else(|| kafka_uuid_string(Uuid::new_v4()));
+        for dir in &config.log_dirs {
+            write_meta_properties(dir, &cluster_id, config.node_id)?;
+        }
+        let path = first.join("sluice-metadata.json");
+        let mut topics = BTreeMap::new();
+        let mut by_id = HashMap::new();
+        if path.exists() {
+            let text = std::fs::read_to_string(&path)?;
+            let p: Persisted = serde_json::from_str(&text)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", path.display())))?;
+            for t in p.topics {
+                let config_typed = TopicConfig::resolve(&t.configs, config);
+                by_id.insert(t.id, t.name.clone());
+                topics.insert(
+                    t.name.clone(),
+                    Arc::new(TopicMeta {
+                        name: t.name,
+                        id: t.id,
+                        partitions: t.partitions,
+                        replication_factor: t.replication_factor,
+                        configs: t.configs,
+                        config: config_typed,
+                        internal: t.internal,
+                    }),
+                );
+            }
+        }
+        Ok(Self { path, cluster_id, state: RwLock::new(State { topics, by_id }) })
+    }
+
+    pub fn cluster_id(&self) -> &str {
+        &self.cluster_id
+    }
+
+    pub fn topic(&self, name: &str) -> Option<Arc<TopicMeta>> {
+        self.read().topics.get(name).cloned()
+    }
+
+    pub fn topic_by_id(&self, id: &Uuid) -> Option<Arc<TopicMeta>> {
+        let s = self.read();
+        s.by_id.get(id).and_then(|n| s.topics.get(n)).cloned()
+    }
+
+    pub fn topics(&self) -> Vec<Arc<TopicMeta>> {
+        self.read().topics.values().cloned().collect()
+    }
+
+    /// Validates and records a new topic (persisted before it becomes visible).
+    pub fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        configs: BTreeMap<String, String>,
+        broker: &Config,
+    ) -> Result<Arc<TopicMeta>, MetadataError> {
+        validate_topic_name(name)?;
+        let mut s = self.write();
+        if s.topics.contains_key(name) {
+            return Err(MetadataError::TopicExists(name.to_string()));
+        }
+        let normalized = name.replace('.', "_");
+        if let Some(other) = s.topics.keys().find(|t| t.replace('.', "_") == normalized) {
+            return Err(MetadataError::TopicCollision(name.to_string(), other.clone()));
+        }
+        let meta = Arc::new(TopicMeta {
+            name: name.to_string(),
+            id: Uuid::new_v4(),
+            partitions,
+            replication_factor,
+            config: TopicConfig::resolve(&configs, broker),
+            configs,
+            internal: name.starts_with("__"),
+        });
+        s.topics.insert(name.to_string(), meta.clone());
+        s.by_id.insert(meta.id, name.to_string());
+        if let Err(e) = self.persist(&s) {
+            s.topics.remove(name);
+            s.by_id.remove(&meta.id);
+            return Err(e.into());
+        }
+        Ok(meta)
+    }
+
+    /// Removes a topic from the metadata (its logs are deleted by the caller).
+    pub fn delete_topic(&self, name: &str) -> Result<Arc<TopicMeta>, MetadataError> {
+        let mut s = self.write();
+        let meta = s.topics.remove(name).ok_or_else(|| MetadataError::UnknownTopic(name.to_string()))?;
+        s.by_id.remove(&meta.id);
+        if let Err(e) = self.persist(&s) {
+            s.by_id.insert(meta.id, name.to_string());
+            s.topics.insert(name.to_string(), meta);
+            return Err(e.into());
+        }
+        Ok(meta)
+    }
+
+    fn persist(&self, s: &State) -> std::io::Result<()> {
+        let p = Persisted {
+            version: 1,
+            topics: s
+                .topics
+                .values()
+                .map(|t| PersistedTopic {
+                    name: t.name.clone(),
+                    id: t.id,
+                    partitions: t.partitions,
+                    replication_factor: t.replication_factor,
+                    configs: t.configs.clone(),
+                    internal: t.internal,
+                })
+                .collect(),
+        };
+        let text = serde_json::to_vec_pretty(&p).map_err(std::io::Error::other)?;
+        write_atomic(&self.path, &text)
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        // A poisoned lock only means another thread panicked mid-read; the state is still valid
+        // because writers persist before mutating visible state.
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Kafka prints UUIDs (cluster ids, topic ids) as URL-safe base64 without padding.
+pub fn kafka_uuid_string(id: Uuid) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let bytes = id.as_bytes();
+    let mut out = String::with_capacity(22);
+    for chunk in bytes.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = ((b[0] as u32) << 16) | ((b[1] as u32) << 8) | b[2] as u32;
+        let chars = chunk.len() + 1;
+        for i in 0..chars {
+            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+fn read_meta_properties(dir: &Path) -> std::io::Result<BTreeMap<String, String>> {
+    let path = dir.join("meta.properties");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(crate::config::parse_properties(&text).into_iter().collect()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+        Err(e) => Err(e),
+    }
+}
+
+fn write_meta_properties(dir: &Path, cluster_id: &str, node_id: i32) -> std::io::Result<()> {
+    let existing = read_meta_properties(dir)?;
+    let directory_id = existing
+        .get("directory.id")
+        .cloned()
+        .unwrap_or_else(|| kafka_uuid_string(Uuid::new_v4()));
+    let text = format!(
+        "#\n#Written by Sluice\nversion=1\ncluster.id={cluster_id}\nnode.id={node_id}\ndirectory.id={directory_id}\n"
+    );
+    if existing.get("cluster.id").map(String::as_str) == Some(cluster_id)
+        && existing.get("node.id").map(String::as_str) == Some(&node_id.to_string())
+    {
+        return Ok(());
+    }
+    write_atomic(&dir.join("meta.properties"), text.as_bytes())
+}
+
+/// Replaces `path` atomically: temp file, fsync, rename, fsync the directory.
+pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Some(parent) = path.parent() {
+        std::fs::File::open(parent)?.sync_all()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_follow_kafka_rules() {
+        assert!(validate_topic_name("orders.v1_x-2").is_ok());
+        assert!(validate_topic_name("").is_err());
+        assert!(validate_topic_name("..").is_err());
+        assert!(validate_topic_name("a b").is_err());
+        assert!(validate_topic_name(&"x".repeat(250)).is_err());
+    }
+
+    #[test]
+    fn kafka_uuid_encoding_is_22_chars() {
+        let s = kafka_uuid_string(Uuid::nil());
+        assert_eq!(s, "AAAAAAAAAAAAAAAAAAAAAA");
+        assert_eq!(kafka_uuid_string(Uuid::new_v4()).len(), 22);
+    }
+
+    #[test]
+    fn topics_and_cluster_id_persist() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let d = dir.path().display().to_string();
+        let cfg = Config::from_overrides(&[("log.dirs", &d)]).expect("cfg");
+        let store = MetadataStore::open(&cfg).expect("open");
+        let mut configs = BTreeMap::new();
+        configs.insert("segment.bytes".to_string(), "4096".to_string());
+        let t = store.create_topic("a.b", 3, 1, configs, &cfg).expect("create");
+        assert!(matches!(store.create_topic("a.b", 1, 1, BTreeMap::new(), &cfg), Err(MetadataError::TopicExists(_))));
+        assert!(matches!(store.create_topic("a_b", 1, 1, BTreeMap::new(), &cfg), Err(MetadataError::TopicCollision(..))));
+        let cid = store.cluster_id().to_string();
+        drop(store);
+        let store = MetadataStore::open(&cfg).expect("reopen");
+        assert_eq!(store.cluster_id(), cid);
+        let t2 = store.topic("a.b").expect("topic");
+        assert_eq!(t2.id, t.id);
+        assert_eq!(t2.partitions, 3);
+        assert_eq!(t2.config.log.segment_bytes, 4096);
+        assert!(store.topic_by_id(&t.id).is_some());
+        store.delete_topic("a.b").expect("delete");
+        assert!(store.topic("a.b").is_none());
+    }
+}

@@ -1,0 +1,184 @@
+//! Broker lifecycle: open storage and metadata, bind listeners, run background tasks, and shut
+//! down cleanly — stop accepting, let connections answer what they are working on, flush every
+//! log, write checkpoints and the clean-shutdown marker.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use sluice_storage::{LogManager, LogManagerConfig};
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::broker::Broker;
+use crate::config::{Config, Listener};
+use crate::fetch_session::FetchSessionCache;
+use crate::metadata::MetadataStore;
+use crate::topic_config::TopicConfig;
+
+/// How long shutdown waits for open connections to finish their current request.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// A running broker.
+pub struct BrokerHandle {
+    broker: Arc<Broker>,
+    addrs: Vec<SocketAddr>,
+    shutdown_tx: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+    conns: Arc<tokio::sync::Mutex<JoinSet<()>>>,
+}
+
+impl BrokerHandle {
+    /// The bound address of the first listener (the real port when configured with port 0).
+    pub fn kafka_addr(&self) -> SocketAddr {
+        self.addrs[0]
+    }
+
+    /// Bound addresses of every listener, in `listeners` order.
+    pub fn listener_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// `host:port` for a client's `bootstrap.servers`.
+    pub fn bootstrap(&self) -> String {
+        self.kafka_addr().to_string()
+    }
+
+    /// The shared broker state (for tests and embedding).
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.broker
+    }
+
+    /// Clean shutdown: stop accepting, answer in-flight requests, flush, write the clean marker.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        let _ = self.shutdown_tx.send(true);
+        while self.tasks.join_next().await.is_some() {}
+        let mut conns = std::mem::take(&mut *self.conns.lock().await);
+        if tokio::time::timeout(SHUTDOWN_GRACE, async { while conns.join_next().await.is_some() {} }).await.is_err() {
+            tracing::warn!("connections still open after the shutdown grace period; closing them");
+            conns.abort_all();
+        }
+        let logs = self.broker.logs.clone();
+        tokio::task::spawn_blocking(move || logs.shutdown()).await.context("log shutdown task")??;
+        tracing::info!("shutdown complete");
+        Ok(())
+    }
+}
+
+/// Starts a broker with `config`; returns once it is accepting connections.
+pub async fn start(config: Config) -> anyhow::Result<BrokerHandle> {
+    for key in &config.unknown_keys {
+        tracing::warn!(key = %key, "ignoring unknown config");
+    }
+    let metadata = MetadataStore::open(&config).context("opening cluster metadata")?;
+    let topic_configs: std::collections::HashMap<String, TopicConfig> =
+        metadata.topics().iter().map(|t| (t.name.clone(), t.config.clone())).collect();
+    let default_topic = TopicConfig::resolve(&Default::default(), &config);
+    let log_cfg = LogManagerConfig { log_dirs: config.log_dirs.clone() };
+    let started = std::time::Instant::now();
+    let (logs, report) = tokio::task::spawn_blocking(move || {
+        LogManager::open(log_cfg, &|topic: &str| {
+            topic_configs.get(topic).map(|t| t.log.clone()).unwrap_or_else(|| default_topic.log.clone())
+        })
+    })
+    .await
+    .context("log loading task")?
+    .context("loading logs")?;
+    tracing::info!(
+        partitions = report.partitions_loaded,
+        unclean_dirs = report.unclean_dirs.len(),
+        segments_recovered = report.segments_recovered,
+        bytes_truncated = report.bytes_truncated,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "logs loaded"
+    );
+
+    // Bind every listener before advertising: port 0 becomes the real port.
+    let mut bound = Vec::new();
+    for l in &config.listeners {
+        let listener = TcpListener::bind(l.bind_addr())
+            .await
+            .with_context(|| format!("binding listener {} on {}", l.name, l.bind_addr()))?;
+        let addr = listener.local_addr()?;
+        bound.push((l.clone(), listener, addr));
+    }
+    let advertised: Vec<Listener> = config
+        .advertised_listeners
+        .iter()
+        .map(|a| {
+            let mut a = a.clone();
+            if let Some((_, _, addr)) = bound.iter().find(|(l, _, _)| l.name == a.name) {
+                if a.port == 0 {
+                    a.port = addr.port();
+                }
+                if a.host.is_empty() || a.host == "0.0.0.0" || a.host == "::" {
+                    a.host = if addr.ip().is_unspecified() { "localhost".to_string() } else { addr.ip().to_string() };
+                }
+            }
+            a
+        })
+        .collect();
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let broker = Arc::new(Broker {
+        fetch_sessions: FetchSessionCache::new(config.max_incremental_fetch_session_cache_slots),
+        metadata,
+        logs,
+        advertised,
+        shutdown: shutdown_rx,
+        config,
+    });
+    broker.remove_orphan_logs();
+
+    let slots = Arc::new(Semaphore::new(broker.config.max_connections.min(Semaphore::MAX_PERMITS)));
+    let conns = Arc::new(tokio::sync::Mutex::new(JoinSet::new()));
+    let mut tasks = JoinSet::new();
+    let mut addrs = Vec::new();
+    for (l, listener, addr) in bound {
+        tracing::info!(listener = %l.name, %addr, "listening");
+        addrs.push(addr);
+        tasks.spawn(crate::network::accept_loop(broker.clone(), listener, Arc::from(l.name.as_str()), slots.clone(), conns.clone()));
+    }
+    tasks.spawn(flush_task(broker.clone()));
+    tasks.spawn(checkpoint_task(broker.clone()));
+    Ok(BrokerHandle { broker, addrs, shutdown_tx, tasks, conns })
+}
+
+/// Flushes logs whose `flush.ms` has elapsed (Kafka's `log.flush.scheduler.interval.ms` loop).
+async fn flush_task(broker: Arc<Broker>) {
+    let interval = match broker.config.log_flush_scheduler_interval_ms {
+        ms if ms <= 0 || ms == i64::MAX => Duration::from_secs(1),
+        ms => Duration::from_millis(ms as u64).min(Duration::from_secs(1)),
+    };
+    periodic(broker, interval, |b| {
+        let now = crate::handlers::now_ms();
+        b.logs.flush_due(now).map_err(|e| e.to_string())
+    })
+    .await
+}
+
+/// Writes recovery-point checkpoints so that recovery after a crash scans only recent data.
+async fn checkpoint_task(broker: Arc<Broker>) {
+    let ms = broker.config.log_flush_offset_checkpoint_interval_ms.max(100) as u64;
+    periodic(broker, Duration::from_millis(ms), |b| b.logs.checkpoint().map_err(|e| e.to_string())).await
+}
+
+async fn periodic(broker: Arc<Broker>, every: Duration, work: fn(&Broker) -> Result<(), String>) {
+    let mut shutdown = broker.shutdown.clone();
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = ticker.tick() => {}
+        }
+        let b = broker.clone();
+        match tokio::task::spawn_blocking(move || work(&b)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "background log task failed"),
+            Err(e) => tracing::error!(error = %e, "background log task panicked"),
+        }
+    }
+}

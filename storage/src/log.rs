@@ -1,0 +1,511 @@
+//! One partition's log ([`Partition`], Kafka's `UnifiedLog` + `LocalLog`): the ordered segments,
+//! the log start offset, log end offset (LEO), high watermark (HW) and recovery point, appends
+//! with segment rolling, reads, timestamp lookups and flushing.
+//!
+//! Invariants (all under the partition's mutex): `log_start_offset <= high_watermark <=
+//! log_end_offset`; `recovery_point <= log_end_offset` and every byte below it is fsynced; the
+//! last segment is the active one and the only one appended to; segment base offsets increase.
+//!
+//! Thread-safety contract: appends are serialized by the mutex (they must be: offsets come from
+//! the LEO). Reads, timestamp lookups and flushes hold the mutex only to snapshot file handles
+//! and sizes ([`SegmentView`]) and do their positional reads / fsyncs after releasing it, so a
+//! slow disk read never blocks producers and an fsync never blocks readers. Nothing in here
+//! panics while holding the mutex; a poisoned mutex is recovered (state is updated only after
+//! the I/O it describes succeeded, or the log dir is offline and the state is never used again).
+
+use std::collections::BTreeMap;
+use std::io::IoSlice;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use bytes::{Bytes, BytesMut};
+use sluice_protocol::batch::RecordBatch;
+use tokio::sync::watch;
+
+use crate::checkpoint::fsync_dir;
+use crate::header::HEADER_SIZE;
+use crate::manager::LogDir;
+use crate::segment::{io_err, LogSegment, SegmentView};
+use crate::util::{now_ms, random_u64};
+use crate::{AppendInfo, LogConfig, LogOffsets, ReadResult, Result, StorageError, TimestampOffset, TopicPartition};
+
+/// Kafka's segment files use int positions.
+const MAX_SEGMENT_BYTES: u64 = i32::MAX as u64;
+
+/// Mutable log state, guarded by [`Partition`]'s mutex.
+pub(crate) struct LogState {
+    pub dir: PathBuf,
+    pub config: LogConfig,
+    pub segments: BTreeMap<i64, LogSegment>,
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+    pub high_watermark: i64,
+    pub recovery_point: i64,
+    /// Wall time of the oldest append not yet fsynced (`flush.ms`).
+    pub first_unflushed_append_ms: Option<i64>,
+    /// A segment file was created since the last flush; the directory entry needs an fsync.
+    pub dir_needs_sync: bool,
+}
+
+/// A random `segment.jitter.ms` draw for a new segment.
+pub(crate) fn roll_jitter(config: &LogConfig) -> i64 {
+    if config.segment_jitter_ms <= 0 {
+        0
+    } else {
+        (random_u64() % config.segment_jitter_ms as u64) as i64
+    }
+}
+
+impl LogState {
+    fn active(&self) -> Option<&LogSegment> {
+        self.segments.values().next_back()
+    }
+
+    fn active_mut(&mut self) -> Option<&mut LogSegment> {
+        self.segments.values_mut().next_back()
+    }
+
+    /// Starts a new active segment at `base_offset`, closing the current one (Kafka's `roll`).
+    fn roll(&mut self, tp: &TopicPartition, base_offset: i64, now: i64) -> Result<()> {
+        if let Some(active) = self.active_mut() {
+            let path = active.log_path().to_path_buf();
+            active.close_indexes(true).map_err(|e| io_err(&path, e))?;
+        }
+        let seg = LogSegment::create(&self.dir, base_offset, &self.config, now, roll_jitter(&self.config))
+            .map_err(|e| io_err(&self.dir, e))?;
+        self.segments.insert(base_offset, seg);
+        self.dir_needs_sync = true;
+        tracing::debug!(partition = %tp.topic, index = tp.partition, base_offset, "rolled new log segment");
+        Ok(())
+    }
+
+    fn append(&mut self, tp: &TopicPartition, batches: &[RecordBatch], leader_epoch: i32, now: i64) -> Result<AppendInfo> {
+        // Reject malformed input before touching the file (not an I/O error: the dir stays online).
+        for b in batches {
+            if b.size_in_bytes() < HEADER_SIZE || b.last_offset_delta() < 0 {
+                return Err(StorageError::Corrupt {
+                    path: self.dir.clone(),
+                    position: 0,
+                    reason: format!("refusing to append a malformed batch of {} bytes", b.size_in_bytes()),
+                });
+            }
+        }
+        let first_offset = self.log_end_offset;
+        let mut base_offsets = Vec::with_capacity(batches.len());
+        let mut next = first_offset;
+        for b in batches {
+            base_offsets.push(next);
+            next += i64::from(b.last_offset_delta()) + 1;
+        }
+        let patches: Vec<[u8; 16]> =
+            batches.iter().zip(&base_offsets).map(|(b, &base)| b.header_patch(base, leader_epoch)).collect();
+        if self.segments.is_empty() {
+            self.roll(tp, first_offset, now)?;
+        }
+        let mut config = self.config.clone();
+        config.segment_bytes = config.segment_bytes.min(MAX_SEGMENT_BYTES);
+        let mut group_start = 0;
+        for (i, b) in batches.iter().enumerate() {
+            let size = b.size_in_bytes() as u64;
+            let base = base_offsets[i];
+            let last = base + i64::from(b.last_offset_delta());
+            let roll = self.active().is_some_and(|s| s.should_roll(&config, size, b.max_timestamp(), last, now));
+            if roll {
+                self.write_group(&patches[group_start..i], &batches[group_start..i])?;
+                self.roll(tp, base, now)?;
+                group_start = i;
+            }
+            let interval = config.index_interval_bytes;
+            if let Some(active) = self.active_mut() {
+                let pos = active.size();
+                active.track_batch(pos, size, last, b.max_timestamp(), interval);
+            }
+        }
+        self.write_group(&patches[group_start..], &batches[group_start..])?;
+        self.log_end_offset = next;
+        if self.first_unflushed_append_ms.is_none() && !batches.is_empty() {
+            self.first_unflushed_append_ms = Some(now);
+        }
+        Ok(AppendInfo { first_offset, last_offset: next - 1, log_start_offset: self.log_start_offset })
+    }
+
+    /// Writes batches (already tracked in the active segment's metadata) with one vectored write:
+    /// each batch as its 16-byte header patch followed by the rest of its original bytes.
+    fn write_group(&mut self, patches: &[[u8; 16]], batches: &[RecordBatch]) -> Result<()> {
+        if batches.is_empty() {
+            return Ok(());
+        }
+        let Some(active) = self.active_mut() else { return Ok(()) };
+        let mut slices = Vec::with_capacity(batches.len() * 2);
+        for (patch, b) in patches.iter().zip(batches) {
+            slices.push(IoSlice::new(patch));
+            slices.push(IoSlice::new(b.as_bytes().get(16..).unwrap_or_default()));
+        }
+        let path = active.log_path().to_path_buf();
+        active.write(&mut slices).map_err(|e| io_err(&path, e))?;
+        active.write_pending_indexes().map_err(|e| io_err(&path, e))
+    }
+
+    /// Snapshots of the segments a read starting at `fetch_offset` may touch: the segment
+    /// containing it (from its index entry) and the following ones while under `max_bytes`.
+    fn read_views(&self, fetch_offset: i64, max_bytes: usize) -> Vec<(SegmentView, u64)> {
+        let mut views = Vec::new();
+        let start_base = self.segments.range(..=fetch_offset).next_back().map(|(b, _)| *b).unwrap_or(i64::MIN);
+        let mut covered = 0u64;
+        for (base, seg) in self.segments.range(start_base..) {
+            let pos = if *base == start_base { seg.offset_index.lookup(fetch_offset).1 } else { 0 };
+            views.push((seg.view(), pos));
+            covered += seg.size().saturating_sub(pos);
+            // One batch may start before fetch_offset within an index interval; cover it too.
+            if covered > (max_bytes as u64).saturating_add(self.config.index_interval_bytes) {
+                break;
+            }
+        }
+        views
+    }
+
+    fn offsets(&self) -> LogOffsets {
+        LogOffsets {
+            log_start_offset: self.log_start_offset,
+            high_watermark: self.high_watermark,
+            log_end_offset: self.log_end_offset,
+        }
+    }
+}
+
+/// See the module docs.
+pub struct Partition {
+    tp: TopicPartition,
+    topic_id: Option<[u8; 16]>,
+    log_dir: Arc<LogDir>,
+    deleted: AtomicBool,
+    state: Mutex<LogState>,
+    hw_tx: watch::Sender<i64>,
+}
+
+impl std::fmt::Debug for Partition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Partition").field("tp", &self.tp).field("log_dir", &self.log_dir.path()).finish()
+    }
+}
+
+impl Partition {
+    pub(crate) fn from_state(tp: TopicPartition, topic_id: Option<[u8; 16]>, log_dir: Arc<LogDir>, state: LogState) -> Self {
+        let (hw_tx, _) = watch::channel(state.high_watermark);
+        Self { tp, topic_id, log_dir, deleted: AtomicBool::new(false), state: Mutex::new(state), hw_tx }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, LogState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Fails fast for deleted partitions and offline log dirs.
+    fn check(&self) -> Result<()> {
+        if self.deleted.load(Ordering::Acquire) {
+            return Err(StorageError::Deleted(self.tp.clone()));
+        }
+        if self.log_dir.is_offline() {
+            return Err(StorageError::LogDirOffline(self.log_dir.path().to_path_buf()));
+        }
+        Ok(())
+    }
+
+    /// Any I/O error takes the whole log dir offline (Kafka's `LogDirFailureChannel`); the
+    /// failing operation still reports the I/O error itself.
+    fn fail(&self, e: StorageError) -> StorageError {
+        if let StorageError::Io { path, source } = &e {
+            self.log_dir.mark_offline(&self.tp, path, source);
+        }
+        e
+    }
+
+    pub(crate) fn log_dir(&self) -> &Arc<LogDir> {
+        &self.log_dir
+    }
+
+    pub fn topic_partition(&self) -> &TopicPartition {
+        &self.tp
+    }
+
+    /// The topic id recorded in `partition.metadata`, if any.
+    pub fn topic_id(&self) -> Option<[u8; 16]> {
+        self.topic_id
+    }
+
+    /// Appends validated batches at the log end: consecutive offsets from the LEO are stamped into
+    /// each batch's header (base offset, `leader_epoch`) as it is written; rolls segments on
+    /// `segment.bytes`/`segment.ms`/index full; adds index entries every `index.interval.bytes`;
+    /// fsyncs before returning when `flush.messages` is reached. Does not move the high watermark.
+    pub fn append(&self, batches: &[RecordBatch], leader_epoch: i32) -> Result<AppendInfo> {
+        self.check()?;
+        let now = now_ms();
+        let (info, flush_needed) = {
+            let mut st = self.lock();
+            self.check()?;
+            let info = st.append(&self.tp, batches, leader_epoch, now).map_err(|e| self.fail(e))?;
+            (info, st.log_end_offset - st.recovery_point >= st.config.flush_messages)
+        };
+        if flush_needed {
+            // Outside the append lock, like Kafka: other producers keep appending meanwhile.
+            self.flush()?;
+        }
+        Ok(info)
+    }
+
+    /// Reads whole batches starting with the batch that contains `fetch_offset`, stopping before
+    /// any batch whose last offset is `>= max_offset` (the high watermark for consumers) and once
+    /// `max_bytes` would be exceeded — except that when `min_one_batch` is set and the first batch
+    /// alone is larger than `max_bytes`, that one batch is returned whole. `fetch_offset` below the
+    /// log start or above the LEO is `OffsetOutOfRange`; equal to the LEO yields empty records.
+    pub fn read(&self, fetch_offset: i64, max_bytes: usize, max_offset: i64, min_one_batch: bool) -> Result<ReadResult> {
+        self.check()?;
+        let (offsets, views) = {
+            let st = self.lock();
+            self.check()?;
+            let offsets = st.offsets();
+            if fetch_offset < offsets.log_start_offset || fetch_offset > offsets.log_end_offset {
+                return Err(StorageError::OffsetOutOfRange {
+                    requested: fetch_offset,
+                    log_start_offset: offsets.log_start_offset,
+                    log_end_offset: offsets.log_end_offset,
+                });
+            }
+            let views = if fetch_offset == offsets.log_end_offset || fetch_offset >= max_offset {
+                Vec::new()
+            } else {
+                st.read_views(fetch_offset, max_bytes)
+            };
+            (offsets, views)
+        };
+        let records = self.read_views(&views, fetch_offset, max_bytes, max_offset, min_one_batch).map_err(|e| self.fail(e))?;
+        Ok(ReadResult {
+            records,
+            log_start_offset: offsets.log_start_offset,
+            high_watermark: offsets.high_watermark,
+            log_end_offset: offsets.log_end_offset,
+        })
+    }
+
+    fn read_views(
+        &self,
+        views: &[(SegmentView, u64)],
+        fetch_offset: i64,
+        max_bytes: usize,
+        max_offset: i64,
+        min_one_batch: bool,
+    ) -> Result<Bytes> {
+        let mut chunks: Vec<Bytes> = Vec::new();
+        let mut total = 0usize;
+        let mut found_start = false;
+        for (view, index_pos) in views {
+            let start = if found_start {
+                0
+            } else {
+                match view.find_batch(*index_pos, fetch_offset)? {
+                    Some((pos, _)) => {
+                        found_start = true;
+                        pos
+                    }
+                    // fetch_offset lies past this segment's data (a gap); try the next one.
+                    None => continue,
+                }
+            };
+            let chunk = view.read_batches(start, max_bytes - total, max_offset, min_one_batch && total == 0)?;
+            total += chunk.bytes.len();
+            if !chunk.bytes.is_empty() {
+                chunks.push(chunk.bytes);
+            }
+            if chunk.limited || total >= max_bytes {
+                break;
+            }
+        }
+        Ok(match chunks.len() {
+            0 => Bytes::new(),
+            1 => chunks.pop().unwrap_or_default(),
+            _ => {
+                let mut out = BytesMut::with_capacity(total);
+                for c in chunks {
+                    out.extend_from_slice(&c);
+                }
+                out.freeze()
+            }
+        })
+    }
+
+    pub fn offsets(&self) -> LogOffsets {
+        self.lock().offsets()
+    }
+
+    /// Moves the high watermark to `min(offset, LEO)` if that is higher, waking watchers.
+    pub fn advance_high_watermark(&self, offset: i64) {
+        let new_hw = {
+            let mut st = self.lock();
+            let candidate = offset.min(st.log_end_offset);
+            if candidate <= st.high_watermark {
+                return;
+            }
+            st.high_watermark = candidate;
+            candidate
+        };
+        // Monotonic even if two advances race between the unlock and here.
+        self.hw_tx.send_if_modified(|v| {
+            if new_hw > *v {
+                *v = new_hw;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// A receiver that changes whenever the high watermark moves (long-polling fetches wait on it).
+    pub fn watch_high_watermark(&self) -> watch::Receiver<i64> {
+        self.hw_tx.subscribe()
+    }
+
+    /// The first record whose timestamp is `>= timestamp` (ListOffsets by time), or `None`.
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<TimestampOffset>> {
+        self.check()?;
+        let (view, pos, log_start_offset) = {
+            let st = self.lock();
+            self.check()?;
+            // Kafka: the first segment whose largest timestamp reaches the target.
+            let Some(seg) = st.segments.values().find(|s| s.max_timestamp_so_far() >= timestamp) else {
+                return Ok(None);
+            };
+            let (_, ts_offset) = seg.time_index.lookup(timestamp);
+            let (_, pos) = seg.offset_index.lookup(ts_offset.max(st.log_start_offset));
+            (seg.view(), pos, st.log_start_offset)
+        };
+        view.search_for_timestamp(pos, timestamp, log_start_offset).map_err(|e| self.fail(e))
+    }
+
+    /// The record with the largest timestamp (ListOffsets `-3`, KIP-734), or `None` when empty.
+    pub fn max_timestamp(&self) -> Result<Option<TimestampOffset>> {
+        self.check()?;
+        let (view, pos, max_ts) = {
+            let st = self.lock();
+            self.check()?;
+            let mut best: Option<&LogSegment> = None;
+            for seg in st.segments.values() {
+                if seg.size() > 0 && best.is_none_or(|b| seg.max_timestamp_so_far() > b.max_timestamp_so_far()) {
+                    best = Some(seg);
+                }
+            }
+            let Some(seg) = best.filter(|s| s.max_timestamp_so_far() >= 0) else {
+                return Ok(None);
+            };
+            let (_, pos) = seg.offset_index.lookup(seg.offset_of_max_timestamp_so_far());
+            (seg.view(), pos, seg.max_timestamp_so_far())
+        };
+        view.find_max_timestamp_record(pos, max_ts).map_err(|e| self.fail(e))
+    }
+
+    /// fsyncs everything written so far and advances the recovery point.
+    pub fn flush(&self) -> Result<()> {
+        self.check()?;
+        let (files, flushed_leo, dir) = {
+            let mut st = self.lock();
+            self.check()?;
+            if st.recovery_point >= st.log_end_offset && !st.dir_needs_sync {
+                return Ok(());
+            }
+            let from = st.segments.range(..=st.recovery_point).next_back().map(|(b, _)| *b).unwrap_or(i64::MIN);
+            let files: Vec<_> = st.segments.range(from..).flat_map(|(_, s)| s.files()).collect();
+            let dir = std::mem::take(&mut st.dir_needs_sync).then(|| st.dir.clone());
+            (files, st.log_end_offset, dir)
+        };
+        // fsync outside the lock. Never retried: a failed fsync may have dropped dirty pages, so
+        // the dir goes offline instead.
+        for (file, path) in &files {
+            file.sync_data().map_err(|e| self.fail(io_err(path, e)))?;
+        }
+        if let Some(dir) = dir {
+            fsync_dir(&dir).map_err(|e| self.fail(io_err(&dir, e)))?;
+        }
+        let mut st = self.lock();
+        if flushed_leo > st.recovery_point {
+            st.recovery_point = flushed_leo;
+        }
+        if st.recovery_point >= st.log_end_offset {
+            st.first_unflushed_append_ms = None;
+        }
+        Ok(())
+    }
+
+    /// Whether the oldest unflushed append is at least `flush.ms` old at `now_ms`.
+    pub(crate) fn flush_is_due(&self, now_ms: i64) -> bool {
+        let st = self.lock();
+        st.first_unflushed_append_ms.is_some_and(|t| now_ms.saturating_sub(t) >= st.config.flush_ms)
+    }
+
+    /// Flush plus the final index entries of the active segment (clean shutdown).
+    pub(crate) fn close(&self) -> Result<()> {
+        self.flush()?;
+        let mut st = self.lock();
+        self.check()?;
+        if let Some(active) = st.active_mut() {
+            let path = active.log_path().to_path_buf();
+            active.close_indexes(true).map_err(|e| self.fail(io_err(&path, e)))?;
+        }
+        Ok(())
+    }
+
+    /// Applies new settings (topic config changes take effect without a restart).
+    pub fn update_config(&self, config: LogConfig) {
+        self.lock().config = config;
+    }
+
+    /// The current settings.
+    pub fn config(&self) -> LogConfig {
+        self.lock().config.clone()
+    }
+
+    /// Bytes on disk across all segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.lock().segments.values().map(LogSegment::size).sum()
+    }
+
+    /// The partition's directory.
+    pub fn dir(&self) -> PathBuf {
+        self.lock().dir.clone()
+    }
+
+    /// The offset below which everything is fsynced.
+    pub fn recovery_point(&self) -> i64 {
+        self.lock().recovery_point
+    }
+
+    /// Base offsets of the segments, oldest first.
+    pub fn segment_base_offsets(&self) -> Vec<i64> {
+        self.lock().segments.keys().copied().collect()
+    }
+
+    /// Marks the partition deleted and renames its directory to `new_dir` (under the lock, so no
+    /// append is half-way through). Returns the old and new paths.
+    pub(crate) fn mark_deleted_and_rename(&self, make_new_name: impl FnOnce(&Path) -> PathBuf) -> Result<PathBuf> {
+        let mut st = self.lock();
+        if self.deleted.swap(true, Ordering::AcqRel) {
+            return Err(StorageError::Deleted(self.tp.clone()));
+        }
+        if self.log_dir.is_offline() {
+            return Err(StorageError::LogDirOffline(self.log_dir.path().to_path_buf()));
+        }
+        let new_dir = make_new_name(&st.dir);
+        std::fs::rename(&st.dir, &new_dir).map_err(|e| self.fail(io_err(&st.dir, e)))?;
+        fsync_dir(self.log_dir.path()).map_err(|e| self.fail(io_err(self.log_dir.path(), e)))?;
+        st.dir = new_dir.clone();
+        Ok(new_dir)
+    }
+
+    /// What the per-dir checkpoints record for this partition: (recovery point, log start, HW).
+    pub(crate) fn checkpoint_offsets(&self) -> (i64, i64, i64) {
+        let st = self.lock();
+        (st.recovery_point, st.log_start_offset, st.high_watermark)
+    }
+
+    pub(crate) fn is_deleted(&self) -> bool {
+        self.deleted.load(Ordering::Acquire)
+    }
+}

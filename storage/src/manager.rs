@@ -1,0 +1,407 @@
+//! All partition logs across `log.dirs` ([`LogManager`], Kafka's `LogManager`) and the state of
+//! each log dir ([`LogDir`]: online/offline).
+//!
+//! Owns: startup (load every `<topic>-<partition>` dir, recovery of dirs without
+//! `.kafka_cleanshutdown`, finishing interrupted deletions, removing the marker), placement of new
+//! partitions (the online dir with the fewest), deletion (rename to `…-delete`, then remove),
+//! periodic `flush.ms` flushing, checkpoints and clean shutdown.
+//!
+//! Invariants: a topic-partition is in at most one dir; once a dir is offline it stays offline
+//! for the life of the process (Kafka never retries a failed fsync or write).
+//!
+//! Thread-safety contract: the partition map is an `RwLock` held only for map operations (never
+//! across I/O); creation is serialized by a separate mutex so that its disk work does not block
+//! lookups; checkpoint writes per dir are serialized by that dir's mutex.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use crate::checkpoint::{self, fsync_dir, read_offset_checkpoint, write_offset_checkpoint};
+use crate::layout::{self, CLEAN_SHUTDOWN_FILE, LOG_START_OFFSET_CHECKPOINT, RECOVERY_POINT_CHECKPOINT, REPLICATION_OFFSET_CHECKPOINT};
+use crate::log::{roll_jitter, LogState, Partition};
+use crate::recovery::{load_partition, CheckpointHints};
+use crate::segment::{io_err, LogSegment};
+use crate::util::{now_ms, random_u128};
+use crate::{LoadReport, LogConfig, LogManagerConfig, Result, StorageError, TopicPartition};
+
+/// One `log.dirs` entry and whether it is still usable.
+#[derive(Debug)]
+pub struct LogDir {
+    path: PathBuf,
+    offline: AtomicBool,
+    checkpoint_lock: Mutex<()>,
+}
+
+impl LogDir {
+    fn new(path: PathBuf) -> Self {
+        Self { path, offline: AtomicBool::new(false), checkpoint_lock: Mutex::new(()) }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn is_offline(&self) -> bool {
+        self.offline.load(Ordering::Acquire)
+    }
+
+    /// Takes the dir offline after an I/O error (logged once).
+    pub fn mark_offline(&self, tp: &TopicPartition, path: &Path, error: &io::Error) {
+        if !self.offline.swap(true, Ordering::AcqRel) {
+            tracing::error!(
+                log_dir = %self.path.display(),
+                partition = %tp.topic,
+                index = tp.partition,
+                file = %path.display(),
+                %error,
+                "log dir taken offline after i/o error"
+            );
+        }
+    }
+
+    fn mark_offline_dir(&self, path: &Path, error: &io::Error) {
+        if !self.offline.swap(true, Ordering::AcqRel) {
+            tracing::error!(log_dir = %self.path.display(), file = %path.display(), %error, "log dir taken offline after i/o error");
+        }
+    }
+
+    /// Maps an error of a dir-level operation, taking the dir offline on I/O errors.
+    fn fail(&self, e: StorageError) -> StorageError {
+        if let StorageError::Io { path, source } = &e {
+            self.mark_offline_dir(path, source);
+        }
+        e
+    }
+}
+
+/// See the module docs.
+pub struct LogManager {
+    dirs: Vec<Arc<LogDir>>,
+    partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
+    create_lock: Mutex<()>,
+}
+
+impl std::fmt::Debug for LogManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogManager").field("dirs", &self.dirs).finish_non_exhaustive()
+    }
+}
+
+fn invalid_input(path: PathBuf, msg: String) -> StorageError {
+    StorageError::Io { path, source: io::Error::new(io::ErrorKind::InvalidInput, msg) }
+}
+
+impl LogManager {
+    /// Opens every `log.dirs` entry (creating it if missing), loads each `<topic>-<partition>`
+    /// directory, runs recovery for dirs without a clean-shutdown marker, removes the marker (a
+    /// later crash must be detectable), and finishes deletions left half-done.
+    /// `config_for(topic)` gives each topic's log settings.
+    ///
+    /// A dir that fails with an I/O error is taken offline and the others still load (Kafka
+    /// does the same); only when every dir fails is the error returned.
+    pub fn open(config: LogManagerConfig, config_for: &dyn Fn(&str) -> LogConfig) -> Result<(Arc<LogManager>, LoadReport)> {
+        let mut report = LoadReport::default();
+        let mut partitions: HashMap<TopicPartition, Arc<Partition>> = HashMap::new();
+        let mut dirs = Vec::new();
+        let mut first_error = None;
+        for path in config.log_dirs {
+            let dir = Arc::new(LogDir::new(path));
+            if let Err(e) = load_dir(&dir, config_for, &mut report, &mut partitions) {
+                let e = dir.fail(e);
+                tracing::error!(log_dir = %dir.path.display(), error = %e, "failed to load log dir");
+                first_error.get_or_insert(e);
+            }
+            dirs.push(dir);
+        }
+        if dirs.iter().all(|d| d.is_offline()) {
+            if let Some(e) = first_error {
+                return Err(e);
+            }
+        }
+        tracing::info!(
+            partitions_loaded = report.partitions_loaded,
+            unclean_dirs = report.unclean_dirs.len(),
+            segments_recovered = report.segments_recovered,
+            bytes_truncated = report.bytes_truncated,
+            indexes_rebuilt = report.indexes_rebuilt,
+            "log manager started"
+        );
+        let manager = LogManager { dirs, partitions: RwLock::new(partitions), create_lock: Mutex::new(()) };
+        Ok((Arc::new(manager), report))
+    }
+
+    fn map(&self) -> std::sync::RwLockReadGuard<'_, HashMap<TopicPartition, Arc<Partition>>> {
+        self.partitions.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn map_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<TopicPartition, Arc<Partition>>> {
+        self.partitions.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn get(&self, tp: &TopicPartition) -> Option<Arc<Partition>> {
+        self.map().get(tp).cloned()
+    }
+
+    /// Every loaded partition.
+    pub fn partitions(&self) -> Vec<Arc<Partition>> {
+        self.map().values().cloned().collect()
+    }
+
+    /// Returns the partition, creating an empty log (in the least-loaded online dir) if needed.
+    /// `topic_id` is recorded in the partition's `partition.metadata` file, as Kafka does.
+    pub fn get_or_create(&self, tp: &TopicPartition, topic_id: [u8; 16], config: LogConfig) -> Result<Arc<Partition>> {
+        if let Some(p) = self.existing(tp)? {
+            return Ok(p);
+        }
+        if !layout::is_legal_topic(&tp.topic) || tp.partition < 0 {
+            // Not a disk failure: the dir stays online.
+            return Err(invalid_input(PathBuf::from(&tp.topic), format!("illegal topic partition {}-{}", tp.topic, tp.partition)));
+        }
+        let _creating = self.create_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(p) = self.existing(tp)? {
+            return Ok(p);
+        }
+        let dir = {
+            let map = self.map();
+            let count = |d: &Arc<LogDir>| map.values().filter(|p| Arc::ptr_eq(p.log_dir(), d)).count();
+            self.dirs.iter().filter(|d| !d.is_offline()).min_by_key(|d| count(d)).cloned()
+        };
+        let Some(dir) = dir else {
+            let path = self.dirs.first().map(|d| d.path.clone()).unwrap_or_default();
+            return Err(StorageError::LogDirOffline(path));
+        };
+        let partition = create_partition(&dir, tp, topic_id, config).map_err(|e| dir.fail(e))?;
+        let partition = Arc::new(partition);
+        self.map_mut().insert(tp.clone(), partition.clone());
+        tracing::info!(partition = %tp.topic, index = tp.partition, log_dir = %dir.path.display(), "created log");
+        Ok(partition)
+    }
+
+    fn existing(&self, tp: &TopicPartition) -> Result<Option<Arc<Partition>>> {
+        match self.get(tp) {
+            Some(p) if p.log_dir().is_offline() => Err(StorageError::LogDirOffline(p.log_dir().path.clone())),
+            other => Ok(other),
+        }
+    }
+
+    /// Removes a partition: renamed to `<topic>-<partition>.<id>-delete` at once (crash-safe),
+    /// files removed afterwards. Later operations on a held `Arc<Partition>` fail with `Deleted`.
+    pub fn delete(&self, tp: &TopicPartition) -> Result<()> {
+        let Some(partition) = self.map_mut().remove(tp) else { return Ok(()) };
+        let unique = random_u128();
+        let new_dir = partition.mark_deleted_and_rename(|old| {
+            let name = layout::delete_dir_name(tp, unique);
+            old.parent().map(|p| p.join(&name)).unwrap_or_else(|| PathBuf::from(name))
+        })?;
+        // The rename made the deletion durable; a failure here is finished at next startup.
+        if let Err(error) = fs::remove_dir_all(&new_dir) {
+            tracing::warn!(dir = %new_dir.display(), %error, "could not remove deleted log dir, will retry at startup");
+        }
+        tracing::info!(partition = %tp.topic, index = tp.partition, "deleted log");
+        Ok(())
+    }
+
+    /// fsyncs partitions whose oldest unflushed append is older than their `flush.ms`.
+    /// Partitions in offline dirs are skipped; the first new failure is returned after trying all.
+    pub fn flush_due(&self, now_ms: i64) -> Result<()> {
+        let mut first_error = None;
+        for p in self.partitions() {
+            if p.log_dir().is_offline() || p.is_deleted() || !p.flush_is_due(now_ms) {
+                continue;
+            }
+            if let Err(e) = p.flush() {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Writes the recovery-point and log-start-offset checkpoint files of every online dir (and
+    /// the high watermarks to `replication-offset-checkpoint`).
+    pub fn checkpoint(&self) -> Result<()> {
+        let partitions = self.partitions();
+        let mut first_error = None;
+        for dir in &self.dirs {
+            if dir.is_offline() {
+                continue;
+            }
+            let mut recovery_points = BTreeMap::new();
+            let mut log_starts = BTreeMap::new();
+            let mut high_watermarks = BTreeMap::new();
+            for p in partitions.iter().filter(|p| Arc::ptr_eq(p.log_dir(), dir) && !p.is_deleted()) {
+                let (rp, lso, hw) = p.checkpoint_offsets();
+                let tp = p.topic_partition().clone();
+                recovery_points.insert(tp.clone(), rp);
+                log_starts.insert(tp.clone(), lso);
+                high_watermarks.insert(tp, hw);
+            }
+            let _guard = dir.checkpoint_lock.lock().unwrap_or_else(PoisonError::into_inner);
+            for (name, entries) in [
+                (RECOVERY_POINT_CHECKPOINT, &recovery_points),
+                (LOG_START_OFFSET_CHECKPOINT, &log_starts),
+                (REPLICATION_OFFSET_CHECKPOINT, &high_watermarks),
+            ] {
+                let path = dir.path.join(name);
+                if let Err(e) = write_offset_checkpoint(&path, entries) {
+                    first_error.get_or_insert(dir.fail(io_err(&path, e)));
+                    break;
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Clean shutdown: flush every partition, write checkpoints and the clean-shutdown marker.
+    /// Dirs that are (or go) offline get no marker, so their logs are recovered next time.
+    pub fn shutdown(&self) -> Result<()> {
+        let mut first_error = None;
+        for p in self.partitions() {
+            if p.log_dir().is_offline() || p.is_deleted() {
+                continue;
+            }
+            if let Err(e) = p.close() {
+                first_error.get_or_insert(e);
+            }
+        }
+        if let Err(e) = self.checkpoint() {
+            first_error.get_or_insert(e);
+        }
+        for dir in &self.dirs {
+            if dir.is_offline() {
+                continue;
+            }
+            let marker = dir.path.join(CLEAN_SHUTDOWN_FILE);
+            if let Err(e) = fs::File::create(&marker).and_then(|f| f.sync_all()).and_then(|_| fsync_dir(&dir.path)) {
+                first_error.get_or_insert(dir.fail(io_err(&marker, e)));
+            }
+        }
+        tracing::info!(offline_dirs = self.offline_dirs().len(), "log manager shut down");
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Log dirs taken offline by I/O errors.
+    pub fn offline_dirs(&self) -> Vec<PathBuf> {
+        self.dirs.iter().filter(|d| d.is_offline()).map(|d| d.path.clone()).collect()
+    }
+
+    /// The configured log dirs, online or not.
+    pub fn log_dirs(&self) -> Vec<PathBuf> {
+        self.dirs.iter().map(|d| d.path.clone()).collect()
+    }
+
+    /// Simulates an I/O failure in `dir` (tests): the dir goes offline exactly as after a real
+    /// error.
+    #[doc(hidden)]
+    pub fn fail_log_dir_for_test(&self, dir: &Path) {
+        for d in self.dirs.iter().filter(|d| d.path == dir) {
+            d.mark_offline_dir(dir, &io::Error::other("injected failure"));
+        }
+    }
+}
+
+/// Creates an empty partition log: dir, `partition.metadata`, first segment, dir fsyncs.
+fn create_partition(dir: &Arc<LogDir>, tp: &TopicPartition, topic_id: [u8; 16], config: LogConfig) -> Result<Partition> {
+    let path = dir.path.join(layout::partition_dir_name(tp));
+    let metadata = path.join(layout::PARTITION_METADATA_FILE);
+    if path.exists() {
+        // A dir that was not loaded (e.g. created by hand) is loaded rather than overwritten.
+        let mut report = LoadReport::default();
+        let partition = load_partition(&path, tp.clone(), dir.clone(), config, CheckpointHints::default(), false, &mut report)?;
+        return Ok(partition);
+    }
+    fs::create_dir_all(&path).map_err(|e| io_err(&path, e))?;
+    checkpoint::write_atomically(&metadata, checkpoint::format_partition_metadata(&topic_id).as_bytes())
+        .map_err(|e| io_err(&metadata, e))?;
+    let segment = LogSegment::create(&path, 0, &config, now_ms(), roll_jitter(&config)).map_err(|e| io_err(&path, e))?;
+    fsync_dir(&path).map_err(|e| io_err(&path, e))?;
+    fsync_dir(&dir.path).map_err(|e| io_err(&dir.path, e))?;
+    let state = LogState {
+        dir: path,
+        config,
+        segments: BTreeMap::from([(0, segment)]),
+        log_start_offset: 0,
+        log_end_offset: 0,
+        high_watermark: 0,
+        recovery_point: 0,
+        first_unflushed_append_ms: None,
+        dir_needs_sync: false,
+    };
+    Ok(Partition::from_state(tp.clone(), Some(topic_id), dir.clone(), state))
+}
+
+/// Loads one log dir into `partitions`.
+fn load_dir(
+    dir: &Arc<LogDir>,
+    config_for: &dyn Fn(&str) -> LogConfig,
+    report: &mut LoadReport,
+    partitions: &mut HashMap<TopicPartition, Arc<Partition>>,
+) -> Result<()> {
+    let root = &dir.path;
+    let root_err = |e| io_err(root, e);
+    fs::create_dir_all(root).map_err(root_err)?;
+    let marker = root.join(CLEAN_SHUTDOWN_FILE);
+    let clean = marker.exists();
+    if !clean {
+        report.unclean_dirs.push(root.clone());
+        tracing::warn!(log_dir = %root.display(), "no clean shutdown marker, recovering unflushed segments");
+    }
+    let read_cp = |name: &str| {
+        let path = root.join(name);
+        read_offset_checkpoint(&path).map_err(|e| io_err(&path, e))
+    };
+    let recovery_points = read_cp(RECOVERY_POINT_CHECKPOINT)?;
+    let log_starts = read_cp(LOG_START_OFFSET_CHECKPOINT)?.unwrap_or_default();
+    let high_watermarks = read_cp(REPLICATION_OFFSET_CHECKPOINT)?.unwrap_or_default();
+
+    let mut entries: Vec<_> = fs::read_dir(root).map_err(root_err)?.collect::<std::io::Result<_>>().map_err(root_err)?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let path = entry.path();
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else { continue };
+        let is_dir = entry.file_type().map_err(|e| io_err(&path, e))?.is_dir();
+        if !is_dir {
+            if name.ends_with(".tmp") {
+                // A checkpoint write that never reached its rename.
+                fs::remove_file(&path).map_err(|e| io_err(&path, e))?;
+            }
+            continue;
+        }
+        if layout::is_delete_dir_name(&name) {
+            tracing::info!(dir = %path.display(), "finishing interrupted log deletion");
+            fs::remove_dir_all(&path).map_err(|e| io_err(&path, e))?;
+            continue;
+        }
+        let Some(tp) = layout::parse_partition_dir_name(&name) else {
+            tracing::warn!(dir = %path.display(), "skipping directory that is not a partition log");
+            continue;
+        };
+        if let Some(existing) = partitions.get(&tp) {
+            tracing::error!(
+                partition = %tp.topic,
+                index = tp.partition,
+                dir = %path.display(),
+                loaded_from = %existing.dir().display(),
+                "duplicate log directory, keeping the first"
+            );
+            continue;
+        }
+        let hints = CheckpointHints {
+            recovery_point: recovery_points.as_ref().and_then(|m| m.get(&tp).copied()),
+            log_start_offset: log_starts.get(&tp).copied(),
+            high_watermark: high_watermarks.get(&tp).copied(),
+        };
+        let config = config_for(&tp.topic);
+        let partition = load_partition(&path, tp.clone(), dir.clone(), config, hints, clean, report)?;
+        partitions.insert(tp, Arc::new(partition));
+    }
+    if clean {
+        // From now on a crash must be detectable.
+        fs::remove_file(&marker).map_err(|e| io_err(&marker, e))?;
+        fsync_dir(root).map_err(root_err)?;
+    }
+    Ok(())
+}

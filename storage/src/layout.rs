@@ -136,7 +136,8 @@ mod tests {
         assert!(parse_partition_dir_name("topic-").is_none());
         assert!(parse_partition_dir_name("-3").is_none());
         assert!(parse_partition_dir_name("t-x1").is_none());
-        assert!(parse_partition_dir_name("t--1").is_none());
+        // "t--1" is partition 1 of topic "t-", never partition -1.
+        assert_eq!(parse_partition_dir_name("t--1").unwrap().topic, "t-");
         assert!(parse_partition_dir_name("t-99999999999").is_none());
         assert!(parse_partition_dir_name("a/b-1").is_none());
     }

@@ -14,6 +14,8 @@
 //! On disk everything is laid out exactly as Apache Kafka lays it out, so Kafka's tools
 //! (`kafka-dump-log.sh`) can read a Sluice log dir.
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 use std::path::PathBuf;
 
 use bytes::Bytes;

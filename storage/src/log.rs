@@ -152,15 +152,20 @@ impl LogState {
     fn read_views(&self, fetch_offset: i64, max_bytes: usize) -> Vec<(SegmentView, u64)> {
         let mut views = Vec::new();
         let start_base = self.segments.range(..=fetch_offset).next_back().map(|(b, _)| *b).unwrap_or(i64::MIN);
-        let mut covered = 0u64;
+        // Bytes of the following segments snapshotted so far. The first segment does not count:
+        // how much of it lies at or after fetch_offset is unknown until the scan, so this errs on
+        // the side of one segment too many, which is never read if the budget runs out first.
+        let mut following = 0u64;
         for (base, seg) in self.segments.range(start_base..) {
-            let pos = if *base == start_base { seg.offset_index.lookup(fetch_offset).1 } else { 0 };
-            views.push((seg.view(), pos));
-            covered += seg.size().saturating_sub(pos);
-            // One batch may start before fetch_offset within an index interval; cover it too.
-            if covered > (max_bytes as u64).saturating_add(self.config.index_interval_bytes) {
+            if *base == start_base {
+                views.push((seg.view(), seg.offset_index.lookup(fetch_offset).1));
+                continue;
+            }
+            if following >= max_bytes as u64 {
                 break;
             }
+            views.push((seg.view(), 0));
+            following += seg.size();
         }
         views
     }

@@ -44,11 +44,7 @@ macro_rules! check {
 pub fn topic_name(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
+    format!("{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -71,15 +67,9 @@ pub struct TestBroker {
 impl TestBroker {
     /// Starts a broker with default settings plus `overrides` in a fresh temp dir.
     pub fn start(overrides: &[(&str, &str)]) -> TestBroker {
-        let dir = tempfile::Builder::new()
-            .prefix("sluice-test-")
-            .tempdir()
-            .expect("tempdir");
+        let dir = tempfile::Builder::new().prefix("sluice-test-").tempdir().expect("tempdir");
         let data_dir = dir.path().join("data");
-        let overrides: Vec<(String, String)> = overrides
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let overrides: Vec<(String, String)> = overrides.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let mut b = Self::spawn(data_dir, overrides);
         b.dir = Some(dir);
         b
@@ -105,10 +95,8 @@ impl TestBroker {
                     .build()
                     .map_err(|e| e.to_string())?;
                 rt.block_on(async move {
-                    let mut kv: Vec<(&str, &str)> = vec![
-                        ("listeners", "PLAINTEXT://127.0.0.1:0"),
-                        ("log.dirs", dir_str.as_str()),
-                    ];
+                    let mut kv: Vec<(&str, &str)> =
+                        vec![("listeners", "PLAINTEXT://127.0.0.1:0"), ("log.dirs", dir_str.as_str())];
                     kv.extend(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
                     let config = match sluice::Config::from_overrides(&kv) {
                         Ok(c) => c,
@@ -128,10 +116,7 @@ impl TestBroker {
                     };
                     let _ = ready_tx.send(Ok(handle.kafka_addr()));
                     let _ = stop_rx.await;
-                    handle
-                        .shutdown()
-                        .await
-                        .map_err(|e| format!("shutdown failed: {e:#}"))
+                    handle.shutdown().await.map_err(|e| format!("shutdown failed: {e:#}"))
                 })
             })
             .expect("spawn broker thread");
@@ -151,19 +136,8 @@ impl TestBroker {
                 panic!("broker did not start within {WAIT:?}");
             }
         };
-        assert_ne!(
-            addr.port(),
-            0,
-            "kafka_addr() must report the real bound port, not 0"
-        );
-        TestBroker {
-            addr,
-            dir: None,
-            data_dir,
-            overrides,
-            stop: Some(stop_tx),
-            thread: Some(thread),
-        }
+        assert_ne!(addr.port(), 0, "kafka_addr() must report the real bound port, not 0");
+        TestBroker { addr, dir: None, data_dir, overrides, stop: Some(stop_tx), thread: Some(thread) }
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -238,11 +212,7 @@ fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
 
 /// A free TCP port on 127.0.0.1 (bound and released; a small race is acceptable in tests).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind :0")
-        .local_addr()
-        .expect("local addr")
-        .port()
+    TcpListener::bind("127.0.0.1:0").expect("bind :0").local_addr().expect("local addr").port()
 }
 
 /// The broker binary run as a child process (`kill -9`-able).
@@ -270,18 +240,9 @@ impl ExternalBroker {
         cmd.stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log"))
             .stderr(log)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-            );
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {binary}: {e}"));
-        let mut b = ExternalBroker {
-            child,
-            port,
-            log_path,
-        };
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()));
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {binary}: {e}"));
+        let mut b = ExternalBroker { child, port, log_path };
         b.wait_ready();
         b
     }
@@ -303,20 +264,13 @@ impl ExternalBroker {
         let deadline = Instant::now() + WAIT;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
-                panic!(
-                    "broker exited during startup with {status}; log:\n{}",
-                    self.log()
-                );
+                panic!("broker exited during startup with {status}; log:\n{}", self.log());
             }
             if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
                 return;
             }
             if Instant::now() > deadline {
-                panic!(
-                    "broker did not listen on {} within {WAIT:?}; log:\n{}",
-                    self.port,
-                    self.log()
-                );
+                panic!("broker did not listen on {} within {WAIT:?}; log:\n{}", self.port, self.log());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -331,11 +285,8 @@ impl ExternalBroker {
 
     /// SIGTERM (via the shell's `kill`), then waits up to [`WAIT`] for the exit status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
-        let status = Command::new("sh")
-            .arg("-c")
-            .arg(format!("kill -TERM {}", self.child.id()))
-            .status()
-            .expect("run kill");
+        let status =
+            Command::new("sh").arg("-c").arg(format!("kill -TERM {}", self.child.id())).status().expect("run kill");
         assert!(status.success(), "kill -TERM failed");
         let deadline = Instant::now() + WAIT;
         loop {
@@ -344,10 +295,7 @@ impl ExternalBroker {
             }
             if Instant::now() > deadline {
                 let _ = self.child.kill();
-                panic!(
-                    "broker did not exit within {WAIT:?} of SIGTERM; log:\n{}",
-                    self.log()
-                );
+                panic!("broker did not exit within {WAIT:?} of SIGTERM; log:\n{}", self.log());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -409,15 +357,11 @@ pub fn consumer(bootstrap: &str, extra: &[(&str, &str)]) -> BaseConsumer {
 }
 
 pub fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
-    client_config(bootstrap)
-        .create()
-        .expect("create admin client")
+    client_config(bootstrap).create().expect("create admin client")
 }
 
 pub fn admin_opts() -> AdminOptions {
-    AdminOptions::new()
-        .operation_timeout(Some(Duration::from_secs(10)))
-        .request_timeout(Some(WAIT))
+    AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))).request_timeout(Some(WAIT))
 }
 
 /// Creates topics through the admin API and asserts every one succeeded.
@@ -427,10 +371,7 @@ pub async fn create_topic(bootstrap: &str, name: &str, partitions: i32, configs:
     for (k, v) in configs {
         t = t.set(k, v);
     }
-    let res = admin
-        .create_topics(&[t], &admin_opts())
-        .await
-        .expect("CreateTopics request");
+    let res = admin.create_topics(&[t], &admin_opts()).await.expect("CreateTopics request");
     assert_eq!(res.len(), 1, "one result per topic");
     match &res[0] {
         Ok(n) => assert_eq!(n, name),
@@ -450,10 +391,7 @@ pub struct TestRecord {
 
 impl TestRecord {
     pub fn value(v: impl Into<Vec<u8>>) -> TestRecord {
-        TestRecord {
-            value: Some(v.into()),
-            ..Default::default()
-        }
+        TestRecord { value: Some(v.into()), ..Default::default() }
     }
     pub fn to_partition(mut self, p: i32) -> TestRecord {
         self.partition = Some(p);
@@ -476,10 +414,7 @@ impl TestRecord {
         if !self.headers.is_empty() {
             let mut h = OwnedHeaders::new_with_capacity(self.headers.len());
             for (k, v) in &self.headers {
-                h = h.insert(Header {
-                    key: k.as_str(),
-                    value: v.as_deref(),
-                });
+                h = h.insert(Header { key: k.as_str(), value: v.as_deref() });
             }
             fr = fr.headers(h);
         }
@@ -502,11 +437,7 @@ impl Consumed {
     fn from_message<M: Message>(m: &M) -> Consumed {
         let headers = m
             .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|h| (h.key.to_string(), h.value.map(|v| v.to_vec())))
-                    .collect()
-            })
+            .map(|h| h.iter().map(|h| (h.key.to_string(), h.value.map(|v| v.to_vec()))).collect())
             .unwrap_or_default();
         Consumed {
             partition: m.partition(),
@@ -538,14 +469,8 @@ pub fn enqueue(producer: &FutureProducer, topic: &str, records: &[TestRecord]) -
                     pending.push(Ok(f));
                     break;
                 }
-                Err((
-                    KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
-                    back,
-                )) => {
-                    assert!(
-                        Instant::now() < deadline,
-                        "producer queue stayed full for {WAIT:?}"
-                    );
+                Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), back)) => {
+                    assert!(Instant::now() < deadline, "producer queue stayed full for {WAIT:?}");
                     fr = back;
                     producer.poll(Duration::from_millis(10));
                 }
@@ -585,11 +510,7 @@ pub async fn produce_all(
 }
 
 /// [`produce_all`] and assert every record was acknowledged; returns `(partition, offset)`s.
-pub async fn produce_ok(
-    producer: &FutureProducer,
-    topic: &str,
-    records: &[TestRecord],
-) -> Vec<(i32, i64)> {
+pub async fn produce_ok(producer: &FutureProducer, topic: &str, records: &[TestRecord]) -> Vec<(i32, i64)> {
     produce_all(producer, topic, records)
         .await
         .into_iter()
@@ -620,10 +541,7 @@ pub fn consume_to_end(
         assert!(
             Instant::now() < deadline,
             "consuming {topic} {partitions:?}: no EOF on {:?} after {timeout:?}; got {} records",
-            partitions
-                .iter()
-                .filter(|p| !eof.contains(p))
-                .collect::<Vec<_>>(),
+            partitions.iter().filter(|p| !eof.contains(p)).collect::<Vec<_>>(),
             out.len()
         );
         match consumer.poll(Duration::from_millis(100)) {
@@ -644,45 +562,25 @@ pub fn consume_to_end(
 }
 
 /// Reads exactly `n` records from `partitions` (from `start`) and asserts nothing more follows.
-pub fn consume_exactly(
-    bootstrap: &str,
-    topic: &str,
-    partitions: &[i32],
-    start: Offset,
-    n: usize,
-) -> Vec<Consumed> {
+pub fn consume_exactly(bootstrap: &str, topic: &str, partitions: &[i32], start: Offset, n: usize) -> Vec<Consumed> {
     let c = consumer(bootstrap, &[]);
     let got = consume_to_end(&c, topic, partitions, start, WAIT);
-    assert_eq!(
-        got.len(),
-        n,
-        "expected exactly {n} records in {topic} {partitions:?}, got {}",
-        got.len()
-    );
+    assert_eq!(got.len(), n, "expected exactly {n} records in {topic} {partitions:?}, got {}", got.len());
     got
 }
 
 /// (low, high) watermarks via ListOffsets.
 pub fn watermarks(bootstrap: &str, topic: &str, partition: i32) -> (i64, i64) {
     let c = consumer(bootstrap, &[]);
-    c.fetch_watermarks(topic, partition, WAIT)
-        .unwrap_or_else(|e| panic!("ListOffsets for {topic}/{partition}: {e}"))
+    c.fetch_watermarks(topic, partition, WAIT).unwrap_or_else(|e| panic!("ListOffsets for {topic}/{partition}: {e}"))
 }
 
 /// Partition count of `topic` per Metadata (panics on topic error).
 pub fn partition_count(bootstrap: &str, topic: &str) -> usize {
     let c = consumer(bootstrap, &[]);
     let md = c.fetch_metadata(Some(topic), WAIT).expect("metadata");
-    let t = md
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic)
-        .expect("topic in metadata");
-    assert!(
-        t.error().is_none(),
-        "metadata error for {topic}: {:?}",
-        t.error()
-    );
+    let t = md.topics().iter().find(|t| t.name() == topic).expect("topic in metadata");
+    assert!(t.error().is_none(), "metadata error for {topic}: {:?}", t.error());
     t.partitions().len()
 }
 
@@ -708,9 +606,7 @@ pub mod raw {
 
     use super::*;
     use bytes::{Buf, Bytes, BytesMut};
-    use kafka_protocol::messages::{
-        ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader,
-    };
+    use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader};
     use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
     use std::io::{ErrorKind, Write};
 
@@ -725,14 +621,9 @@ pub mod raw {
         pub fn connect(addr: SocketAddr) -> RawConn {
             let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
                 .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-            stream
-                .set_read_timeout(Some(Duration::from_secs(15)))
-                .expect("timeout");
+            stream.set_read_timeout(Some(Duration::from_secs(15))).expect("timeout");
             stream.set_nodelay(true).expect("nodelay");
-            RawConn {
-                stream,
-                next_correlation: 1,
-            }
+            RawConn { stream, next_correlation: 1 }
         }
 
         pub fn send_bytes(&mut self, b: &[u8]) {
@@ -767,10 +658,7 @@ pub mod raw {
             let mut len = [0u8; 4];
             self.stream.read_exact(&mut len)?;
             let len = i32::from_be_bytes(len);
-            assert!(
-                (0..=256 << 20).contains(&len),
-                "response frame size {len} out of range"
-            );
+            assert!((0..=256 << 20).contains(&len), "response frame size {len} out of range");
             let mut buf = vec![0u8; len as usize];
             self.stream.read_exact(&mut buf)?;
             Ok(Bytes::from(buf))
@@ -778,33 +666,18 @@ pub mod raw {
 
         /// Reads a response frame, checks the correlation id and decodes the body at `version`.
         pub fn recv<R: Decodable>(&mut self, key: ApiKey, version: i16, correlation_id: i32) -> R {
-            let mut frame = self
-                .read_frame()
-                .unwrap_or_else(|e| panic!("reading {key:?} v{version} response: {e}"));
+            let mut frame = self.read_frame().unwrap_or_else(|e| panic!("reading {key:?} v{version} response: {e}"));
             let hv = key.response_header_version(version);
             let header = ResponseHeader::decode(&mut frame, hv).expect("response header");
-            assert_eq!(
-                header.correlation_id, correlation_id,
-                "{key:?} response correlation id"
-            );
+            assert_eq!(header.correlation_id, correlation_id, "{key:?} response correlation id");
             let body = R::decode(&mut frame, version)
                 .unwrap_or_else(|e| panic!("decoding {key:?} v{version} response body: {e}"));
-            assert_eq!(
-                frame.remaining(),
-                0,
-                "{key:?} v{version} response has {} trailing bytes",
-                frame.remaining()
-            );
+            assert_eq!(frame.remaining(), 0, "{key:?} v{version} response has {} trailing bytes", frame.remaining());
             body
         }
 
         /// Send + receive.
-        pub fn request<Q: Encodable, R: Decodable>(
-            &mut self,
-            key: ApiKey,
-            version: i16,
-            body: &Q,
-        ) -> R {
+        pub fn request<Q: Encodable, R: Decodable>(&mut self, key: ApiKey, version: i16, body: &Q) -> R {
             let c = self.send(key, version, body);
             self.recv(key, version, c)
         }
@@ -817,10 +690,7 @@ pub mod raw {
             let c = self.send(ApiKey::ApiVersions, 3, &req);
             let resp: ApiVersionsResponse = self.recv(ApiKey::ApiVersions, 3, c);
             assert_eq!(resp.error_code, 0, "{what}: ApiVersions v3 error code");
-            assert!(
-                !resp.api_keys.is_empty(),
-                "{what}: ApiVersions lists no APIs"
-            );
+            assert!(!resp.api_keys.is_empty(), "{what}: ApiVersions lists no APIs");
         }
 
         /// Asserts the broker closes this connection within `within`, without sending anything.
@@ -829,20 +699,12 @@ pub mod raw {
             let mut buf = [0u8; 256];
             let start = Instant::now();
             match self.stream.read(&mut buf) {
-                Ok(0) => println!(
-                    "[check] {what}: broker closed the connection after {:?}",
-                    start.elapsed()
-                ),
-                Ok(n) => panic!(
-                    "{what}: expected the broker to close the connection, got {n} bytes: {:?}",
-                    &buf[..n]
-                ),
+                Ok(0) => println!("[check] {what}: broker closed the connection after {:?}", start.elapsed()),
+                Ok(n) => panic!("{what}: expected the broker to close the connection, got {n} bytes: {:?}", &buf[..n]),
                 Err(e)
                     if matches!(
                         e.kind(),
-                        ErrorKind::ConnectionReset
-                            | ErrorKind::ConnectionAborted
-                            | ErrorKind::BrokenPipe
+                        ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe
                     ) =>
                 {
                     println!("[check] {what}: broker reset the connection ({e})")
@@ -858,9 +720,7 @@ pub mod raw {
     /// Builds one uncompressed v2 record batch with `values` (CRC-32C valid), using
     /// kafka-protocol's encoder (independent of Sluice's own batch code).
     pub fn record_batch(values: &[&[u8]], base_timestamp: i64) -> BytesMut {
-        use kafka_protocol::records::{
-            Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-        };
+        use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
         let records: Vec<Record> = values
             .iter()
             .enumerate()
@@ -884,10 +744,7 @@ pub mod raw {
         RecordBatchEncoder::encode(
             &mut buf,
             &records,
-            &RecordEncodeOptions {
-                version: 2,
-                compression: Compression::None,
-            },
+            &RecordEncodeOptions { version: 2, compression: Compression::None },
         )
         .expect("encode batch");
         buf
@@ -898,10 +755,6 @@ pub mod raw {
         use kafka_protocol::records::RecordBatchDecoder;
         let Some(r) = records else { return 0 };
         let mut b = r.clone();
-        RecordBatchDecoder::decode_all(&mut b)
-            .expect("decode fetched batches")
-            .iter()
-            .map(|s| s.records.len())
-            .sum()
+        RecordBatchDecoder::decode_all(&mut b).expect("decode fetched batches").iter().map(|s| s.records.len()).sum()
     }
 }

@@ -28,7 +28,7 @@ fn partition_error(index: i32, code: ResponseError) -> ListOffsetsPartitionRespo
     r
 }
 
-pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: ListOffsetsRequest) -> ListOffsetsResponse {
+pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: ListOffsetsRequest) -> ListOffsetsResponse {
     let read_committed = req.isolation_level == 1;
     let mut resp = ListOffsetsResponse::default();
     for t in req.topics {
@@ -89,6 +89,10 @@ pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: ListOffset
                     tr.partitions.push(partition_error(p.partition_index, crate::error::storage_error(&e)));
                     continue;
                 }
+            }
+            if ctx.api_version < 4 {
+                // The leader epoch field exists from v4 on.
+                r.leader_epoch = -1;
             }
             tr.partitions.push(r);
         }

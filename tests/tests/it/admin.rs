@@ -18,11 +18,7 @@ use sluice_tests::raw::RawConn;
 use sluice_tests::*;
 
 /// Raw Metadata v12 for one topic: (error code, partition count, topic id as string).
-pub fn raw_topic_metadata(
-    addr: std::net::SocketAddr,
-    topic: &str,
-    auto_create: bool,
-) -> (i16, usize, String) {
+pub fn raw_topic_metadata(addr: std::net::SocketAddr, topic: &str, auto_create: bool) -> (i16, usize, String) {
     let mut conn = RawConn::connect(addr);
     let mut t = MetadataRequestTopic::default();
     t.name = Some(TopicName(StrBytes::from_string(topic.to_string())));
@@ -32,10 +28,7 @@ pub fn raw_topic_metadata(
     let resp: MetadataResponse = conn.request(ApiKey::Metadata, 12, &req);
     assert_eq!(resp.topics.len(), 1, "one topic in the Metadata response");
     let t = &resp.topics[0];
-    assert_eq!(
-        t.name.as_ref().map(|n| n.0.to_string()).as_deref(),
-        Some(topic)
-    );
+    assert_eq!(t.name.as_ref().map(|n| n.0.to_string()).as_deref(), Some(topic));
     (t.error_code, t.partitions.len(), t.topic_id.to_string())
 }
 
@@ -46,23 +39,15 @@ async fn create_topics_variants() {
     let broker = TestBroker::start_default();
     let admin = admin(&broker.bootstrap());
     let opts = admin_opts();
-    let (good, dry, bad0, badneg, badcfg) = (
-        topic_name("good"),
-        topic_name("dry"),
-        topic_name("zero"),
-        topic_name("neg"),
-        topic_name("badcfg"),
-    );
+    let (good, dry, bad0, badneg, badcfg) =
+        (topic_name("good"), topic_name("dry"), topic_name("zero"), topic_name("neg"), topic_name("badcfg"));
 
     check!("create {good} with 3 partitions and configs: succeeds; Metadata shows 3 partitions and a topic id");
     let t = NewTopic::new(&good, 3, TopicReplication::Fixed(1))
         .set("retention.ms", "86400000")
         .set("cleanup.policy", "delete")
         .set("segment.bytes", "1048576");
-    let res = admin
-        .create_topics(&[t], &opts)
-        .await
-        .expect("CreateTopics");
+    let res = admin.create_topics(&[t], &opts).await.expect("CreateTopics");
     assert_eq!(res, vec![Ok(good.clone())]);
     let (err, parts, id) = raw_topic_metadata(broker.addr(), &good, false);
     assert_eq!((err, parts), (0, 3));
@@ -70,31 +55,15 @@ async fn create_topics_variants() {
 
     check!("validate_only: success reported, topic not created");
     let res = admin
-        .create_topics(
-            &[NewTopic::new(&dry, 2, TopicReplication::Fixed(1))],
-            &admin_opts().validate_only(true),
-        )
+        .create_topics(&[NewTopic::new(&dry, 2, TopicReplication::Fixed(1))], &admin_opts().validate_only(true))
         .await
         .expect("CreateTopics validate_only");
     assert_eq!(res, vec![Ok(dry.clone())]);
-    assert_eq!(
-        raw_topic_metadata(broker.addr(), &dry, false).0,
-        3,
-        "validate_only must not create the topic"
-    );
+    assert_eq!(raw_topic_metadata(broker.addr(), &dry, false).0, 3, "validate_only must not create the topic");
 
     check!("duplicate create -> TopicAlreadyExists (36)");
-    let res = admin
-        .create_topics(
-            &[NewTopic::new(&good, 3, TopicReplication::Fixed(1))],
-            &opts,
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        res,
-        vec![Err((good.clone(), RDKafkaErrorCode::TopicAlreadyExists))]
-    );
+    let res = admin.create_topics(&[NewTopic::new(&good, 3, TopicReplication::Fixed(1))], &opts).await.unwrap();
+    assert_eq!(res, vec![Err((good.clone(), RDKafkaErrorCode::TopicAlreadyExists))]);
 
     check!("0 and -5 partitions -> InvalidPartitions (37); nothing created");
     let res = admin
@@ -119,10 +88,7 @@ async fn create_topics_variants() {
     check!("cleanup.policy=bogus -> InvalidConfig (40); nothing created");
     let t = NewTopic::new(&badcfg, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "bogus");
     let res = admin.create_topics(&[t], &opts).await.unwrap();
-    assert_eq!(
-        res,
-        vec![Err((badcfg.clone(), RDKafkaErrorCode::InvalidConfig))]
-    );
+    assert_eq!(res, vec![Err((badcfg.clone(), RDKafkaErrorCode::InvalidConfig))]);
     assert_eq!(raw_topic_metadata(broker.addr(), &badcfg, false).0, 3);
 }
 
@@ -133,20 +99,12 @@ async fn delete_topics() {
     create_topic(&broker.bootstrap(), &topic, 2, &[]).await;
     let (_, _, old_id) = raw_topic_metadata(broker.addr(), &topic, false);
     let p = producer(&broker.bootstrap(), &[]);
-    produce_ok(
-        &p,
-        &topic,
-        &[TestRecord::value("before-delete").to_partition(1)],
-    )
-    .await;
+    produce_ok(&p, &topic, &[TestRecord::value("before-delete").to_partition(1)]).await;
     drop(p);
 
     let admin = admin(&broker.bootstrap());
     check!("delete {topic}: succeeds, then Metadata says UNKNOWN_TOPIC_OR_PARTITION (3)");
-    let res = admin
-        .delete_topics(&[&topic], &admin_opts())
-        .await
-        .expect("DeleteTopics");
+    let res = admin.delete_topics(&[&topic], &admin_opts()).await.expect("DeleteTopics");
     assert_eq!(res, vec![Ok(topic.clone())]);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -154,36 +112,20 @@ async fn delete_topics() {
         if err == 3 {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "topic still listed 10 s after delete (error {err})"
-        );
+        assert!(Instant::now() < deadline, "topic still listed 10 s after delete (error {err})");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
     check!("deleting it again -> UnknownTopicOrPartition");
-    let res = admin
-        .delete_topics(&[&topic], &admin_opts())
-        .await
-        .expect("DeleteTopics");
-    assert_eq!(
-        res,
-        vec![Err((
-            topic.clone(),
-            RDKafkaErrorCode::UnknownTopicOrPartition
-        ))]
-    );
+    let res = admin.delete_topics(&[&topic], &admin_opts()).await.expect("DeleteTopics");
+    assert_eq!(res, vec![Err((topic.clone(), RDKafkaErrorCode::UnknownTopicOrPartition))]);
 
     check!("recreated topic is empty and has a new topic id");
     create_topic(&broker.bootstrap(), &topic, 2, &[]).await;
     let (err, parts, new_id) = raw_topic_metadata(broker.addr(), &topic, false);
     assert_eq!((err, parts), (0, 2));
     assert_ne!(new_id, old_id, "a recreated topic gets a new id");
-    assert_eq!(
-        watermarks(&broker.bootstrap(), &topic, 1),
-        (0, 0),
-        "old data must be gone"
-    );
+    assert_eq!(watermarks(&broker.bootstrap(), &topic, 1), (0, 0), "old data must be gone");
 }
 
 #[tokio::test]
@@ -199,10 +141,7 @@ async fn auto_create_via_metadata_and_produce() {
     let deadline = Instant::now() + Duration::from_secs(10);
     let (mut err, mut parts, mut id) = (err, parts, id);
     while err != 0 {
-        assert!(
-            Instant::now() < deadline,
-            "auto-created topic never became available"
-        );
+        assert!(Instant::now() < deadline, "auto-created topic never became available");
         tokio::time::sleep(Duration::from_millis(50)).await;
         (err, parts, id) = raw_topic_metadata(broker.addr(), &via_md, false);
     }
@@ -212,25 +151,11 @@ async fn auto_create_via_metadata_and_produce() {
     let via_produce = topic_name("auto-produce");
     check!("producing to unknown {via_produce} auto-creates it (3 partitions) and the record lands at offset 0");
     let p = producer(&broker.bootstrap(), &[]);
-    let acked = produce_ok(
-        &p,
-        &via_produce,
-        &[TestRecord::value("auto").to_partition(2)],
-    )
-    .await;
+    let acked = produce_ok(&p, &via_produce, &[TestRecord::value("auto").to_partition(2)]).await;
     assert_eq!(acked, vec![(2, 0)]);
     assert_eq!(partition_count(&broker.bootstrap(), &via_produce), 3);
-    let got = consume_exactly(
-        &broker.bootstrap(),
-        &via_produce,
-        &[0, 1, 2],
-        Offset::Beginning,
-        1,
-    );
-    assert_eq!(
-        (got[0].partition, got[0].value_str()),
-        (2, "auto".to_string())
-    );
+    let got = consume_exactly(&broker.bootstrap(), &via_produce, &[0, 1, 2], Offset::Beginning, 1);
+    assert_eq!((got[0].partition, got[0].value_str()), (2, "auto".to_string()));
 }
 
 #[tokio::test]
@@ -251,9 +176,5 @@ async fn no_auto_create_when_disabled() {
         )) => {}
         other => panic!("expected an unknown-topic failure, got {other:?}"),
     }
-    assert_eq!(
-        raw_topic_metadata(broker.addr(), &topic, false).0,
-        3,
-        "topic must still not exist"
-    );
+    assert_eq!(raw_topic_metadata(broker.addr(), &topic, false).0, 3, "topic must still not exist");
 }

@@ -11,8 +11,8 @@ use std::time::Duration;
 use bytes::BufMut;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsResponse, FetchRequest, FetchResponse, MetadataRequest, MetadataResponse,
-    ProduceRequest, ProduceResponse, ResponseHeader, TopicName,
+    ApiKey, ApiVersionsResponse, FetchRequest, FetchResponse, MetadataRequest, MetadataResponse, ProduceRequest,
+    ProduceResponse, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
 use sluice_tests::raw::*;
@@ -61,24 +61,16 @@ fn garbage_http_and_bad_size_prefixes_close_the_connection() {
         c.send_bytes(&f);
         c.assert_closed_by_broker(CLOSE_WITHIN, "garbage frame");
     });
-    with_bystander(
-        &broker,
-        "an HTTP request (size prefix 'GET ' = 1.2 GB)",
-        |c| {
-            let _ = c.try_send_bytes(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n");
-            c.assert_closed_by_broker(CLOSE_WITHIN, "HTTP request");
-        },
-    );
-    with_bystander(
-        &broker,
-        "a 2 GiB size prefix (0x7fffffff) and a few bytes",
-        |c| {
-            let mut f = i32::MAX.to_be_bytes().to_vec();
-            f.extend_from_slice(&[0, 18, 0, 3, 0, 0, 0, 1]);
-            let _ = c.try_send_bytes(&f);
-            c.assert_closed_by_broker(CLOSE_WITHIN, "2 GiB frame");
-        },
-    );
+    with_bystander(&broker, "an HTTP request (size prefix 'GET ' = 1.2 GB)", |c| {
+        let _ = c.try_send_bytes(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        c.assert_closed_by_broker(CLOSE_WITHIN, "HTTP request");
+    });
+    with_bystander(&broker, "a 2 GiB size prefix (0x7fffffff) and a few bytes", |c| {
+        let mut f = i32::MAX.to_be_bytes().to_vec();
+        f.extend_from_slice(&[0, 18, 0, 3, 0, 0, 0, 1]);
+        let _ = c.try_send_bytes(&f);
+        c.assert_closed_by_broker(CLOSE_WITHIN, "2 GiB frame");
+    });
     with_bystander(&broker, "a negative size prefix (-1)", |c| {
         let _ = c.try_send_bytes(&(-1i32).to_be_bytes());
         c.assert_closed_by_broker(CLOSE_WITHIN, "negative size");
@@ -88,28 +80,18 @@ fn garbage_http_and_bad_size_prefixes_close_the_connection() {
 #[test]
 fn truncated_frame_then_close() {
     let broker = TestBroker::start_default();
-    with_bystander(
-        &broker,
-        "a frame announcing 100 bytes, 10 sent, then the client closes",
-        |c| {
-            let mut f = 100i32.to_be_bytes().to_vec();
-            f.extend_from_slice(&[0, 3, 0, 12, 0, 0, 0, 5, 0, 4]);
-            c.send_bytes(&f);
-            c.stream
-                .shutdown(std::net::Shutdown::Both)
-                .expect("shutdown");
-        },
-    );
-    with_bystander(
-        &broker,
-        "a truncated frame on a connection left open",
-        |c| {
-            let mut f = 100i32.to_be_bytes().to_vec();
-            f.extend_from_slice(&[0, 18, 0, 3, 0, 0]);
-            c.send_bytes(&f);
-            // Broker must simply wait for the rest without blocking anyone else.
-        },
-    );
+    with_bystander(&broker, "a frame announcing 100 bytes, 10 sent, then the client closes", |c| {
+        let mut f = 100i32.to_be_bytes().to_vec();
+        f.extend_from_slice(&[0, 3, 0, 12, 0, 0, 0, 5, 0, 4]);
+        c.send_bytes(&f);
+        c.stream.shutdown(std::net::Shutdown::Both).expect("shutdown");
+    });
+    with_bystander(&broker, "a truncated frame on a connection left open", |c| {
+        let mut f = 100i32.to_be_bytes().to_vec();
+        f.extend_from_slice(&[0, 18, 0, 3, 0, 0]);
+        c.send_bytes(&f);
+        // Broker must simply wait for the rest without blocking anyone else.
+    });
 }
 
 #[test]
@@ -124,25 +106,17 @@ fn unknown_api_key_closes_the_connection() {
 #[test]
 fn malformed_header_closes_the_connection() {
     let broker = TestBroker::start_default();
-    with_bystander(
-        &broker,
-        "Metadata v1 header whose client id length (50) runs past the frame",
-        |c| {
-            let body = [0u8, 3, 0, 1, 0, 0, 0, 7, 0, 50, b'a'];
-            let mut f = (body.len() as i32).to_be_bytes().to_vec();
-            f.extend_from_slice(&body);
-            c.send_bytes(&f);
-            c.assert_closed_by_broker(CLOSE_WITHIN, "malformed header");
-        },
-    );
-    with_bystander(
-        &broker,
-        "a frame shorter than any request header (3 bytes)",
-        |c| {
-            c.send_bytes(&[0, 0, 0, 3, 0, 3, 0]);
-            c.assert_closed_by_broker(CLOSE_WITHIN, "3-byte frame");
-        },
-    );
+    with_bystander(&broker, "Metadata v1 header whose client id length (50) runs past the frame", |c| {
+        let body = [0u8, 3, 0, 1, 0, 0, 0, 7, 0, 50, b'a'];
+        let mut f = (body.len() as i32).to_be_bytes().to_vec();
+        f.extend_from_slice(&body);
+        c.send_bytes(&f);
+        c.assert_closed_by_broker(CLOSE_WITHIN, "malformed header");
+    });
+    with_bystander(&broker, "a frame shorter than any request header (3 bytes)", |c| {
+        c.send_bytes(&[0, 0, 0, 3, 0, 3, 0]);
+        c.assert_closed_by_broker(CLOSE_WITHIN, "3-byte frame");
+    });
 }
 
 #[test]
@@ -167,39 +141,20 @@ fn api_versions_v127_gets_v0_error_with_full_list() {
         body.extend_from_slice(b"0.1");
         body.push(0);
         c.send_bytes(&frame(ApiKey::ApiVersions as i16, 127, 4242, true, &body));
-        let mut resp = c
-            .read_frame()
-            .expect("ApiVersions v127 must be answered, not dropped");
+        let mut resp = c.read_frame().expect("ApiVersions v127 must be answered, not dropped");
         let header = ResponseHeader::decode(&mut resp, 0).expect("v0 response header");
         assert_eq!(header.correlation_id, 4242);
         let body = ApiVersionsResponse::decode(&mut resp, 0).expect("v0-shaped ApiVersions body");
-        check!(
-            "ApiVersions v127 -> error 35 (UNSUPPORTED_VERSION) and {} APIs listed",
-            body.api_keys.len()
-        );
+        check!("ApiVersions v127 -> error 35 (UNSUPPORTED_VERSION) and {} APIs listed", body.api_keys.len());
         assert_eq!(body.error_code, 35, "UNSUPPORTED_VERSION");
-        for k in [
-            ApiKey::ApiVersions,
-            ApiKey::Metadata,
-            ApiKey::Produce,
-            ApiKey::Fetch,
-            ApiKey::ListOffsets,
-        ] {
+        for k in [ApiKey::ApiVersions, ApiKey::Metadata, ApiKey::Produce, ApiKey::Fetch, ApiKey::ListOffsets] {
             assert!(
                 body.api_keys.iter().any(|a| a.api_key == k as i16),
                 "{k:?} missing from the error response's list"
             );
         }
-        let av = body
-            .api_keys
-            .iter()
-            .find(|a| a.api_key == ApiKey::ApiVersions as i16)
-            .unwrap();
-        assert!(
-            av.max_version >= 3,
-            "ApiVersions max version {}",
-            av.max_version
-        );
+        let av = body.api_keys.iter().find(|a| a.api_key == ApiKey::ApiVersions as i16).unwrap();
+        assert!(av.max_version >= 3, "ApiVersions max version {}", av.max_version);
         check!("the same connection then answers ApiVersions v3 (client retry path)");
         c.assert_alive("after ApiVersions v127");
     });
@@ -238,11 +193,7 @@ fn fetch(conn: &mut RawConn, topic: &str, partition: i32) -> (i16, i64, usize) {
     let resp: FetchResponse = conn.request(ApiKey::Fetch, 12, &req);
     assert_eq!(resp.error_code, 0, "fetch top-level error");
     let pd = &resp.responses[0].partitions[0];
-    (
-        pd.error_code,
-        pd.high_watermark,
-        count_records(pd.records.as_ref()),
-    )
+    (pd.error_code, pd.high_watermark, count_records(pd.records.as_ref()))
 }
 
 #[test]

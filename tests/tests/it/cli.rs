@@ -35,16 +35,8 @@ fn run_expect_failure(args: &[&str]) -> String {
         std::thread::sleep(Duration::from_millis(20));
     }
     let out = child.wait_with_output().unwrap();
-    assert!(
-        !out.status.success(),
-        "{args:?}: exit status must be non-zero, got {}",
-        out.status
-    );
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    assert!(!out.status.success(), "{args:?}: exit status must be non-zero, got {}", out.status);
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
 #[test]
@@ -58,10 +50,7 @@ fn bad_config_values_stop_startup_naming_the_key() {
         let kv = format!("{key}={value}");
         let out = run_expect_failure(&["--override", &kv]);
         check!("--override {kv}: non-zero exit, output names {key}");
-        assert!(
-            out.contains(key),
-            "error output for {kv} does not name the key:\n{out}"
-        );
+        assert!(out.contains(key), "error output for {kv} does not name the key:\n{out}");
     }
 }
 
@@ -89,36 +78,22 @@ async fn properties_file_overrides_and_sigterm() {
         .stderr(log)
         .spawn()
         .expect("spawn");
-    let broker = ExternalBroker {
-        child,
-        port,
-        log_path: log_path.clone(),
-    };
+    let broker = ExternalBroker { child, port, log_path: log_path.clone() };
     let deadline = Instant::now() + WAIT;
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "broker not listening; log:\n{}",
-            broker.log()
-        );
+        assert!(Instant::now() < deadline, "broker not listening; log:\n{}", broker.log());
         std::thread::sleep(Duration::from_millis(20));
     }
     let bootstrap = broker.bootstrap();
     let topic = topic_name("props");
     let p = producer(&bootstrap, &[]);
     check!("num.partitions=4 from the file applies to auto-created topics");
-    assert_eq!(
-        produce_ok(&p, &topic, &[TestRecord::value("v").to_partition(3)]).await,
-        vec![(3, 0)]
-    );
+    assert_eq!(produce_ok(&p, &topic, &[TestRecord::value("v").to_partition(3)]).await, vec![(3, 0)]);
     assert_eq!(partition_count(&bootstrap, &topic), 4);
     check!("--override node.id=5 wins over node.id=3 in the file");
     let c = consumer(&bootstrap, &[]);
     let md = rdkafka::consumer::Consumer::fetch_metadata(&c, None, WAIT).unwrap();
-    assert_eq!(
-        md.brokers().iter().map(|b| b.id()).collect::<Vec<_>>(),
-        vec![5]
-    );
+    assert_eq!(md.brokers().iter().map(|b| b.id()).collect::<Vec<_>>(), vec![5]);
     drop((p, c));
 
     check!("SIGTERM: exit status 0");
@@ -131,15 +106,6 @@ async fn properties_file_overrides_and_sigterm() {
 
     check!("restart with the same file: the record is there");
     let broker = ExternalBroker::start(BIN, &data, &[]);
-    let got = consume_exactly(
-        &broker.bootstrap(),
-        &topic,
-        &[0, 1, 2, 3],
-        Offset::Beginning,
-        1,
-    );
-    assert_eq!(
-        (got[0].partition, got[0].offset, got[0].value_str()),
-        (3, 0, "v".to_string())
-    );
+    let got = consume_exactly(&broker.bootstrap(), &topic, &[0, 1, 2, 3], Offset::Beginning, 1);
+    assert_eq!((got[0].partition, got[0].offset, got[0].value_str()), (3, 0, "v".to_string()));
 }

@@ -30,12 +30,7 @@ fn seq_of(c: &Consumed) -> usize {
     v.strip_prefix("seq-")
         .and_then(|r| r.get(..6))
         .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| {
-            panic!(
-                "record at {}/{} is not one we produced: {v:?}",
-                c.partition, c.offset
-            )
-        })
+        .unwrap_or_else(|| panic!("record at {}/{} is not one we produced: {v:?}", c.partition, c.offset))
 }
 
 fn broker_overrides(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
@@ -52,13 +47,7 @@ fn verify_after_restart(
     exact: bool,
 ) -> BTreeMap<i32, usize> {
     let c = consumer(bootstrap, &[]);
-    let got = consume_to_end(
-        &c,
-        topic,
-        &(0..PARTS).collect::<Vec<_>>(),
-        Offset::Beginning,
-        WAIT,
-    );
+    let got = consume_to_end(&c, topic, &(0..PARTS).collect::<Vec<_>>(), Offset::Beginning, WAIT);
     let mut per_part: BTreeMap<i32, Vec<&Consumed>> = BTreeMap::new();
     for r in &got {
         per_part.entry(r.partition).or_default().push(r);
@@ -75,35 +64,15 @@ fn verify_after_restart(
             assert_eq!(r.offset, i as i64, "gap/duplicate offset in partition {p}");
         }
         let seqs: Vec<usize> = recs.iter().map(|r| seq_of(r)).collect();
-        assert!(
-            seqs.windows(2).all(|w| w[0] < w[1]),
-            "partition {p} out of order: {seqs:?}"
-        );
-        assert!(
-            seqs.iter().all(|s| *s % PARTS as usize == p as usize),
-            "record in wrong partition {p}"
-        );
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "partition {p} out of order: {seqs:?}");
+        assert!(seqs.iter().all(|s| *s % PARTS as usize == p as usize), "record in wrong partition {p}");
         counts.insert(p, recs.len());
-        assert_eq!(
-            watermarks(bootstrap, topic, p).1,
-            recs.len() as i64,
-            "high watermark of partition {p}"
-        );
+        assert_eq!(watermarks(bootstrap, topic, p).1, recs.len() as i64, "high watermark of partition {p}");
     }
-    check!(
-        "all {} acknowledged records present at their acknowledged offsets",
-        acked.len()
-    );
-    let by_pos: BTreeMap<(i32, i64), usize> = got
-        .iter()
-        .map(|c| ((c.partition, c.offset), seq_of(c)))
-        .collect();
+    check!("all {} acknowledged records present at their acknowledged offsets", acked.len());
+    let by_pos: BTreeMap<(i32, i64), usize> = got.iter().map(|c| ((c.partition, c.offset), seq_of(c))).collect();
     for &(seq, p, off) in acked {
-        assert_eq!(
-            by_pos.get(&(p, off)),
-            Some(&seq),
-            "acknowledged seq {seq} at {p}/{off} missing or different"
-        );
+        assert_eq!(by_pos.get(&(p, off)), Some(&seq), "acknowledged seq {seq} at {p}/{off} missing or different");
     }
     if exact {
         check!("nothing beyond the acknowledged records");
@@ -112,15 +81,8 @@ fn verify_after_restart(
     counts
 }
 
-fn acked_list(
-    records: &[usize],
-    results: &[Result<(i32, i64), rdkafka::error::KafkaError>],
-) -> Vec<(usize, i32, i64)> {
-    records
-        .iter()
-        .zip(results)
-        .filter_map(|(s, r)| r.as_ref().ok().map(|(p, o)| (*s, *p, *o)))
-        .collect()
+fn acked_list(records: &[usize], results: &[Result<(i32, i64), rdkafka::error::KafkaError>]) -> Vec<(usize, i32, i64)> {
+    records.iter().zip(results).filter_map(|(s, r)| r.as_ref().ok().map(|(p, o)| (*s, *p, *o))).collect()
 }
 
 async fn kill_during_produce(extra: &[(&'static str, &'static str)]) {
@@ -130,18 +92,10 @@ async fn kill_during_produce(extra: &[(&'static str, &'static str)]) {
     let broker = ExternalBroker::start(BIN, &data, &overrides);
     let topic = topic_name("crash-during");
     create_topic(&broker.bootstrap(), &topic, PARTS, &[]).await;
-    let (_, _, topic_id) = raw_topic_metadata(
-        format!("127.0.0.1:{}", broker.port).parse().unwrap(),
-        &topic,
-        false,
-    );
+    let (_, _, topic_id) = raw_topic_metadata(format!("127.0.0.1:{}", broker.port).parse().unwrap(), &topic, false);
     let p = producer(
         &broker.bootstrap(),
-        &[
-            ("message.timeout.ms", "4000"),
-            ("linger.ms", "2"),
-            ("retry.backoff.ms", "50"),
-        ],
+        &[("message.timeout.ms", "4000"), ("linger.ms", "2"), ("retry.backoff.ms", "50")],
     );
 
     check!("phase 1: 600 records acknowledged (acks=all) before the kill");
@@ -149,12 +103,7 @@ async fn kill_during_produce(extra: &[(&'static str, &'static str)]) {
     let recs: Vec<TestRecord> = seqs.iter().map(|&s| seq_record(s)).collect();
     let res = produce_all(&p, &topic, &recs).await;
     let mut acked = acked_list(&seqs, &res);
-    assert_eq!(
-        acked.len(),
-        600,
-        "all phase-1 records must be acknowledged: {:?}",
-        res.iter().find(|r| r.is_err())
-    );
+    assert_eq!(acked.len(), 600, "all phase-1 records must be acknowledged: {:?}", res.iter().find(|r| r.is_err()));
 
     check!("phase 2: keep producing while the broker is killed with SIGKILL");
     let pid = broker.pid();
@@ -175,25 +124,15 @@ async fn kill_during_produce(extra: &[(&'static str, &'static str)]) {
     let res = deliveries(pending).await;
     let acked2 = acked_list(&phase2, &res);
     let failed = res.iter().filter(|r| r.is_err()).count();
-    check!(
-        "phase 2: {} acknowledged, {failed} failed (broker pid {pid} killed mid-stream)",
-        acked2.len()
-    );
-    assert!(
-        failed > 0,
-        "the kill should have hit in-flight records (all {} succeeded)",
-        phase2.len()
-    );
+    check!("phase 2: {} acknowledged, {failed} failed (broker pid {pid} killed mid-stream)", acked2.len());
+    assert!(failed > 0, "the kill should have hit in-flight records (all {} succeeded)", phase2.len());
     acked.extend(acked2);
     drop(p);
 
     let broker = ExternalBroker::start(BIN, &data, &overrides);
     check!("restarted on the same data dir: same topic id");
     let addr = format!("127.0.0.1:{}", broker.port).parse().unwrap();
-    assert_eq!(
-        raw_topic_metadata(addr, &topic, false),
-        (0, PARTS as usize, topic_id)
-    );
+    assert_eq!(raw_topic_metadata(addr, &topic, false), (0, PARTS as usize, topic_id));
     let counts = verify_after_restart(&broker.bootstrap(), &topic, &acked, false);
 
     check!("after recovery new records continue at the recovered log end offsets");
@@ -210,20 +149,10 @@ async fn kill_after_produce(extra: &[(&'static str, &'static str)]) {
     let broker = ExternalBroker::start(BIN, &data, &overrides);
     let topic = topic_name("crash-after");
     create_topic(&broker.bootstrap(), &topic, PARTS, &[]).await;
-    let p = producer(
-        &broker.bootstrap(),
-        &[("compression.codec", "zstd"), ("linger.ms", "5")],
-    );
+    let p = producer(&broker.bootstrap(), &[("compression.codec", "zstd"), ("linger.ms", "5")]);
     let seqs: Vec<usize> = (0..1500).collect();
     let recs: Vec<TestRecord> = seqs.iter().map(|&s| seq_record(s)).collect();
-    let acked = acked_list(
-        &seqs,
-        &produce_ok(&p, &topic, &recs)
-            .await
-            .into_iter()
-            .map(Ok)
-            .collect::<Vec<_>>(),
-    );
+    let acked = acked_list(&seqs, &produce_ok(&p, &topic, &recs).await.into_iter().map(Ok).collect::<Vec<_>>());
     drop(p);
     check!("1500 records acknowledged; SIGKILL the broker with no clean shutdown");
     broker.kill9();

@@ -4,8 +4,8 @@
 //! raw Metadata v12), DescribeCluster, and an ApiVersions list covering what librdkafka needs.
 
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, DescribeClusterRequest,
-    DescribeClusterResponse, MetadataRequest, MetadataResponse,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, DescribeClusterRequest, DescribeClusterResponse, MetadataRequest,
+    MetadataResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::consumer::Consumer;
@@ -25,17 +25,10 @@ async fn metadata_via_librdkafka() {
     check!("one broker, id {NODE}, at {}", broker.addr());
     assert_eq!(md.brokers().len(), 1, "broker count");
     let br = &md.brokers()[0];
-    assert_eq!(
-        (br.id(), br.host(), br.port()),
-        (NODE, "127.0.0.1", broker.addr().port() as i32)
-    );
+    assert_eq!((br.id(), br.host(), br.port()), (NODE, "127.0.0.1", broker.addr().port() as i32));
     assert_eq!(md.orig_broker_id(), NODE);
     for (name, n) in [(&a, 1usize), (&b, 5)] {
-        let t = md
-            .topics()
-            .iter()
-            .find(|t| t.name() == name.as_str())
-            .unwrap_or_else(|| panic!("{name} listed"));
+        let t = md.topics().iter().find(|t| t.name() == name.as_str()).unwrap_or_else(|| panic!("{name} listed"));
         check!("{name}: {n} partitions, ids 0..{n}, leader/replicas/isr = {NODE}");
         assert!(t.error().is_none(), "{name} error {:?}", t.error());
         let mut ids: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
@@ -57,9 +50,7 @@ fn metadata_and_describe_cluster_raw() {
     let topic = topic_name("md-raw");
     let mut req = MetadataRequest::default();
     let mut t = kafka_protocol::messages::metadata_request::MetadataRequestTopic::default();
-    t.name = Some(kafka_protocol::messages::TopicName(StrBytes::from_string(
-        topic.clone(),
-    )));
+    t.name = Some(kafka_protocol::messages::TopicName(StrBytes::from_string(topic.clone())));
     req.topics = Some(vec![t]);
     req.allow_auto_topic_creation = true;
     let _: MetadataResponse = conn.request(ApiKey::Metadata, 12, &req);
@@ -68,16 +59,16 @@ fn metadata_and_describe_cluster_raw() {
         let mut all = MetadataRequest::default();
         all.topics = None; // all topics
         let resp: MetadataResponse = conn.request(ApiKey::Metadata, version, &all);
-        check!("Metadata v{version}: broker {NODE} on port {}, controller {NODE}, topic listed with 2 partitions", broker.addr().port());
+        check!(
+            "Metadata v{version}: broker {NODE} on port {}, controller {NODE}, topic listed with 2 partitions",
+            broker.addr().port()
+        );
         assert_eq!(resp.brokers.len(), 1);
         assert_eq!(resp.brokers[0].node_id.0, NODE);
         assert_eq!(resp.brokers[0].port, broker.addr().port() as i32);
         assert_eq!(resp.controller_id.0, NODE, "controller id (v{version})");
         if version >= 2 {
-            assert!(
-                resp.cluster_id.as_ref().is_some_and(|c| !c.is_empty()),
-                "cluster id (v{version})"
-            );
+            assert!(resp.cluster_id.as_ref().is_some_and(|c| !c.is_empty()), "cluster id (v{version})");
         }
         let t = resp
             .topics
@@ -88,30 +79,20 @@ fn metadata_and_describe_cluster_raw() {
         assert_eq!(t.partitions.len(), 2);
         assert!(!t.is_internal);
         if version >= 10 {
-            assert!(
-                !t.topic_id.is_nil(),
-                "Metadata v{version} must carry a real topic id"
-            );
+            assert!(!t.topic_id.is_nil(), "Metadata v{version} must carry a real topic id");
         }
         for p in &t.partitions {
             assert_eq!((p.error_code, p.leader_id.0), (0, NODE));
         }
     }
 
-    let resp: DescribeClusterResponse = conn.request(
-        ApiKey::DescribeCluster,
-        0,
-        &DescribeClusterRequest::default(),
-    );
+    let resp: DescribeClusterResponse = conn.request(ApiKey::DescribeCluster, 0, &DescribeClusterRequest::default());
     check!("DescribeCluster v0: error 0, controller {NODE}, one broker {NODE}");
     assert_eq!(resp.error_code, 0);
     assert_eq!(resp.controller_id.0, NODE);
     assert!(!resp.cluster_id.is_empty());
     assert_eq!(resp.brokers.len(), 1);
-    assert_eq!(
-        (resp.brokers[0].broker_id.0, resp.brokers[0].port),
-        (NODE, broker.addr().port() as i32)
-    );
+    assert_eq!((resp.brokers[0].broker_id.0, resp.brokers[0].port), (NODE, broker.addr().port() as i32));
 }
 
 #[test]
@@ -143,10 +124,7 @@ fn api_versions_cover_librdkafka_needs() {
     ] {
         let (min, max) = range(k);
         check!("{k:?} advertised {min}..={max}, must include v{must}");
-        assert!(
-            min <= must && must <= max && min >= 0,
-            "{k:?} range {min}..={max} excludes v{must}"
-        );
+        assert!(min <= must && must <= max && min >= 0, "{k:?} range {min}..={max} excludes v{must}");
     }
     let mut keys: Vec<i16> = resp.api_keys.iter().map(|a| a.api_key).collect();
     let n = keys.len();

@@ -22,13 +22,9 @@ async fn earliest_and_latest() {
     assert_eq!(watermarks(&broker.bootstrap(), &topic, 1), (0, 0));
     // Multi-record batches, so latest != last batch base offset.
     let p = producer(&broker.bootstrap(), &[("linger.ms", "50")]);
-    let recs: Vec<TestRecord> = (0..37)
-        .map(|i| TestRecord::value(format!("{i}")).to_partition(0))
-        .collect();
+    let recs: Vec<TestRecord> = (0..37).map(|i| TestRecord::value(format!("{i}")).to_partition(0)).collect();
     produce_ok(&p, &topic, &recs).await;
-    check!(
-        "after 37 records in partition 0: (earliest, latest) = (0, 37); partition 1 still (0, 0)"
-    );
+    check!("after 37 records in partition 0: (earliest, latest) = (0, 37); partition 1 still (0, 0)");
     assert_eq!(watermarks(&broker.bootstrap(), &topic, 0), (0, 37));
     assert_eq!(watermarks(&broker.bootstrap(), &topic, 1), (0, 0));
 }
@@ -41,19 +37,11 @@ async fn raw_list_offsets_v7() {
     create_topic(&broker.bootstrap(), &topic, 1, &[]).await;
     let p = producer(&broker.bootstrap(), &[("linger.ms", "20")]);
     let recs: Vec<TestRecord> = (0..10)
-        .map(|i| TestRecord {
-            timestamp: Some(10_000 + i * 100),
-            ..TestRecord::value(format!("{i}")).to_partition(0)
-        })
+        .map(|i| TestRecord { timestamp: Some(10_000 + i * 100), ..TestRecord::value(format!("{i}")).to_partition(0) })
         .collect();
     produce_ok(&p, &topic, &recs).await;
     let mut conn = RawConn::connect(broker.addr());
-    for (ts, want_offset, want_ts) in [
-        (-2i64, 0i64, -1i64),
-        (-1, 10, -1),
-        (10_450, 5, 10_500),
-        (99_999, -1, -1),
-    ] {
+    for (ts, want_offset, want_ts) in [(-2i64, 0i64, -1i64), (-1, 10, -1), (10_450, 5, 10_500), (99_999, -1, -1)] {
         let mut part = ListOffsetsPartition::default();
         part.partition_index = 0;
         part.timestamp = ts;
@@ -105,8 +93,7 @@ async fn offsets_for_times() {
         (1_029_001, Offset::End),
     ] {
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&topic, 0, Offset::Offset(ts))
-            .unwrap();
+        tpl.add_partition_offset(&topic, 0, Offset::Offset(ts)).unwrap();
         let res = c.offsets_for_times(tpl, WAIT).expect("offsets_for_times");
         let got = res.find_partition(&topic, 0).expect("partition in result");
         check!("offsets_for_times({ts}) = {want:?}");

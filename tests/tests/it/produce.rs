@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse,
-    ProduceRequest, ProduceResponse, TopicName,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse, ProduceRequest,
+    ProduceResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::error::KafkaError;
@@ -23,24 +23,15 @@ async fn acks_round_trip(acks: &str) {
     let topic = topic_name(&format!("acks{acks}"));
     create_topic(&broker.bootstrap(), &topic, 1, &[]).await;
     let p = producer(&broker.bootstrap(), &[("acks", acks)]);
-    let sent: Vec<TestRecord> = (0..200)
-        .map(|i| TestRecord::value(format!("a{acks}-{i}")).to_partition(0))
-        .collect();
+    let sent: Vec<TestRecord> = (0..200).map(|i| TestRecord::value(format!("a{acks}-{i}")).to_partition(0)).collect();
     check!("acks={acks}: 200 records are acknowledged by the client");
     let acked = produce_ok(&p, &topic, &sent).await;
     if acks == "0" {
         check!("acks=0: the client learns no offsets (-1); the log end offset reaches 200");
-        assert!(
-            acked.iter().all(|(_, o)| *o < 0),
-            "acks=0 deliveries carry no offset: {:?}",
-            &acked[..3]
-        );
+        assert!(acked.iter().all(|(_, o)| *o < 0), "acks=0 deliveries carry no offset: {:?}", &acked[..3]);
         let deadline = Instant::now() + WAIT;
         while watermarks(&broker.bootstrap(), &topic, 0).1 < 200 {
-            assert!(
-                Instant::now() < deadline,
-                "acks=0 records never all appeared"
-            );
+            assert!(Instant::now() < deadline, "acks=0 records never all appeared");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     } else {
@@ -51,10 +42,7 @@ async fn acks_round_trip(acks: &str) {
     let got = consume_exactly(&broker.bootstrap(), &topic, &[0], Offset::Beginning, 200);
     check!("acks={acks}: consumed values are the sent ones, in order, at offsets 0..199");
     for (i, c) in got.iter().enumerate() {
-        assert_eq!(
-            (c.offset, c.value_str()),
-            (i as i64, format!("a{acks}-{i}"))
-        );
+        assert_eq!((c.offset, c.value_str()), (i as i64, format!("a{acks}-{i}")));
     }
 }
 
@@ -79,21 +67,13 @@ async fn many_partitions_per_request_rdkafka() {
     let broker = TestBroker::start_default();
     let topic = topic_name("many-parts");
     create_topic(&broker.bootstrap(), &topic, 16, &[]).await;
-    let p = producer(
-        &broker.bootstrap(),
-        &[("linger.ms", "200"), ("compression.codec", "snappy")],
-    );
-    let sent: Vec<TestRecord> = (0..16 * 25)
-        .map(|i| TestRecord::value(format!("p{}-{}", i % 16, i / 16)).to_partition((i % 16) as i32))
-        .collect();
+    let p = producer(&broker.bootstrap(), &[("linger.ms", "200"), ("compression.codec", "snappy")]);
+    let sent: Vec<TestRecord> =
+        (0..16 * 25).map(|i| TestRecord::value(format!("p{}-{}", i % 16, i / 16)).to_partition(i % 16)).collect();
     check!("400 records over 16 partitions: each partition acks offsets 0..24");
     let acked = produce_ok(&p, &topic, &sent).await;
     for (i, (part, off)) in acked.iter().enumerate() {
-        assert_eq!(
-            (*part, *off),
-            ((i % 16) as i32, (i / 16) as i64),
-            "ack of record #{i}"
-        );
+        assert_eq!((*part, *off), ((i % 16) as i32, (i / 16) as i64), "ack of record #{i}");
     }
     let parts: Vec<i32> = (0..16).collect();
     let got = consume_exactly(&broker.bootstrap(), &topic, &parts, Offset::Beginning, 400);
@@ -110,10 +90,7 @@ fn auto_create(conn: &mut RawConn, topic: &str) {
     req.allow_auto_topic_creation = true;
     let resp: MetadataResponse = conn.request(ApiKey::Metadata, 12, &req);
     assert_eq!(resp.topics.len(), 1);
-    assert_eq!(
-        resp.topics[0].error_code, 0,
-        "auto-creating {topic} via Metadata"
-    );
+    assert_eq!(resp.topics[0].error_code, 0, "auto-creating {topic} via Metadata");
 }
 
 fn produce_req(acks: i16, topics: &[(&str, Vec<(i32, bytes::Bytes)>)]) -> ProduceRequest {
@@ -155,9 +132,7 @@ fn many_topics_and_partitions_in_one_raw_request() {
             .map(|t| {
                 let parts = (0..4)
                     .map(|p| {
-                        let vals: Vec<Vec<u8>> = (0..=p)
-                            .map(|i| format!("{t}/{p}/{round}/{i}").into_bytes())
-                            .collect();
+                        let vals: Vec<Vec<u8>> = (0..=p).map(|i| format!("{t}/{p}/{round}/{i}").into_bytes()).collect();
                         let refs: Vec<&[u8]> = vals.iter().map(|v| v.as_slice()).collect();
                         (p, record_batch(&refs, 1_000).freeze())
                     })
@@ -174,23 +149,13 @@ fn many_topics_and_partitions_in_one_raw_request() {
             assert_eq!(idx, vec![0, 1, 2, 3], "partitions for {:?}", t.name);
             for p in &t.partition_responses {
                 assert_eq!(p.error_code, 0, "{:?}/{} error", t.name, p.index);
-                assert_eq!(
-                    p.base_offset,
-                    round * (p.index as i64 + 1),
-                    "{:?}/{} base offset",
-                    t.name,
-                    p.index
-                );
+                assert_eq!(p.base_offset, round * (p.index as i64 + 1), "{:?}/{} base offset", t.name, p.index);
             }
         }
     }
     for t in [&a, &b] {
         for p in 0..4 {
-            assert_eq!(
-                watermarks(&broker.bootstrap(), t, p),
-                (0, 2 * (p as i64 + 1)),
-                "{t}/{p} watermarks"
-            );
+            assert_eq!(watermarks(&broker.bootstrap(), t, p), (0, 2 * (p as i64 + 1)), "{t}/{p} watermarks");
         }
     }
 }
@@ -203,11 +168,7 @@ fn acks_zero_gets_no_response_on_the_wire() {
     let topic = topic_name("raw-acks0");
     auto_create(&mut conn, &topic);
     let batch = record_batch(&[b"x", b"y"], 5).freeze();
-    let _no_answer = conn.send(
-        ApiKey::Produce,
-        9,
-        &produce_req(0, &[(topic.as_str(), vec![(0, batch)])]),
-    );
+    let _no_answer = conn.send(ApiKey::Produce, 9, &produce_req(0, &[(topic.as_str(), vec![(0, batch)])]));
     let mut req = ApiVersionsRequest::default();
     req.client_software_name = StrBytes::from_static_str("t");
     req.client_software_version = StrBytes::from_static_str("1");
@@ -230,33 +191,19 @@ async fn message_too_large_is_rejected() {
     let broker = TestBroker::start(&[("message.max.bytes", "10000")]);
     let topic = topic_name("too-large");
     create_topic(&broker.bootstrap(), &topic, 1, &[]).await;
-    let p = producer(
-        &broker.bootstrap(),
-        &[("message.timeout.ms", "10000"), ("linger.ms", "0")],
-    );
+    let p = producer(&broker.bootstrap(), &[("message.timeout.ms", "10000"), ("linger.ms", "0")]);
     let small = TestRecord::value(b"small".to_vec()).to_partition(0);
-    assert_eq!(
-        produce_ok(&p, &topic, std::slice::from_ref(&small)).await,
-        vec![(0, 0)]
-    );
+    assert_eq!(produce_ok(&p, &topic, std::slice::from_ref(&small)).await, vec![(0, 0)]);
     let big = TestRecord::value(pseudo_random_bytes(1, 20_000)).to_partition(0);
     let res = produce_all(&p, &topic, &[big]).await;
-    check!(
-        "a 20 kB record on a broker with message.max.bytes=10000 fails with MessageSizeTooLarge"
-    );
+    check!("a 20 kB record on a broker with message.max.bytes=10000 fails with MessageSizeTooLarge");
     match &res[0] {
         Err(KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge)) => {}
         other => panic!("expected MessageSizeTooLarge, got {other:?}"),
     }
-    assert_eq!(
-        produce_ok(&p, &topic, &[small]).await,
-        vec![(0, 1)],
-        "next record gets offset 1: nothing was written"
-    );
+    assert_eq!(produce_ok(&p, &topic, &[small]).await, vec![(0, 1)], "next record gets offset 1: nothing was written");
     let got = consume_exactly(&broker.bootstrap(), &topic, &[0], Offset::Beginning, 2);
-    assert!(got
-        .iter()
-        .all(|c| c.value.as_deref() == Some(&b"small"[..])));
+    assert!(got.iter().all(|c| c.value.as_deref() == Some(&b"small"[..])));
 }
 
 /// The topic-level `max.message.bytes` set at creation applies to that topic only.
@@ -264,18 +211,9 @@ async fn message_too_large_is_rejected() {
 async fn topic_max_message_bytes_applies_per_topic() {
     let broker = TestBroker::start_default();
     let (limited, open) = (topic_name("limited"), topic_name("open"));
-    create_topic(
-        &broker.bootstrap(),
-        &limited,
-        1,
-        &[("max.message.bytes", "2000")],
-    )
-    .await;
+    create_topic(&broker.bootstrap(), &limited, 1, &[("max.message.bytes", "2000")]).await;
     create_topic(&broker.bootstrap(), &open, 1, &[]).await;
-    let p = producer(
-        &broker.bootstrap(),
-        &[("message.timeout.ms", "10000"), ("linger.ms", "0")],
-    );
+    let p = producer(&broker.bootstrap(), &[("message.timeout.ms", "10000"), ("linger.ms", "0")]);
     let rec = TestRecord::value(pseudo_random_bytes(2, 5000)).to_partition(0);
     check!("5000-byte record: rejected by the topic with max.message.bytes=2000, accepted by the other");
     match &produce_all(&p, &limited, std::slice::from_ref(&rec)).await[0] {

@@ -14,10 +14,7 @@ async fn clean_restart_keeps_data_and_topic_ids() {
     let (topic, gone) = (topic_name("restart"), topic_name("restart-deleted"));
     create_topic(&broker.bootstrap(), &topic, 3, &[]).await;
     create_topic(&broker.bootstrap(), &gone, 1, &[]).await;
-    let p = producer(
-        &broker.bootstrap(),
-        &[("compression.codec", "gzip"), ("linger.ms", "10")],
-    );
+    let p = producer(&broker.bootstrap(), &[("compression.codec", "gzip"), ("linger.ms", "10")]);
     let sent: Vec<TestRecord> = (0..600)
         .map(|i| TestRecord {
             key: Some(format!("k{i}").into_bytes()),
@@ -28,17 +25,11 @@ async fn clean_restart_keeps_data_and_topic_ids() {
     produce_ok(&p, &topic, &sent).await;
     drop(p);
     let admin = admin(&broker.bootstrap());
-    assert_eq!(
-        admin.delete_topics(&[&gone], &admin_opts()).await.unwrap(),
-        vec![Ok(gone.clone())]
-    );
+    assert_eq!(admin.delete_topics(&[&gone], &admin_opts()).await.unwrap(), vec![Ok(gone.clone())]);
     drop(admin);
     let (_, _, id_before) = raw_topic_metadata(broker.addr(), &topic, false);
 
-    check!(
-        "clean shutdown, start again on {}",
-        broker.data_dir().display()
-    );
+    check!("clean shutdown, start again on {}", broker.data_dir().display());
     let broker = broker.restart();
 
     let (err, parts, id_after) = raw_topic_metadata(broker.addr(), &topic, false);
@@ -49,19 +40,9 @@ async fn clean_restart_keeps_data_and_topic_ids() {
     assert_eq!(raw_topic_metadata(broker.addr(), &gone, false).0, 3);
 
     for part in 0..3 {
-        assert_eq!(
-            watermarks(&broker.bootstrap(), &topic, part),
-            (0, 200),
-            "watermarks of partition {part}"
-        );
+        assert_eq!(watermarks(&broker.bootstrap(), &topic, part), (0, 200), "watermarks of partition {part}");
     }
-    let got = consume_exactly(
-        &broker.bootstrap(),
-        &topic,
-        &[0, 1, 2],
-        Offset::Beginning,
-        600,
-    );
+    let got = consume_exactly(&broker.bootstrap(), &topic, &[0, 1, 2], Offset::Beginning, 600);
     check!("all 600 records intact: key, value, timestamp, offset");
     for c in &got {
         let i = c.offset * 3 + c.partition as i64;
@@ -73,13 +54,8 @@ async fn clean_restart_keeps_data_and_topic_ids() {
 
     check!("new records continue at offset 200 in each partition");
     let p = producer(&broker.bootstrap(), &[]);
-    let more: Vec<TestRecord> = (0..3)
-        .map(|i| TestRecord::value("after").to_partition(i))
-        .collect();
-    assert_eq!(
-        produce_ok(&p, &topic, &more).await,
-        vec![(0, 200), (1, 200), (2, 200)]
-    );
+    let more: Vec<TestRecord> = (0..3).map(|i| TestRecord::value("after").to_partition(i)).collect();
+    assert_eq!(produce_ok(&p, &topic, &more).await, vec![(0, 200), (1, 200), (2, 200)]);
 
     check!("a second restart right away (nothing new since the last clean start) also works");
     drop(p);

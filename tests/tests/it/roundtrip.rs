@@ -52,11 +52,7 @@ async fn round_trip(codec: &str) {
     // A long linger so records share batches: compression only happens on multi-record batches.
     let p = producer(
         &broker.bootstrap(),
-        &[
-            ("compression.codec", codec),
-            ("linger.ms", "50"),
-            ("batch.num.messages", "1000"),
-        ],
+        &[("compression.codec", codec), ("linger.ms", "50"), ("batch.num.messages", "1000")],
     );
     let sent = records();
     check!("{codec}: producing {N} records (keys, null keys, null/empty values, headers, timestamps) to {PARTITIONS} partitions");
@@ -64,50 +60,29 @@ async fn round_trip(codec: &str) {
 
     check!("{codec}: each partition's acknowledged offsets are 0,1,2,… in send order");
     for part in 0..PARTITIONS {
-        let offs: Vec<i64> = acks
-            .iter()
-            .filter(|(pp, _)| *pp == part)
-            .map(|(_, o)| *o)
-            .collect();
+        let offs: Vec<i64> = acks.iter().filter(|(pp, _)| *pp == part).map(|(_, o)| *o).collect();
         let expected: Vec<i64> = (0..offs.len() as i64).collect();
         assert_eq!(offs, expected, "acked offsets for partition {part}");
     }
 
-    let got = consume_exactly(
-        &broker.bootstrap(),
-        &topic,
-        &[0, 1, 2],
-        Offset::Beginning,
-        N,
-    );
+    let got = consume_exactly(&broker.bootstrap(), &topic, &[0, 1, 2], Offset::Beginning, N);
     check!("{codec}: consumed {N} records equal the produced ones field by field");
     for part in 0..PARTITIONS {
         let want: Vec<&TestRecord> = sent.iter().filter(|r| r.partition == Some(part)).collect();
         let have: Vec<&Consumed> = got.iter().filter(|c| c.partition == part).collect();
         assert_eq!(have.len(), want.len(), "record count in partition {part}");
         for (i, (w, h)) in want.iter().zip(have.iter()).enumerate() {
-            assert_eq!(
-                h.offset, i as i64,
-                "offset of record #{i} in partition {part}"
-            );
+            assert_eq!(h.offset, i as i64, "offset of record #{i} in partition {part}");
             assert_eq!(h.key, w.key, "key at {part}/{i}");
             assert_eq!(h.value, w.value, "value at {part}/{i}");
             assert_eq!(h.headers, w.headers, "headers at {part}/{i}");
-            assert_eq!(
-                h.timestamp,
-                Timestamp::CreateTime(w.timestamp.unwrap()),
-                "timestamp at {part}/{i}"
-            );
+            assert_eq!(h.timestamp, Timestamp::CreateTime(w.timestamp.unwrap()), "timestamp at {part}/{i}");
         }
     }
     check!("{codec}: ListOffsets latest = record count per partition");
     for part in 0..PARTITIONS {
         let n = sent.iter().filter(|r| r.partition == Some(part)).count() as i64;
-        assert_eq!(
-            watermarks(&broker.bootstrap(), &topic, part),
-            (0, n),
-            "watermarks of partition {part}"
-        );
+        assert_eq!(watermarks(&broker.bootstrap(), &topic, part), (0, n), "watermarks of partition {part}");
     }
     broker.shutdown();
 }
@@ -144,13 +119,8 @@ async fn consume_from_middle_of_compressed_batch() {
     let broker = TestBroker::start_default();
     let topic = topic_name("mid-batch");
     create_topic(&broker.bootstrap(), &topic, 1, &[]).await;
-    let p = producer(
-        &broker.bootstrap(),
-        &[("compression.codec", "lz4"), ("linger.ms", "100")],
-    );
-    let sent: Vec<TestRecord> = (0..50)
-        .map(|i| TestRecord::value(format!("m{i}")).to_partition(0))
-        .collect();
+    let p = producer(&broker.bootstrap(), &[("compression.codec", "lz4"), ("linger.ms", "100")]);
+    let sent: Vec<TestRecord> = (0..50).map(|i| TestRecord::value(format!("m{i}")).to_partition(0)).collect();
     produce_ok(&p, &topic, &sent).await;
     check!("fetching from offset 17 (inside a 50-record lz4 batch) yields exactly offsets 17..49");
     let got = consume_exactly(&broker.bootstrap(), &topic, &[0], Offset::Offset(17), 33);

@@ -131,6 +131,11 @@ pub async fn start(config: Config) -> anyhow::Result<BrokerHandle> {
         config,
     });
     broker.remove_orphan_logs();
+    // Becoming leader with itself as the only in-sync replica: everything in the log is
+    // replicated, so the high watermark starts at the log end (Kafka's maybeIncrementLeaderHW).
+    for p in broker.logs.partitions() {
+        p.advance_high_watermark(p.offsets().log_end_offset);
+    }
 
     let slots = Arc::new(Semaphore::new(broker.config.max_connections.min(Semaphore::MAX_PERMITS)));
     let conns = Arc::new(tokio::sync::Mutex::new(JoinSet::new()));

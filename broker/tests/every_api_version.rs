@@ -4,70 +4,13 @@
 //! This is the round-trip test the ApiVersions contract promises ("if a version is advertised, it
 //! works"), and it catches fields a handler sets that a version cannot carry.
 
-use std::fmt::Debug;
+mod common;
 
-use bytes::{Buf, Bytes, BytesMut};
+use common::{batch, name, Client};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 use sluice::handlers::SUPPORTED_APIS;
-use sluice_protocol::records::{BatchBuilder, Record};
-use sluice_protocol::request::encode_request;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-struct Client {
-    stream: TcpStream,
-    correlation_id: i32,
-}
-
-impl Client {
-    async fn call<Req: Encodable, Resp: Decodable + Encodable + Debug>(&mut self, key: ApiKey, version: i16, req: &Req) -> Resp {
-        self.correlation_id += 1;
-        let mut header = RequestHeader::default();
-        header.request_api_key = key as i16;
-        header.request_api_version = version;
-        header.correlation_id = self.correlation_id;
-        header.client_id = Some(StrBytes::from_static_str("roundtrip"));
-        let frame = encode_request(&header, req).unwrap_or_else(|e| panic!("{key:?} v{version}: encode request: {e}"));
-        self.stream.write_all(&frame).await.expect("write");
-        let mut len = [0u8; 4];
-        self.stream.read_exact(&mut len).await.unwrap_or_else(|e| panic!("{key:?} v{version}: no response ({e})"));
-        let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
-        self.stream.read_exact(&mut body).await.expect("body");
-        let mut buf = Bytes::from(body);
-        assert_eq!(buf.get_i32(), self.correlation_id, "{key:?} v{version}: correlation id");
-        let header_version = key.response_header_version(version);
-        if header_version >= 1 {
-            assert_eq!(buf.get_u8(), 0, "{key:?} v{version}: response header tagged fields");
-        }
-        let original = buf.clone();
-        let resp = Resp::decode(&mut buf, version).unwrap_or_else(|e| panic!("{key:?} v{version}: decode response: {e}"));
-        assert!(buf.is_empty(), "{key:?} v{version}: {} trailing bytes after the response", buf.len());
-        let mut again = BytesMut::new();
-        resp.encode(&mut again, version).unwrap_or_else(|e| panic!("{key:?} v{version}: re-encode: {e}"));
-        assert_eq!(&again[..], &original[..], "{key:?} v{version}: response does not round-trip");
-        resp
-    }
-}
-
-fn batch(value: &str) -> Bytes {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
-    BatchBuilder {
-        base_timestamp: now,
-        records: vec![Record {
-            key: Some(Bytes::from_static(b"k")),
-            value: Some(Bytes::copy_from_slice(value.as_bytes())),
-            ..Default::default()
-        }],
-        ..Default::default()
-    }
-    .build()
-    .expect("batch")
-}
-
-fn name(s: &str) -> TopicName {
-    TopicName(StrBytes::from_string(s.to_string()))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_advertised_version_round_trips() {

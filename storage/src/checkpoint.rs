@@ -54,17 +54,14 @@ pub fn parse_offset_checkpoint(text: &str) -> Result<BTreeMap<TopicPartition, i6
     if version.trim() != CHECKPOINT_VERSION.to_string() {
         return Err(format!("unsupported checkpoint version {version:?}"));
     }
-    let count: usize = lines
-        .next()
-        .ok_or("missing count line")?
-        .trim()
-        .parse()
-        .map_err(|e| format!("bad count: {e}"))?;
+    let count: usize =
+        lines.next().ok_or("missing count line")?.trim().parse().map_err(|e| format!("bad count: {e}"))?;
     let mut out = BTreeMap::new();
     for _ in 0..count {
         let line = lines.next().ok_or("fewer entries than the count says")?;
         let mut parts = line.split(' ');
-        let (Some(topic), Some(partition), Some(offset), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        let (Some(topic), Some(partition), Some(offset), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(format!("malformed entry {line:?}"));
         };

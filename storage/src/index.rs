@@ -84,7 +84,9 @@ impl OffsetIndex {
             let pos = u32::from_be_bytes([chunk[4], chunk[5], chunk[6], chunk[7]]);
             if let Some(&(last_rel, last_pos)) = entries.last() {
                 if rel <= last_rel || pos <= last_pos {
-                    return Ok(Err(IndexProblem(format!("offset index entries not increasing at relative offset {rel}"))));
+                    return Ok(Err(IndexProblem(format!(
+                        "offset index entries not increasing at relative offset {rel}"
+                    ))));
                 }
             }
             if u64::from(pos) >= log_size {

@@ -31,6 +31,9 @@ mod recovery;
 mod segment;
 mod util;
 
+#[cfg(test)]
+mod tests;
+
 pub use log::Partition;
 pub use manager::LogManager;
 
@@ -156,4 +159,3 @@ pub struct LoadReport {
     /// Segments whose missing or inconsistent indexes were rebuilt outside recovery.
     pub indexes_rebuilt: usize,
 }
-

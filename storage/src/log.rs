@@ -80,7 +80,13 @@ impl LogState {
         Ok(())
     }
 
-    fn append(&mut self, tp: &TopicPartition, batches: &[RecordBatch], leader_epoch: i32, now: i64) -> Result<AppendInfo> {
+    fn append(
+        &mut self,
+        tp: &TopicPartition,
+        batches: &[RecordBatch],
+        leader_epoch: i32,
+        now: i64,
+    ) -> Result<AppendInfo> {
         // Reject malformed input before touching the file (not an I/O error: the dir stays online).
         for b in batches {
             if b.size_in_bytes() < HEADER_SIZE || b.last_offset_delta() < 0 {
@@ -179,7 +185,10 @@ impl LogState {
     }
 }
 
-/// See the module docs.
+/// One partition's log: the ordered segments and the append lock. Thread-safe; appends to one
+/// partition are serialized, reads do not hold the append lock while copying data (see the
+/// module docs). Every operation fails with `Deleted` once the partition is deleted and with
+/// `LogDirOffline` once its log dir has seen an I/O error.
 pub struct Partition {
     tp: TopicPartition,
     topic_id: Option<[u8; 16]>,
@@ -196,7 +205,12 @@ impl std::fmt::Debug for Partition {
 }
 
 impl Partition {
-    pub(crate) fn from_state(tp: TopicPartition, topic_id: Option<[u8; 16]>, log_dir: Arc<LogDir>, state: LogState) -> Self {
+    pub(crate) fn from_state(
+        tp: TopicPartition,
+        topic_id: Option<[u8; 16]>,
+        log_dir: Arc<LogDir>,
+        state: LogState,
+    ) -> Self {
         let (hw_tx, _) = watch::channel(state.high_watermark);
         Self { tp, topic_id, log_dir, deleted: AtomicBool::new(false), state: Mutex::new(state), hw_tx }
     }
@@ -263,7 +277,13 @@ impl Partition {
     /// `max_bytes` would be exceeded — except that when `min_one_batch` is set and the first batch
     /// alone is larger than `max_bytes`, that one batch is returned whole. `fetch_offset` below the
     /// log start or above the LEO is `OffsetOutOfRange`; equal to the LEO yields empty records.
-    pub fn read(&self, fetch_offset: i64, max_bytes: usize, max_offset: i64, min_one_batch: bool) -> Result<ReadResult> {
+    pub fn read(
+        &self,
+        fetch_offset: i64,
+        max_bytes: usize,
+        max_offset: i64,
+        min_one_batch: bool,
+    ) -> Result<ReadResult> {
         self.check()?;
         let (offsets, views) = {
             let st = self.lock();
@@ -283,7 +303,8 @@ impl Partition {
             };
             (offsets, views)
         };
-        let records = self.read_views(&views, fetch_offset, max_bytes, max_offset, min_one_batch).map_err(|e| self.fail(e))?;
+        let records =
+            self.read_views(&views, fetch_offset, max_bytes, max_offset, min_one_batch).map_err(|e| self.fail(e))?;
         Ok(ReadResult {
             records,
             log_start_offset: offsets.log_start_offset,

@@ -21,7 +21,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use crate::checkpoint::{self, fsync_dir, read_offset_checkpoint, write_offset_checkpoint};
-use crate::layout::{self, CLEAN_SHUTDOWN_FILE, LOG_START_OFFSET_CHECKPOINT, RECOVERY_POINT_CHECKPOINT, REPLICATION_OFFSET_CHECKPOINT};
+use crate::layout::{
+    self, CLEAN_SHUTDOWN_FILE, LOG_START_OFFSET_CHECKPOINT, RECOVERY_POINT_CHECKPOINT, REPLICATION_OFFSET_CHECKPOINT,
+};
 use crate::log::{roll_jitter, LogState, Partition};
 use crate::recovery::{load_partition, CheckpointHints};
 use crate::segment::{io_err, LogSegment};
@@ -78,7 +80,7 @@ impl LogDir {
     }
 }
 
-/// See the module docs.
+/// All partition logs across `log.dirs` (see the module docs). Shared as `Arc<LogManager>`.
 pub struct LogManager {
     dirs: Vec<Arc<LogDir>>,
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
@@ -103,7 +105,10 @@ impl LogManager {
     ///
     /// A dir that fails with an I/O error is taken offline and the others still load (Kafka
     /// does the same); only when every dir fails is the error returned.
-    pub fn open(config: LogManagerConfig, config_for: &dyn Fn(&str) -> LogConfig) -> Result<(Arc<LogManager>, LoadReport)> {
+    pub fn open(
+        config: LogManagerConfig,
+        config_for: &dyn Fn(&str) -> LogConfig,
+    ) -> Result<(Arc<LogManager>, LoadReport)> {
         let mut report = LoadReport::default();
         let mut partitions: HashMap<TopicPartition, Arc<Partition>> = HashMap::new();
         let mut dirs = Vec::new();
@@ -159,7 +164,10 @@ impl LogManager {
         }
         if !layout::is_legal_topic(&tp.topic) || tp.partition < 0 {
             // Not a disk failure: the dir stays online.
-            return Err(invalid_input(PathBuf::from(&tp.topic), format!("illegal topic partition {}-{}", tp.topic, tp.partition)));
+            return Err(invalid_input(
+                PathBuf::from(&tp.topic),
+                format!("illegal topic partition {}-{}", tp.topic, tp.partition),
+            ));
         }
         let _creating = self.create_lock.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(p) = self.existing(tp)? {
@@ -304,19 +312,26 @@ impl LogManager {
 }
 
 /// Creates an empty partition log: dir, `partition.metadata`, first segment, dir fsyncs.
-fn create_partition(dir: &Arc<LogDir>, tp: &TopicPartition, topic_id: [u8; 16], config: LogConfig) -> Result<Partition> {
+fn create_partition(
+    dir: &Arc<LogDir>,
+    tp: &TopicPartition,
+    topic_id: [u8; 16],
+    config: LogConfig,
+) -> Result<Partition> {
     let path = dir.path.join(layout::partition_dir_name(tp));
     let metadata = path.join(layout::PARTITION_METADATA_FILE);
     if path.exists() {
         // A dir that was not loaded (e.g. created by hand) is loaded rather than overwritten.
         let mut report = LoadReport::default();
-        let partition = load_partition(&path, tp.clone(), dir.clone(), config, CheckpointHints::default(), false, &mut report)?;
+        let partition =
+            load_partition(&path, tp.clone(), dir.clone(), config, CheckpointHints::default(), false, &mut report)?;
         return Ok(partition);
     }
     fs::create_dir_all(&path).map_err(|e| io_err(&path, e))?;
     checkpoint::write_atomically(&metadata, checkpoint::format_partition_metadata(&topic_id).as_bytes())
         .map_err(|e| io_err(&metadata, e))?;
-    let segment = LogSegment::create(&path, 0, &config, now_ms(), roll_jitter(&config)).map_err(|e| io_err(&path, e))?;
+    let segment =
+        LogSegment::create(&path, 0, &config, now_ms(), roll_jitter(&config)).map_err(|e| io_err(&path, e))?;
     fsync_dir(&path).map_err(|e| io_err(&path, e))?;
     fsync_dir(&dir.path).map_err(|e| io_err(&dir.path, e))?;
     let state = LogState {
@@ -357,7 +372,8 @@ fn load_dir(
     let log_starts = read_cp(LOG_START_OFFSET_CHECKPOINT)?.unwrap_or_default();
     let high_watermarks = read_cp(REPLICATION_OFFSET_CHECKPOINT)?.unwrap_or_default();
 
-    let mut entries: Vec<_> = fs::read_dir(root).map_err(root_err)?.collect::<std::io::Result<_>>().map_err(root_err)?;
+    let mut entries: Vec<_> =
+        fs::read_dir(root).map_err(root_err)?.collect::<std::io::Result<_>>().map_err(root_err)?;
     entries.sort_by_key(|e| e.file_name());
     for entry in entries {
         let path = entry.path();

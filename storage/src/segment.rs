@@ -102,7 +102,11 @@ impl SegmentView {
         let n = read_up_to_at(&self.file, &mut buf, pos).map_err(|e| io_err(&self.path, e))?;
         let h = BatchHeader::parse(&buf[..n]).map_err(|r| corrupt(&self.path, pos, r))?;
         if pos + h.size() > self.end {
-            return Err(corrupt(&self.path, pos, format!("batch of {} bytes runs past segment end {}", h.size(), self.end)));
+            return Err(corrupt(
+                &self.path,
+                pos,
+                format!("batch of {} bytes runs past segment end {}", h.size(), self.end),
+            ));
         }
         Ok(h)
     }
@@ -124,7 +128,13 @@ impl SegmentView {
     /// Reads whole batches starting at `pos` (a batch start): stops before a batch whose last
     /// offset is `>= max_offset` or that would take the total past `max_bytes`, except that with
     /// `min_one_batch` a first batch larger than `max_bytes` is returned alone and whole.
-    pub fn read_batches(&self, pos: u64, max_bytes: usize, max_offset: i64, min_one_batch: bool) -> crate::Result<Chunk> {
+    pub fn read_batches(
+        &self,
+        pos: u64,
+        max_bytes: usize,
+        max_offset: i64,
+        min_one_batch: bool,
+    ) -> crate::Result<Chunk> {
         let available = self.end.saturating_sub(pos);
         if available == 0 {
             return Ok(Chunk { bytes: Bytes::new(), limited: false });
@@ -141,7 +151,8 @@ impl SegmentView {
                 return Ok(Chunk { bytes: buf.freeze(), limited: false });
             }
             let h = if off + HEADER_SIZE <= buf.len() {
-                BatchHeader::parse(&buf[off..off + HEADER_SIZE]).map_err(|r| corrupt(&self.path, pos + off as u64, r))?
+                BatchHeader::parse(&buf[off..off + HEADER_SIZE])
+                    .map_err(|r| corrupt(&self.path, pos + off as u64, r))?
             } else {
                 // The buffer ends inside this header; only the size and offsets matter now.
                 self.header_at(pos + off as u64)?
@@ -151,7 +162,11 @@ impl SegmentView {
                 return Err(corrupt(&self.path, at, "batch runs past segment end"));
             }
             if h.base_offset < prev_next_offset {
-                return Err(corrupt(&self.path, at, format!("offset {} below previous batch end {prev_next_offset}", h.base_offset)));
+                return Err(corrupt(
+                    &self.path,
+                    at,
+                    format!("offset {} below previous batch end {prev_next_offset}", h.base_offset),
+                ));
             }
             if h.last_offset() >= max_offset {
                 buf.truncate(off);
@@ -182,18 +197,28 @@ impl SegmentView {
 
     /// Kafka's `FileRecords.searchForTimestamp`: from `pos`, the first record with timestamp
     /// `>= target` and offset `>= starting_offset`.
-    pub fn search_for_timestamp(&self, mut pos: u64, target: i64, starting_offset: i64) -> crate::Result<Option<TimestampOffset>> {
+    pub fn search_for_timestamp(
+        &self,
+        mut pos: u64,
+        target: i64,
+        starting_offset: i64,
+    ) -> crate::Result<Option<TimestampOffset>> {
         while pos < self.end {
             let h = self.header_at(pos)?;
             if h.max_timestamp >= target && h.last_offset() >= starting_offset {
                 let batch = self.read_batch(pos, &h)?;
-                let records = batch.records(MAX_DECOMPRESSED_BATCH).map_err(|e| corrupt(&self.path, pos, e.to_string()))?;
+                let records =
+                    batch.records(MAX_DECOMPRESSED_BATCH).map_err(|e| corrupt(&self.path, pos, e.to_string()))?;
                 let lat = h.is_log_append_time();
                 for r in &records {
                     let ts = record_timestamp(&batch, lat, r.timestamp_delta);
                     let offset = h.base_offset + i64::from(r.offset_delta);
                     if ts >= target && offset >= starting_offset {
-                        return Ok(Some(TimestampOffset { timestamp: ts, offset, leader_epoch: h.partition_leader_epoch }));
+                        return Ok(Some(TimestampOffset {
+                            timestamp: ts,
+                            offset,
+                            leader_epoch: h.partition_leader_epoch,
+                        }));
                     }
                 }
             }
@@ -204,12 +229,17 @@ impl SegmentView {
 
     /// The first record carrying `max_timestamp`, in the first batch from `pos` whose max
     /// timestamp equals it (Kafka's `offsetOfMaxTimestamp`).
-    pub fn find_max_timestamp_record(&self, mut pos: u64, max_timestamp: i64) -> crate::Result<Option<TimestampOffset>> {
+    pub fn find_max_timestamp_record(
+        &self,
+        mut pos: u64,
+        max_timestamp: i64,
+    ) -> crate::Result<Option<TimestampOffset>> {
         while pos < self.end {
             let h = self.header_at(pos)?;
             if h.max_timestamp == max_timestamp {
                 let batch = self.read_batch(pos, &h)?;
-                let records = batch.records(MAX_DECOMPRESSED_BATCH).map_err(|e| corrupt(&self.path, pos, e.to_string()))?;
+                let records =
+                    batch.records(MAX_DECOMPRESSED_BATCH).map_err(|e| corrupt(&self.path, pos, e.to_string()))?;
                 let lat = h.is_log_append_time();
                 let offset = records
                     .iter()
@@ -217,7 +247,11 @@ impl SegmentView {
                     .map(|r| h.base_offset + i64::from(r.offset_delta))
                     // A batch whose records disagree with its header still names the batch.
                     .unwrap_or(h.last_offset());
-                return Ok(Some(TimestampOffset { timestamp: max_timestamp, offset, leader_epoch: h.partition_leader_epoch }));
+                return Ok(Some(TimestampOffset {
+                    timestamp: max_timestamp,
+                    offset,
+                    leader_epoch: h.partition_leader_epoch,
+                }));
             }
             pos += h.size();
         }
@@ -228,11 +262,17 @@ impl SegmentView {
 /// One step of a [`BatchScanner`].
 #[derive(Debug)]
 pub enum Scanned {
-    Batch { position: u64, batch: RecordBatch },
+    Batch {
+        position: u64,
+        batch: RecordBatch,
+    },
     /// Clean end of file.
     End,
     /// A header that cannot be trusted or a batch cut short by the end of the file.
-    Invalid { position: u64, reason: String },
+    Invalid {
+        position: u64,
+        reason: String,
+    },
 }
 
 /// Streams whole batches from a file with large positional reads (recovery reads every byte,
@@ -338,12 +378,20 @@ fn open_log_file(path: &Path, create: bool) -> io::Result<File> {
 
 impl LogSegment {
     /// Creates an empty segment (files truncated if stale ones exist).
-    pub fn create(dir: &Path, base_offset: i64, config: &LogConfig, now_ms: i64, roll_jitter_ms: i64) -> io::Result<Self> {
+    pub fn create(
+        dir: &Path,
+        base_offset: i64,
+        config: &LogConfig,
+        now_ms: i64,
+        roll_jitter_ms: i64,
+    ) -> io::Result<Self> {
         let log_path = layout::log_file(dir, base_offset);
         let log = open_log_file(&log_path, true)?;
         log.set_len(0)?;
-        let offset_index = OffsetIndex::create(&layout::index_file(dir, base_offset), base_offset, config.segment_index_bytes)?;
-        let time_index = TimeIndex::create(&layout::time_index_file(dir, base_offset), base_offset, config.segment_index_bytes)?;
+        let offset_index =
+            OffsetIndex::create(&layout::index_file(dir, base_offset), base_offset, config.segment_index_bytes)?;
+        let time_index =
+            TimeIndex::create(&layout::time_index_file(dir, base_offset), base_offset, config.segment_index_bytes)?;
         Ok(Self::from_parts(base_offset, log_path, log, 0, offset_index, time_index, now_ms, roll_jitter_ms))
     }
 
@@ -439,7 +487,14 @@ impl LogSegment {
     }
 
     /// Kafka's `shouldRoll`: would appending this batch require a new segment first?
-    pub fn should_roll(&self, config: &LogConfig, batch_size: u64, batch_max_timestamp: i64, last_offset: i64, now_ms: i64) -> bool {
+    pub fn should_roll(
+        &self,
+        config: &LogConfig,
+        batch_size: u64,
+        batch_max_timestamp: i64,
+        last_offset: i64,
+        now_ms: i64,
+    ) -> bool {
         if self.size == 0 {
             // A segment always accepts its first batch; offsets always fit (base == LEO).
             return false;
@@ -465,7 +520,14 @@ impl LogSegment {
     /// Records a batch written at `position` (== the old size) in memory: size, sparse index
     /// entries every `index_interval_bytes`, max timestamp. Kafka's `LogSegment.append`
     /// bookkeeping; also used by recovery to rebuild indexes.
-    pub fn track_batch(&mut self, position: u64, size: u64, last_offset: i64, max_timestamp: i64, index_interval_bytes: u64) {
+    pub fn track_batch(
+        &mut self,
+        position: u64,
+        size: u64,
+        last_offset: i64,
+        max_timestamp: i64,
+        index_interval_bytes: u64,
+    ) {
         if self.rolling_based_timestamp.is_none() && position == 0 {
             self.rolling_based_timestamp = Some(max_timestamp);
         }
@@ -540,7 +602,11 @@ impl LogSegment {
     /// Kafka's `LogSegment.recover`: rebuilds both indexes from the log, validating every batch
     /// (CRC and structure) and that offsets increase; truncates the file at the first invalid
     /// batch. `max_offset_exclusive` bounds offsets (the next segment's base offset).
-    pub fn recover(&mut self, index_interval_bytes: u64, max_offset_exclusive: Option<i64>) -> io::Result<RecoverOutcome> {
+    pub fn recover(
+        &mut self,
+        index_interval_bytes: u64,
+        max_offset_exclusive: Option<i64>,
+    ) -> io::Result<RecoverOutcome> {
         self.offset_index.reset()?;
         self.time_index.reset()?;
         self.size = 0;

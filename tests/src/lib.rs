@@ -349,7 +349,9 @@ pub fn consumer(bootstrap: &str, extra: &[(&str, &str)]) -> BaseConsumer {
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "true")
         .set("auto.offset.reset", "error")
-        .set("fetch.wait.max.ms", "100");
+        .set("fetch.wait.max.ms", "100")
+        // librdkafka refuses assign() without a group id; nothing is ever committed to it.
+        .set("group.id", topic_name("sluice-test-group"));
     for (k, v) in extra {
         c.set(*k, *v);
     }
@@ -718,9 +720,13 @@ pub mod raw {
     }
 
     /// Builds one uncompressed v2 record batch with `values` (CRC-32C valid), using
-    /// kafka-protocol's encoder (independent of Sluice's own batch code).
+    /// kafka-protocol's encoder (independent of Sluice's own batch code). The encoder starts a
+    /// new batch whenever `offset - sequence` changes, so records carry `sequence = offset`;
+    /// the header's base sequence is then reset to -1 (no producer id) and the CRC recomputed.
     pub fn record_batch(values: &[&[u8]], base_timestamp: i64) -> BytesMut {
-        use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+        use kafka_protocol::records::{
+            Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+        };
         let records: Vec<Record> = values
             .iter()
             .enumerate()
@@ -733,7 +739,7 @@ pub mod raw {
                 producer_epoch: -1,
                 timestamp_type: TimestampType::Creation,
                 offset: i as i64,
-                sequence: -1,
+                sequence: i as i32,
                 timestamp: base_timestamp + i as i64,
                 key: Some(Bytes::from(format!("k{i}"))),
                 value: Some(Bytes::copy_from_slice(v)),
@@ -747,6 +753,12 @@ pub mod raw {
             &RecordEncodeOptions { version: 2, compression: Compression::None },
         )
         .expect("encode batch");
+        let batch_len = i32::from_be_bytes(buf[8..12].try_into().expect("4 bytes")) as usize;
+        assert_eq!(buf.len(), 12 + batch_len, "encoder produced exactly one batch");
+        assert_eq!(i32::from_be_bytes(buf[57..61].try_into().expect("4 bytes")), values.len() as i32);
+        buf[53..57].copy_from_slice(&(-1i32).to_be_bytes());
+        let crc = crc32c::crc32c(&buf[21..]);
+        buf[17..21].copy_from_slice(&crc.to_be_bytes());
         buf
     }
 

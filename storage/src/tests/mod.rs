@@ -84,7 +84,8 @@ pub fn open(dirs: &[&Path]) -> (Arc<LogManager>, LoadReport) {
 
 pub fn open_with(dirs: &[&Path], config: LogConfig) -> (Arc<LogManager>, LoadReport) {
     let config_for = move |_: &str| config.clone();
-    LogManager::open(LogManagerConfig { log_dirs: dirs.iter().map(|d| d.to_path_buf()).collect() }, &config_for).unwrap()
+    LogManager::open(LogManagerConfig { log_dirs: dirs.iter().map(|d| d.to_path_buf()).collect() }, &config_for)
+        .unwrap()
 }
 
 /// `.log` files of a partition dir, sorted.

@@ -35,7 +35,8 @@ fn assert_log_is(mgr: &LogManager, expected: &[Bytes]) {
     assert!(r.records[..] == all[..], "recovered data differs");
     for file in log_files(&p.dir()) {
         let log = fs::read(&file).unwrap();
-        let index = OffsetIndex::load(&file.with_extension("index"), 0, 1 << 20, log.len() as u64 + 1).unwrap().unwrap();
+        let index =
+            OffsetIndex::load(&file.with_extension("index"), 0, 1 << 20, log.len() as u64 + 1).unwrap().unwrap();
         for e in fs::read(file.with_extension("index")).unwrap().chunks(8) {
             let pos = u32::from_be_bytes(e[4..].try_into().unwrap()) as usize;
             assert!(RecordBatch::split_first(&mut Bytes::copy_from_slice(&log[pos..])).unwrap().is_some());

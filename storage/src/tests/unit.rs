@@ -32,7 +32,7 @@ fn append_assigns_offsets_from_leo_and_reads_back_identical_bytes() {
     let (b1, b2, b3) = (batch(2, 10, 100), batch(3, 10, 200), batch(1, 10, 300));
     let info = p.append(&[b1.clone(), b2.clone()], 7).unwrap();
     assert_eq!((info.first_offset, info.last_offset, info.log_start_offset), (0, 4, 0));
-    let info = p.append(&[b3.clone()], 8).unwrap();
+    let info = p.append(std::slice::from_ref(&b3), 8).unwrap();
     assert_eq!((info.first_offset, info.last_offset), (5, 5));
 
     let r = p.read(0, 1 << 20, i64::MAX, false).unwrap();
@@ -42,7 +42,10 @@ fn append_assigns_offsets_from_leo_and_reads_back_identical_bytes() {
     expected.extend_from_slice(&stored(&b3, 5, 8));
     assert_eq!(&r.records[..], &expected[..]);
     let got = batches_of(&r.records);
-    assert_eq!(got.iter().map(|b| (b.base_offset(), b.partition_leader_epoch())).collect::<Vec<_>>(), [(0, 7), (2, 7), (5, 8)]);
+    assert_eq!(
+        got.iter().map(|b| (b.base_offset(), b.partition_leader_epoch())).collect::<Vec<_>>(),
+        [(0, 7), (2, 7), (5, 8)]
+    );
     assert_eq!((r.log_start_offset, r.high_watermark, r.log_end_offset), (0, 0, 6));
     assert_eq!(p.size_bytes(), expected.len() as u64);
 }
@@ -132,7 +135,10 @@ fn offsets_out_of_range() {
     let (mgr, _) = open(&[dir.path()]);
     let p = mgr.get(&tp("t", 0)).unwrap();
     assert_eq!(p.offsets().log_start_offset, 5);
-    assert!(matches!(p.read(4, 100, i64::MAX, true), Err(StorageError::OffsetOutOfRange { requested: 4, log_start_offset: 5, .. })));
+    assert!(matches!(
+        p.read(4, 100, i64::MAX, true),
+        Err(StorageError::OffsetOutOfRange { requested: 4, log_start_offset: 5, .. })
+    ));
     // The batch containing the log start offset is returned whole.
     let r = p.read(5, 1000, i64::MAX, true).unwrap();
     assert_eq!(batches_of(&r.records)[0].base_offset(), 4);
@@ -149,7 +155,15 @@ fn rolls_on_segment_bytes_and_reads_span_segments() {
     assert_eq!(p.segment_base_offsets(), [0, 4, 8, 12]);
     let names: Vec<String> =
         log_files(&p.dir()).iter().map(|f| f.file_name().unwrap().to_string_lossy().into_owned()).collect();
-    assert_eq!(names, ["00000000000000000000.log", "00000000000000000004.log", "00000000000000000008.log", "00000000000000000012.log"]);
+    assert_eq!(
+        names,
+        [
+            "00000000000000000000.log",
+            "00000000000000000004.log",
+            "00000000000000000008.log",
+            "00000000000000000012.log"
+        ]
+    );
     let all: Vec<u8> = stored.iter().flat_map(|(_, b)| b.to_vec()).collect();
     let r = p.read(0, 1 << 20, i64::MAX, false).unwrap();
     assert_eq!(&r.records[..], &all[..]);
@@ -232,9 +246,10 @@ fn index_entries_on_disk_point_at_their_batches() {
     }
     // The last time index entry is the max timestamp (written on close).
     let last = &timeindex[timeindex.len() - 12..];
-    assert_eq!(i64::from_be_bytes(last[..8].try_into().unwrap()), 390 + 0);
+    assert_eq!(i64::from_be_bytes(last[..8].try_into().unwrap()), 390);
     // Loading the index back finds the same entries.
-    let loaded = OffsetIndex::load(&p.dir().join("00000000000000000000.index"), 0, 1 << 20, log.len() as u64).unwrap().unwrap();
+    let loaded =
+        OffsetIndex::load(&p.dir().join("00000000000000000000.index"), 0, 1 << 20, log.len() as u64).unwrap().unwrap();
     assert_eq!(loaded.len(), index.len() / 8);
 }
 
@@ -326,7 +341,14 @@ fn max_timestamp_survives_clean_restart() {
     {
         let (mgr, _) = open_with(&[dir.path()], config.clone());
         let p = mgr.get_or_create(&tp("t", 0), TOPIC_ID, config.clone()).unwrap();
-        append_all(&p, &[batch_with_timestamps(&[5, 900, 7], 80), batch_with_timestamps(&[6], 80), batch_with_timestamps(&[8], 80)]);
+        append_all(
+            &p,
+            &[
+                batch_with_timestamps(&[5, 900, 7], 80),
+                batch_with_timestamps(&[6], 80),
+                batch_with_timestamps(&[8], 80),
+            ],
+        );
         assert!(p.segment_base_offsets().len() > 1);
         mgr.shutdown().unwrap();
     }
@@ -394,16 +416,30 @@ fn startup_finishes_deletions_and_removes_leftovers() {
     fs::create_dir(&half_deleted).unwrap();
     fs::write(half_deleted.join("00000000000000000000.log"), b"x").unwrap();
     let pdir = dir.path().join("t-0");
-    for f in ["00000000000000000000.log.deleted", "00000000000000000007.log.swap", "00000000000000000000.index.cleaned", "00000000000000000042.index"] {
+    for f in [
+        "00000000000000000000.log.deleted",
+        "00000000000000000007.log.swap",
+        "00000000000000000000.index.cleaned",
+        "00000000000000000042.index",
+    ] {
         fs::write(pdir.join(f), b"junk").unwrap();
     }
     fs::write(dir.path().join("recovery-point-offset-checkpoint.tmp"), b"junk").unwrap();
     let (mgr, report) = open(&[dir.path()]);
     assert_eq!(report.partitions_loaded, 1);
     assert!(!half_deleted.exists());
-    let mut left: Vec<String> = fs::read_dir(&pdir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut left: Vec<String> =
+        fs::read_dir(&pdir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     left.sort();
-    assert_eq!(left, ["00000000000000000000.index", "00000000000000000000.log", "00000000000000000000.timeindex", "partition.metadata"]);
+    assert_eq!(
+        left,
+        [
+            "00000000000000000000.index",
+            "00000000000000000000.log",
+            "00000000000000000000.timeindex",
+            "partition.metadata"
+        ]
+    );
     assert!(!dir.path().join("recovery-point-offset-checkpoint.tmp").exists());
     assert_eq!(mgr.get(&tp("t", 0)).unwrap().offsets().log_end_offset, 2);
 }
@@ -470,4 +506,50 @@ fn concurrent_appends_and_reads_see_whole_batches() {
     let got = batches_of(&r.records);
     assert_eq!(got.len(), 300);
     assert_eq!(got.last().unwrap().next_offset(), p.offsets().log_end_offset);
+}
+
+/// Rough throughput numbers: `cargo test -p sluice-storage --release -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn throughput_smoke() {
+    let config = LogConfig { segment_bytes: 64 << 20, ..LogConfig::default() };
+    let (_d, mgr, p) = setup(config.clone());
+    let b = batch(10, 100, 0);
+    let n = 100_000;
+    let start = std::time::Instant::now();
+    for _ in 0..n {
+        p.append(std::slice::from_ref(&b), 0).unwrap();
+    }
+    let elapsed = start.elapsed();
+    let bytes = p.size_bytes();
+    eprintln!(
+        "append: {n} batches, {} MiB in {elapsed:?} ({:.0} MiB/s)",
+        bytes >> 20,
+        bytes as f64 / 1048576.0 / elapsed.as_secs_f64()
+    );
+    let start = std::time::Instant::now();
+    let mut offset = 0;
+    let mut read = 0usize;
+    while offset < p.offsets().log_end_offset {
+        let r = p.read(offset, 1 << 20, i64::MAX, true).unwrap();
+        read += r.records.len();
+        let last = batches_of(&r.records).last().unwrap().next_offset();
+        offset = last;
+    }
+    let elapsed = start.elapsed();
+    eprintln!(
+        "read: {} MiB in {elapsed:?} ({:.0} MiB/s, incl. CRC check)",
+        read >> 20,
+        read as f64 / 1048576.0 / elapsed.as_secs_f64()
+    );
+    mgr.shutdown().unwrap();
+    drop(mgr);
+    let start = std::time::Instant::now();
+    let (_m, report) = open_with(&[_d.path()], config.clone());
+    eprintln!("clean open: {:?} ({report:?})", start.elapsed());
+    drop(_m);
+    fs::remove_file(_d.path().join(".kafka_cleanshutdown")).ok();
+    let start = std::time::Instant::now();
+    let (_m, report) = open_with(&[_d.path()], config);
+    eprintln!("recovery open: {:?} ({report:?})", start.elapsed());
 }

@@ -1,0 +1,110 @@
+"""kafka-python (a pure-Python client with its own protocol code, not librdkafka) against the
+release `sluice` binary: per-codec produce/consume with keys, headers and timestamps checked,
+admin create/list/delete topics, cluster metadata and offsets_for_times. A second, independent
+protocol implementation catches encoding assumptions librdkafka happens to tolerate."""
+
+import time
+
+import pytest
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
+
+CODECS = [None, "gzip", "snappy", "lz4", "zstd"]
+
+
+def admin(b):
+    return KafkaAdminClient(bootstrap_servers=b.bootstrap, request_timeout_ms=30000)
+
+
+def consume_exactly(b, topic, partitions, n, timeout=30):
+    c = KafkaConsumer(bootstrap_servers=b.bootstrap, group_id=None, enable_auto_commit=False,
+                      auto_offset_reset="earliest", consumer_timeout_ms=1000)
+    tps = [TopicPartition(topic, p) for p in partitions]
+    c.assign(tps)
+    c.seek_to_beginning(*tps)
+    out, deadline = [], time.time() + timeout
+    while len(out) < n:
+        assert time.time() < deadline, f"got {len(out)} of {n} records after {timeout}s"
+        for recs in c.poll(timeout_ms=200).values():
+            out.extend(recs)
+    # Nothing beyond n: positions equal the end offsets.
+    ends = c.end_offsets(tps)
+    assert sum(ends.values()) == n, f"end offsets {ends} != {n}"
+    c.close()
+    assert len(out) == n
+    return sorted(out, key=lambda r: (r.partition, r.offset))
+
+
+@pytest.mark.parametrize("codec", CODECS, ids=lambda c: c or "none")
+def test_produce_consume_per_codec(broker, topic, codec):
+    print(f"check: kafka-python {codec}: 150 records round-trip with keys, headers, timestamps")
+    a = admin(broker)
+    a.create_topics({topic: {"num_partitions": 2, "replication_factor": 1}})
+    a.close()
+    p = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", compression_type=codec, linger_ms=20)
+    futs, sent = [], []
+    for i in range(150):
+        rec = dict(partition=i % 2, key=f"k{i}".encode() if i % 5 else None,
+                   value=(f"v{i}-" + "q" * (i % 60)).encode(),
+                   headers=[("hk", f"{i}".encode())] if i % 2 else [],
+                   timestamp_ms=1_660_000_000_000 + i)
+        sent.append(rec)
+        futs.append(p.send(topic, **rec))
+    p.flush(30)
+    acks = [f.get(timeout=30) for f in futs]
+    p.close()
+    for part in (0, 1):
+        offs = [m.offset for m in acks if m.partition == part]
+        assert offs == list(range(len(offs)))
+    got = consume_exactly(broker, topic, [0, 1], 150)
+    by_pos = {(m.partition, m.offset): s for m, s in zip(acks, sent)}
+    for r in got:
+        s = by_pos[(r.partition, r.offset)]
+        assert (r.key, r.value, r.timestamp) == (s["key"], s["value"], s["timestamp_ms"])
+        assert [(k, v) for k, v in r.headers] == s["headers"]
+
+
+def test_admin_and_metadata(broker, topic):
+    a = admin(broker)
+    print("check: create 3-partition topic; duplicate -> TopicAlreadyExistsError; listed; metadata leader 1")
+    a.create_topics({topic: {"num_partitions": 3, "replication_factor": 1}})
+    with pytest.raises(TopicAlreadyExistsError):
+        a.create_topics({topic: {"num_partitions": 3, "replication_factor": 1}})
+    assert topic in a.list_topics()
+    desc = a.describe_topics([topic])
+    assert len(desc) == 1 and desc[0]["error_code"] == 0
+    parts = sorted(desc[0]["partitions"], key=lambda p: p["partition_index"])
+    assert [p["partition_index"] for p in parts] == [0, 1, 2]
+    assert all(p["leader_id"] == 1 for p in parts)
+    cluster = a.describe_cluster()
+    assert [b["broker_id"] for b in cluster["brokers"]] == [1]
+    assert cluster["controller_id"] == 1
+    print("check: delete -> not listed; delete again -> UnknownTopicOrPartitionError")
+    a.delete_topics([topic])
+    deadline = time.time() + 10
+    while topic in a.list_topics():
+        assert time.time() < deadline
+        time.sleep(0.1)
+    with pytest.raises(UnknownTopicOrPartitionError):
+        a.delete_topics([topic])
+    a.close()
+
+
+def test_offsets_for_times(broker, topic):
+    a = admin(broker)
+    a.create_topics({topic: {"num_partitions": 1, "replication_factor": 1}})
+    a.close()
+    p = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", linger_ms=50)
+    for i in range(20):
+        p.send(topic, value=f"{i}".encode(), partition=0, timestamp_ms=5_000_000 + 100 * i)
+    p.flush(30)
+    p.close()
+    c = KafkaConsumer(bootstrap_servers=broker.bootstrap, group_id=None)
+    tp = TopicPartition(topic, 0)
+    print("check: beginning 0, end 20, offsets_for_times 5_000_550 -> 6, past the end -> None")
+    assert c.beginning_offsets([tp]) == {tp: 0}
+    assert c.end_offsets([tp]) == {tp: 20}
+    r = c.offsets_for_times({tp: 5_000_550})[tp]
+    assert (r.offset, r.timestamp) == (6, 5_000_600)
+    assert c.offsets_for_times({tp: 9_000_000})[tp] is None
+    c.close()

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Runs every check Sluice has, in one go (what CI runs after .ci/run installs dependencies):
+#   1. cargo fmt --check            formatting
+#   2. cargo build --release        the whole workspace, all targets, once
+#   3. cargo clippy --release       lints (-D warnings), sharing the release build's dependencies
+#   4. cargo test --release         unit + integration tests (reuses step 2's artifacts)
+#   5. compat-tests/run.sh          external clients (confluent-kafka, kafka-python, kcat)
+#                                   against target/release/sluice
+# Every step runs even if an earlier one failed (except that nothing runs without a build), so
+# one run reports everything. Exit status is non-zero if any step failed. The last line is a
+# plain "total: N passed, N failed" over cargo test and pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+export RUST_BACKTRACE="${RUST_BACKTRACE:-1}"
+logdir="$(mktemp -d "${TMPDIR:-/tmp}/sluice-test-all.XXXXXX")"
+failed_steps=()
+start_all=$SECONDS
+
+step() { # step NAME CMD...
+  local name=$1; shift
+  local t0=$SECONDS
+  echo
+  echo "=== [$name] $*"
+  if "$@"; then
+    echo "=== [$name] ok ($((SECONDS - t0)) s)"
+  else
+    local rc=$?
+    echo "=== [$name] FAILED with exit code $rc ($((SECONDS - t0)) s)"
+    failed_steps+=("$name")
+  fi
+}
+
+run_cargo_tests() {
+  # tee keeps the output visible; PIPESTATUS carries cargo's exit code.
+  cargo test --release --workspace --no-fail-fast 2>&1 | tee "$logdir/cargo-test.log"
+  return "${PIPESTATUS[0]}"
+}
+
+run_compat() {
+  compat-tests/run.sh --junitxml="$logdir/compat.xml" 2>&1 | tee "$logdir/compat.log"
+  return "${PIPESTATUS[0]}"
+}
+
+step fmt cargo fmt --all -- --check
+step build cargo build --release --workspace --all-targets
+if [[ " ${failed_steps[*]} " == *" build "* ]]; then
+  echo "build failed: not running clippy, tests or compat tests"
+  echo "FAILED steps: ${failed_steps[*]}"
+  exit 1
+fi
+step clippy cargo clippy --release --workspace --all-targets -- -D warnings
+step cargo-test run_cargo_tests
+export SLUICE_BIN="$PWD/target/release/sluice"
+step compat run_compat
+
+# Totals from cargo's "test result:" lines and pytest's junit xml.
+read -r cp cf < <(awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } } END { print p + 0, f + 0 }' "$logdir/cargo-test.log" 2>/dev/null || echo "0 0")
+read -r pp pf ps < <(python3 - "$logdir/compat.xml" <<'PY' 2>/dev/null || echo "0 0 0"
+import sys, xml.etree.ElementTree as ET
+try:
+    root = ET.parse(sys.argv[1]).getroot()
+except Exception:
+    print(0, 0, 0); sys.exit()
+suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
+t = sum(int(s.get("tests", 0)) for s in suites)
+f = sum(int(s.get("failures", 0)) + int(s.get("errors", 0)) for s in suites)
+sk = sum(int(s.get("skipped", 0)) for s in suites)
+print(t - f - sk, f, sk)
+PY
+)
+echo
+echo "cargo test: $cp passed, $cf failed | compat (pytest): $pp passed, $pf failed, $ps skipped | $((SECONDS - start_all)) s"
+if ((${#failed_steps[@]})); then
+  echo "FAILED steps: ${failed_steps[*]} (logs in $logdir)"
+fi
+# A failed step with no failed test in it (fmt, clippy, a crash before any test) counts as one.
+extra=0
+for s in "${failed_steps[@]}"; do
+  case $s in
+    cargo-test) ((cf > 0)) || extra=$((extra + 1)) ;;
+    compat) ((pf + ps > 0)) || extra=$((extra + 1)) ;;
+    *) extra=$((extra + 1)) ;;
+  esac
+done
+echo "total: $((cp + pp)) passed, $((cf + pf + ps + extra)) failed"
+((${#failed_steps[@]} == 0))

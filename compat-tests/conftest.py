@@ -47,6 +47,10 @@ class Broker:
                 "--override", f"listeners=PLAINTEXT://127.0.0.1:{self.port}",
                 "--override", f"log.dirs={self.data_dir}",
                 "--override", f"node.id={self.node_id}"]
+        if "metrics.listener" not in self.overrides:
+            # Tests run brokers one after another (and next to a developer's own broker): never
+            # fight over the default metrics port.
+            args += ["--override", "metrics.listener=127.0.0.1:0"]
         for k, v in self.overrides.items():
             args += ["--override", f"{k}={v}"]
         log = open(self.log_path, "ab")

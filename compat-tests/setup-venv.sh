@@ -5,7 +5,8 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 venv="${SLUICE_VENV:-$HOME/.cache/sluice/compat-venv}"
 req="$here/requirements.txt"
-if [[ ! -x "$venv/bin/python" ]]; then
+if ! "$venv/bin/python" -c 'import sys; assert sys.version_info >= (3, 9)' 2>/dev/null; then
+  rm -rf "$venv"  # missing, or its interpreter is gone
   mkdir -p "$(dirname "$venv")"
   python3 -m venv "$venv"
 fi

@@ -17,8 +17,9 @@ def admin(b):
 
 
 def create(b, name, partitions=1, config=None, validate_only=False):
-    fs = admin(b).create_topics([NewTopic(name, partitions, 1, config=config or {})],
-                                validate_only=validate_only, operation_timeout=10, request_timeout=30)
+    a = admin(b)  # keep the client alive until the future resolves
+    fs = a.create_topics([NewTopic(name, partitions, 1, config=config or {})],
+                         validate_only=validate_only, operation_timeout=10, request_timeout=30)
     return fs[name].result(timeout=30)
 
 
@@ -138,7 +139,8 @@ def test_metadata_and_describe_cluster(broker, topic):
     assert sorted(parts) == [0, 1, 2, 3]
     for p in parts.values():
         assert p.leader == 1 and p.replicas == [1] and p.isrs == [1] and p.error is None
-    desc = admin(broker).describe_cluster(request_timeout=10).result(timeout=30)
+    a = admin(broker)
+    desc = a.describe_cluster(request_timeout=10).result(timeout=30)
     assert [n.id for n in desc.nodes] == [1]
     assert desc.controller.id == 1 and desc.cluster_id
 

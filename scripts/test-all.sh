@@ -33,20 +33,24 @@ step() { # step NAME CMD...
 
 run_cargo_tests() {
   # tee keeps the output visible; PIPESTATUS carries cargo's exit code.
-  cargo test --release --workspace --no-fail-fast 2>&1 | tee "$logdir/cargo-test.log"
+  # Every wait inside the tests has its own deadline; this is the backstop against a hang.
+  timeout -k 30 "${SLUICE_CARGO_TEST_TIMEOUT:-2400}" \
+    cargo test --release --workspace --no-fail-fast 2>&1 | tee "$logdir/cargo-test.log"
   return "${PIPESTATUS[0]}"
 }
 
 run_compat() {
-  compat-tests/run.sh --junitxml="$logdir/compat.xml" 2>&1 | tee "$logdir/compat.log"
+  timeout -k 30 "${SLUICE_COMPAT_TIMEOUT:-1200}" \
+    compat-tests/run.sh --junitxml="$logdir/compat.xml" 2>&1 | tee "$logdir/compat.log"
   return "${PIPESTATUS[0]}"
 }
 
-step fmt cargo fmt --all -- --check
+step fmt cargo fmt --all -- --check --color never
 step build cargo build --release --workspace --all-targets
 if [[ " ${failed_steps[*]} " == *" build "* ]]; then
   echo "build failed: not running clippy, tests or compat tests"
   echo "FAILED steps: ${failed_steps[*]}"
+  echo "total: 0 passed, ${#failed_steps[@]} failed"
   exit 1
 fi
 step clippy cargo clippy --release --workspace --all-targets -- -D warnings

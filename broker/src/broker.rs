@@ -1,4 +1,4 @@
-//! The broker's shared state: configuration, cluster metadata, the log manager and the fetch
+//! The broker's shared state: configuration, cluster metadata, the log manager, metrics and the fetch
 //! session cache, plus the topic operations several handlers share (create with logs, delete with
 //! logs, partition lookup).
 //!
@@ -14,7 +14,9 @@ use tokio::sync::watch;
 
 use crate::config::{Config, Listener};
 use crate::fetch_session::FetchSessionCache;
+use crate::group::GroupCoordinator;
 use crate::metadata::{MetadataError, MetadataStore, TopicMeta};
+use crate::metrics::Metrics;
 use crate::topic_config::validate_topic_configs;
 
 /// Leader epoch of every partition on a single node. Replication will make this per-partition.
@@ -38,10 +40,14 @@ pub struct Broker {
     pub metadata: MetadataStore,
     pub logs: Arc<LogManager>,
     pub fetch_sessions: FetchSessionCache,
+    /// Consumer groups and committed offsets.
+    pub groups: GroupCoordinator,
     /// Advertised listeners with real ports (a configured port 0 is replaced by the bound one).
     pub advertised: Vec<Listener>,
     /// Flips to `true` when shutdown begins; long polls and connection loops watch it.
     pub shutdown: watch::Receiver<bool>,
+    /// This broker's Prometheus registry and metric handles.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Broker {
@@ -51,10 +57,7 @@ impl Broker {
 
     /// The endpoint advertised to a client connected through `listener_name`.
     pub fn advertised_for(&self, listener_name: &str) -> Option<&Listener> {
-        self.advertised
-            .iter()
-            .find(|l| l.name == listener_name)
-            .or_else(|| self.advertised.first())
+        self.advertised.iter().find(|l| l.name == listener_name).or_else(|| self.advertised.first())
     }
 
     /// The log of an existing partition of an existing topic, creating the log if it is missing
@@ -85,14 +88,18 @@ impl Broker {
         configs: BTreeMap<String, String>,
         validate_only: bool,
     ) -> Result<Arc<TopicMeta>, ApiError> {
-        crate::metadata::validate_topic_name(name).map_err(|e| ApiError::new(ResponseError::InvalidTopicException, e.to_string()))?;
+        crate::metadata::validate_topic_name(name)
+            .map_err(|e| ApiError::new(ResponseError::InvalidTopicException, e.to_string()))?;
         let partitions = if num_partitions == -1 { self.config.num_partitions } else { num_partitions };
         if partitions <= 0 {
             return Err(ApiError::new(ResponseError::InvalidPartitions, "Number of partitions must be larger than 0."));
         }
         let rf = if replication_factor == -1 { self.config.default_replication_factor } else { replication_factor };
         if rf <= 0 {
-            return Err(ApiError::new(ResponseError::InvalidReplicationFactor, "Replication factor must be larger than 0."));
+            return Err(ApiError::new(
+                ResponseError::InvalidReplicationFactor,
+                "Replication factor must be larger than 0.",
+            ));
         }
         if rf > 1 {
             return Err(ApiError::new(
@@ -100,7 +107,11 @@ impl Broker {
                 format!("Unable to replicate the partition {rf} time(s): The target replication factor of {rf} cannot be reached because only 1 broker(s) are registered."),
             ));
         }
-        let configs = validate_topic_configs(&configs).map_err(|e| ApiError::new(ResponseError::InvalidConfig, e.to_string()))?;
+        let configs =
+            validate_topic_configs(&configs).map_err(|e| ApiError::new(ResponseError::InvalidConfig, e.to_string()))?;
+        let dynamic = self.metadata.dynamic_broker_configs();
+        crate::topic_config::validate_effective(&configs, &self.broker_view(&dynamic))
+            .map_err(|e| ApiError::new(ResponseError::InvalidConfig, e.to_string()))?;
         if self.metadata.topic(name).is_some() {
             return Err(ApiError::new(ResponseError::TopicAlreadyExists, format!("Topic '{name}' already exists.")));
         }
@@ -110,22 +121,21 @@ impl Broker {
                 id: uuid::Uuid::nil(),
                 partitions,
                 replication_factor: rf,
-                config: crate::topic_config::TopicConfig::resolve(&configs, &self.config),
+                config: crate::topic_config::TopicConfig::resolve(&configs, &self.broker_view(&dynamic)),
                 configs,
                 internal: false,
             }));
         }
-        let meta = self
-            .metadata
-            .create_topic(name, partitions, rf, configs, &self.config)
-            .map_err(|e| match e {
+        let meta = self.metadata.create_topic(name, partitions, rf, configs, &self.broker_view(&dynamic)).map_err(
+            |e| match e {
                 MetadataError::TopicExists(_) => ApiError::new(ResponseError::TopicAlreadyExists, e.to_string()),
                 MetadataError::TopicCollision(..) | MetadataError::InvalidTopic(..) => {
                     ApiError::new(ResponseError::InvalidTopicException, e.to_string())
                 }
                 MetadataError::UnknownTopic(_) => ApiError::new(ResponseError::UnknownTopicOrPartition, e.to_string()),
                 MetadataError::Io(_) => ApiError::new(ResponseError::KafkaStorageError, e.to_string()),
-            })?;
+            },
+        )?;
         for p in 0..meta.partitions {
             // A failure here leaves the topic without that log; `partition()` creates it later.
             if let Err(e) = self.partition(&meta, p) {
@@ -152,6 +162,7 @@ impl Broker {
             }
         }
         self.fetch_sessions.forget_topic(name);
+        self.groups.on_topic_deleted(self, name);
         tracing::info!(topic = name, "deleted topic");
         Ok(meta)
     }

@@ -77,7 +77,11 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     ranged("broker.id", Int, "-1", -1, IMAX),
     def("listeners", List, Some("PLAINTEXT://127.0.0.1:9092")),
     def("advertised.listeners", List, None),
-    def("listener.security.protocol.map", List, Some("PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL")),
+    def(
+        "listener.security.protocol.map",
+        List,
+        Some("PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL"),
+    ),
     def("inter.broker.listener.name", Str, None),
     def("process.roles", List, Some("broker,controller")),
     def("controller.listener.names", List, None),
@@ -148,13 +152,19 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     ranged("group.min.session.timeout.ms", Int, "6000", 0, IMAX),
     ranged("group.max.session.timeout.ms", Int, "1800000", 0, IMAX),
     ranged("group.max.size", Int, IMAX_S, 1, IMAX),
+    // KIP-848 consumer groups (group.protocol=consumer).
+    ranged("group.consumer.session.timeout.ms", Int, "45000", 1, IMAX),
+    ranged("group.consumer.heartbeat.interval.ms", Int, "5000", 1, IMAX),
+    def("group.consumer.assignors", List, Some("uniform,range")),
+    ranged("group.consumer.max.size", Int, IMAX_S, 1, IMAX),
     ranged("offsets.topic.num.partitions", Int, "50", 1, IMAX),
-    ranged("offsets.topic.replication.factor", Int, "3", 1, IMAX as i64),
+    ranged("offsets.topic.replication.factor", Int, "3", 1, IMAX),
     ranged("offsets.topic.segment.bytes", Int, "104857600", 1, IMAX),
     ranged("offsets.retention.minutes", Int, "10080", 1, IMAX),
     ranged("offsets.retention.check.interval.ms", Long, "600000", 1, LMAX),
     ranged("offsets.commit.timeout.ms", Int, "5000", 1, IMAX),
     ranged("offsets.load.buffer.size", Int, "5242880", 1, IMAX),
+    ranged("offset.metadata.max.bytes", Int, "4096", 0, IMAX),
     // Transactions (transactions issue).
     ranged("transaction.max.timeout.ms", Int, "900000", 1, IMAX),
     ranged("transactional.id.expiration.ms", Int, "604800000", 1, IMAX),
@@ -171,8 +181,27 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     ranged("remote.log.manager.task.interval.ms", Long, "30000", 1, LMAX),
     // Sluice's own.
     def("metrics.listener", Str, Some("127.0.0.1:9644")),
+    def("metrics.per.partition.enable", Boolean, Some("true")),
     def("log.format", Str, Some("text")),
 ];
+
+/// Broker configs AlterConfigs/IncrementalAlterConfigs may change at runtime (Kafka's
+/// `DynamicBrokerConfig`: the `log.*` defaults of topic configs, `message.max.bytes`,
+/// `compression.type`, the cleaner's settings) plus Sluice's `log.retention.check.interval.ms`.
+/// Every other broker config is read-only.
+pub fn is_dynamic_broker_config(name: &str) -> bool {
+    const OTHERS: &[&str] = &[
+        "log.cleaner.threads",
+        "log.cleaner.dedupe.buffer.size",
+        "log.cleaner.io.buffer.size",
+        "log.cleaner.backoff.ms",
+        "log.retention.check.interval.ms",
+    ];
+    // The scheduler interval is a synonym of flush.ms but drives a broker task: static in Kafka.
+    OTHERS.contains(&name)
+        || (name != "log.flush.scheduler.interval.ms"
+            && crate::topic_config::TOPIC_CONFIGS.iter().any(|d| d.synonyms.iter().any(|(s, _)| *s == name)))
+}
 
 /// Looks up a broker config definition by name.
 pub fn broker_config_def(name: &str) -> Option<&'static ConfigDef> {
@@ -190,9 +219,8 @@ pub fn validate_value(def: &ConfigDef, value: &str) -> Result<String, ConfigErro
             Ok(v.to_ascii_lowercase())
         }
         Int | Long => {
-            let n: i64 = v
-                .parse()
-                .map_err(|_| ConfigError::new(def.name, format!("expected an integer, got '{v}'")))?;
+            let n: i64 =
+                v.parse().map_err(|_| ConfigError::new(def.name, format!("expected an integer, got '{v}'")))?;
             if def.kind == Int && (n < i32::MIN as i64 || n > i32::MAX as i64) {
                 return Err(ConfigError::new(def.name, format!("{n} does not fit in a 32-bit int")));
             }
@@ -209,9 +237,7 @@ pub fn validate_value(def: &ConfigDef, value: &str) -> Result<String, ConfigErro
             Ok(n.to_string())
         }
         Double => {
-            let d: f64 = v
-                .parse()
-                .map_err(|_| ConfigError::new(def.name, format!("expected a number, got '{v}'")))?;
+            let d: f64 = v.parse().map_err(|_| ConfigError::new(def.name, format!("expected a number, got '{v}'")))?;
             if !d.is_finite() {
                 return Err(ConfigError::new(def.name, format!("expected a finite number, got '{v}'")));
             }
@@ -219,10 +245,7 @@ pub fn validate_value(def: &ConfigDef, value: &str) -> Result<String, ConfigErro
         }
         Str | Password => {
             if !def.allowed.is_empty() && !def.allowed.contains(&v) {
-                return Err(ConfigError::new(
-                    def.name,
-                    format!("'{v}' is not one of {}", def.allowed.join(", ")),
-                ));
+                return Err(ConfigError::new(def.name, format!("'{v}' is not one of {}", def.allowed.join(", "))));
             }
             Ok(v.to_string())
         }
@@ -253,16 +276,12 @@ impl Listener {
 fn parse_listeners(key: &str, value: &str) -> Result<Vec<Listener>, ConfigError> {
     let mut out = Vec::new();
     for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let (name, rest) = item
-            .split_once("://")
-            .ok_or_else(|| ConfigError::new(key, format!("'{item}' is not NAME://host:port")))?;
-        let (host, port) = rest
-            .rsplit_once(':')
-            .ok_or_else(|| ConfigError::new(key, format!("'{item}' has no port")))?;
+        let (name, rest) =
+            item.split_once("://").ok_or_else(|| ConfigError::new(key, format!("'{item}' is not NAME://host:port")))?;
+        let (host, port) =
+            rest.rsplit_once(':').ok_or_else(|| ConfigError::new(key, format!("'{item}' has no port")))?;
         let host = host.trim_start_matches('[').trim_end_matches(']');
-        let port: u16 = port
-            .parse()
-            .map_err(|_| ConfigError::new(key, format!("'{item}' has an invalid port")))?;
+        let port: u16 = port.parse().map_err(|_| ConfigError::new(key, format!("'{item}' has an invalid port")))?;
         if name.is_empty() {
             return Err(ConfigError::new(key, format!("'{item}' has no listener name")));
         }
@@ -301,6 +320,9 @@ pub struct Config {
     pub log_flush_scheduler_interval_ms: i64,
     pub log_flush_offset_checkpoint_interval_ms: i64,
     pub metrics_listener: Option<SocketAddr>,
+    /// Per-partition storage gauges (size, offsets) on `/metrics`; off for brokers with very many
+    /// partitions, leaving the per-topic totals.
+    pub metrics_per_partition_enable: bool,
     pub log_format_json: bool,
     /// Keys that are not Kafka or Sluice configs (warned about at startup).
     pub unknown_keys: Vec<std::string::String>,
@@ -314,9 +336,7 @@ impl Config {
         let mut first = true;
         while let Some(arg) = args.next() {
             if arg == "--override" {
-                let kv = args
-                    .next()
-                    .ok_or_else(|| ConfigError::new("--override", "expects key=value"))?;
+                let kv = args.next().ok_or_else(|| ConfigError::new("--override", "expects key=value"))?;
                 pairs.push(split_kv("--override", &kv)?);
             } else if let Some(kv) = arg.strip_prefix("--override=") {
                 pairs.push(split_kv("--override", kv)?);
@@ -325,7 +345,10 @@ impl Config {
                     .map_err(|e| ConfigError::new("server.properties", format!("cannot read {arg}: {e}")))?;
                 pairs.extend(parse_properties(&text));
             } else {
-                return Err(ConfigError::new(&arg, "unknown argument; usage: sluice [server.properties] [--override key=value]..."));
+                return Err(ConfigError::new(
+                    &arg,
+                    "unknown argument; usage: sluice [server.properties] [--override key=value]...",
+                ));
             }
             first = false;
         }
@@ -337,7 +360,9 @@ impl Config {
         Self::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
     }
 
-    fn from_pairs(pairs: impl IntoIterator<Item = (std::string::String, std::string::String)>) -> Result<Config, ConfigError> {
+    fn from_pairs(
+        pairs: impl IntoIterator<Item = (std::string::String, std::string::String)>,
+    ) -> Result<Config, ConfigError> {
         let mut explicit = BTreeMap::new();
         let mut unknown_keys = Vec::new();
         for (k, v) in pairs {
@@ -378,7 +403,10 @@ impl Config {
                 Some(other) => {
                     return Err(ConfigError::new(
                         "listeners",
-                        format!("listener {} uses security protocol {other}, which Sluice does not support yet", l.name),
+                        format!(
+                            "listener {} uses security protocol {other}, which Sluice does not support yet",
+                            l.name
+                        ),
                     ))
                 }
                 None => {
@@ -405,12 +433,8 @@ impl Config {
             _ => listeners.clone(),
         };
         let dirs = get("log.dirs").or_else(|| get("log.dir")).unwrap_or_else(|| "./data".into());
-        let log_dirs: Vec<PathBuf> = dirs
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(PathBuf::from)
-            .collect();
+        let log_dirs: Vec<PathBuf> =
+            dirs.split(',').map(str::trim).filter(|s| !s.is_empty()).map(PathBuf::from).collect();
         if log_dirs.is_empty() {
             return Err(ConfigError::new("log.dirs", "no directory given"));
         }
@@ -456,6 +480,7 @@ impl Config {
             log_flush_scheduler_interval_ms: flush_sched,
             log_flush_offset_checkpoint_interval_ms: get_i64("log.flush.offset.checkpoint.interval.ms"),
             metrics_listener,
+            metrics_per_partition_enable: get_bool("metrics.per.partition.enable"),
             log_format_json,
             values,
             explicit,
@@ -479,9 +504,7 @@ impl Config {
 }
 
 fn split_kv(key: &str, kv: &str) -> Result<(std::string::String, std::string::String), ConfigError> {
-    let (k, v) = kv
-        .split_once('=')
-        .ok_or_else(|| ConfigError::new(key, format!("'{kv}' is not key=value")))?;
+    let (k, v) = kv.split_once('=').ok_or_else(|| ConfigError::new(key, format!("'{kv}' is not key=value")))?;
     Ok((k.trim().to_string(), v.trim().to_string()))
 }
 
@@ -565,12 +588,8 @@ mod tests {
             "# comment\nnode.id=7\nlisteners = PLAINTEXT://127.0.0.1:19092\nlog.dirs=/tmp/a,\\\n /tmp/b\nnum.partitions: 3\nsome.unknown.key=1\n",
         )
         .expect("write");
-        let c = Config::from_args(vec![
-            path.display().to_string(),
-            "--override".into(),
-            "num.partitions=5".into(),
-        ])
-        .expect("parse");
+        let c = Config::from_args(vec![path.display().to_string(), "--override".into(), "num.partitions=5".into()])
+            .expect("parse");
         assert_eq!(c.node_id, 7);
         assert_eq!(c.listeners[0].port, 19092);
         assert_eq!(c.log_dirs, vec![PathBuf::from("/tmp/a"), PathBuf::from("/tmp/b")]);

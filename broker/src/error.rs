@@ -14,6 +14,7 @@ pub fn storage_error(e: &StorageError) -> ResponseError {
         StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         StorageError::Deleted(_) => ResponseError::UnknownTopicOrPartition,
         StorageError::Corrupt { .. } => ResponseError::CorruptMessage,
+        StorageError::PolicyViolation(_) => ResponseError::PolicyViolation,
     }
 }
 

@@ -6,10 +6,14 @@
 
 pub mod broker;
 pub mod config;
+pub mod config_admin;
 pub mod error;
 pub mod fetch_session;
+pub mod group;
 pub mod handlers;
+pub mod log_tasks;
 pub mod metadata;
+pub mod metrics;
 pub mod network;
 pub mod server;
 pub mod topic_config;
@@ -44,9 +48,17 @@ pub fn cli_main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async move {
-        let handle = start(config).await?;
+        // Listen for signals before starting, so a SIGTERM during startup is a clean exit too.
+        let mut signal = Box::pin(wait_for_signal());
+        let handle = tokio::select! {
+            h = start(config) => h?,
+            _ = &mut signal => {
+                tracing::info!("signal received during startup; exiting");
+                return Ok(());
+            }
+        };
         tracing::info!(bootstrap = %handle.bootstrap(), "sluice started");
-        wait_for_signal().await;
+        signal.await;
         tracing::info!("shutting down");
         handle.shutdown().await
     });
@@ -61,7 +73,8 @@ pub fn cli_main() -> ExitCode {
 }
 
 fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::config::Config;
-use crate::topic_config::TopicConfig;
+use crate::topic_config::{BrokerLayers, BrokerView, DynamicBrokerConfigs, TopicConfig};
 
 /// One topic as the cluster knows it.
 #[derive(Debug, Clone)]
@@ -45,6 +45,10 @@ struct PersistedTopic {
 struct Persisted {
     version: u32,
     topics: Vec<PersistedTopic>,
+    /// Dynamic broker configs by resource name: `""` the cluster default, `"<node id>"` one
+    /// broker's (AlterConfigs / IncrementalAlterConfigs on BROKER resources).
+    #[serde(default)]
+    broker_configs: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// Why a topic operation was refused.
@@ -65,12 +69,23 @@ pub enum MetadataError {
 struct State {
     topics: BTreeMap<String, Arc<TopicMeta>>,
     by_id: HashMap<Uuid, String>,
+    broker_configs: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl State {
+    fn dynamic(&self, node_id: i32) -> DynamicBrokerConfigs {
+        DynamicBrokerConfigs {
+            per_broker: self.broker_configs.get(&node_id.to_string()).cloned().unwrap_or_default(),
+            cluster_default: self.broker_configs.get("").cloned().unwrap_or_default(),
+        }
+    }
 }
 
 /// The node's cluster metadata.
 pub struct MetadataStore {
     path: PathBuf,
     cluster_id: String,
+    node_id: i32,
     state: RwLock<State>,
 }
 
@@ -111,12 +126,19 @@ impl MetadataStore {
         let path = first.join("sluice-metadata.json");
         let mut topics = BTreeMap::new();
         let mut by_id = HashMap::new();
+        let mut broker_configs = BTreeMap::new();
         if path.exists() {
             let text = std::fs::read_to_string(&path)?;
-            let p: Persisted = serde_json::from_str(&text)
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", path.display())))?;
+            let p: Persisted = serde_json::from_str(&text).map_err(|e| {
+                std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", path.display()))
+            })?;
+            broker_configs = p.broker_configs;
+            let state =
+                State { topics: BTreeMap::new(), by_id: HashMap::new(), broker_configs: broker_configs.clone() };
+            let dynamic = state.dynamic(config.node_id);
+            let view = BrokerView { config, dynamic: &dynamic };
             for t in p.topics {
-                let config_typed = TopicConfig::resolve(&t.configs, config);
+                let config_typed = TopicConfig::resolve(&t.configs, &view);
                 by_id.insert(t.id, t.name.clone());
                 topics.insert(
                     t.name.clone(),
@@ -132,7 +154,84 @@ impl MetadataStore {
                 );
             }
         }
-        Ok(Self { path, cluster_id, state: RwLock::new(State { topics, by_id }) })
+        Ok(Self {
+            path,
+            cluster_id,
+            node_id: config.node_id,
+            state: RwLock::new(State { topics, by_id, broker_configs }),
+        })
+    }
+
+    /// This node's dynamic broker configs (per-broker and cluster default).
+    pub fn dynamic_broker_configs(&self) -> DynamicBrokerConfigs {
+        self.read().dynamic(self.node_id)
+    }
+
+    /// Replaces the dynamic broker configs of `resource_name` (`""` = cluster default) and
+    /// re-resolves every topic's effective config against the new layers (persisted first).
+    /// Returns the topics whose effective config changed.
+    pub fn set_broker_configs(
+        &self,
+        resource_name: &str,
+        configs: BTreeMap<String, String>,
+        broker: &Config,
+    ) -> Result<Vec<Arc<TopicMeta>>, MetadataError> {
+        let mut s = self.write();
+        let old = s.broker_configs.clone();
+        if configs.is_empty() {
+            s.broker_configs.remove(resource_name);
+        } else {
+            s.broker_configs.insert(resource_name.to_string(), configs);
+        }
+        if let Err(e) = self.persist(&s) {
+            s.broker_configs = old;
+            return Err(e.into());
+        }
+        let dynamic = s.dynamic(self.node_id);
+        let view = BrokerView { config: broker, dynamic: &dynamic };
+        let mut changed = Vec::new();
+        for meta in s.topics.values_mut() {
+            let resolved = TopicConfig::resolve(&meta.configs, &view);
+            if resolved != meta.config {
+                let mut m = (**meta).clone();
+                m.config = resolved;
+                *meta = Arc::new(m);
+                changed.push(meta.clone());
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Replaces a topic's explicit configs (persisted first) and returns the updated topic.
+    pub fn set_topic_configs<B: BrokerLayers + ?Sized>(
+        &self,
+        name: &str,
+        configs: BTreeMap<String, String>,
+        broker: &B,
+    ) -> Result<Arc<TopicMeta>, MetadataError> {
+        self.update_topic(name, |m| {
+            m.config = TopicConfig::resolve(&configs, broker);
+            m.configs = configs;
+        })
+    }
+
+    /// Raises a topic's partition count (persisted first).
+    pub fn set_partitions(&self, name: &str, partitions: i32) -> Result<Arc<TopicMeta>, MetadataError> {
+        self.update_topic(name, |m| m.partitions = partitions)
+    }
+
+    fn update_topic(&self, name: &str, change: impl FnOnce(&mut TopicMeta)) -> Result<Arc<TopicMeta>, MetadataError> {
+        let mut s = self.write();
+        let old = s.topics.get(name).cloned().ok_or_else(|| MetadataError::UnknownTopic(name.to_string()))?;
+        let mut m = (*old).clone();
+        change(&mut m);
+        let new = Arc::new(m);
+        s.topics.insert(name.to_string(), new.clone());
+        if let Err(e) = self.persist(&s) {
+            s.topics.insert(name.to_string(), old);
+            return Err(e.into());
+        }
+        Ok(new)
     }
 
     pub fn cluster_id(&self) -> &str {
@@ -153,13 +252,13 @@ impl MetadataStore {
     }
 
     /// Validates and records a new topic (persisted before it becomes visible).
-    pub fn create_topic(
+    pub fn create_topic<B: BrokerLayers + ?Sized>(
         &self,
         name: &str,
         partitions: i32,
         replication_factor: i16,
         configs: BTreeMap<String, String>,
-        broker: &Config,
+        broker: &B,
     ) -> Result<Arc<TopicMeta>, MetadataError> {
         validate_topic_name(name)?;
         let mut s = self.write();
@@ -217,6 +316,7 @@ impl MetadataStore {
                     internal: t.internal,
                 })
                 .collect(),
+            broker_configs: s.broker_configs.clone(),
         };
         let text = serde_json::to_vec_pretty(&p).map_err(std::io::Error::other)?;
         write_atomic(&self.path, &text)
@@ -260,10 +360,7 @@ fn read_meta_properties(dir: &Path) -> std::io::Result<BTreeMap<String, String>>
 
 fn write_meta_properties(dir: &Path, cluster_id: &str, node_id: i32) -> std::io::Result<()> {
     let existing = read_meta_properties(dir)?;
-    let directory_id = existing
-        .get("directory.id")
-        .cloned()
-        .unwrap_or_else(|| kafka_uuid_string(Uuid::new_v4()));
+    let directory_id = existing.get("directory.id").cloned().unwrap_or_else(|| kafka_uuid_string(Uuid::new_v4()));
     let text = format!(
         "#\n#Written by Sluice\nversion=1\ncluster.id={cluster_id}\nnode.id={node_id}\ndirectory.id={directory_id}\n"
     );
@@ -320,7 +417,10 @@ mod tests {
         configs.insert("segment.bytes".to_string(), "4096".to_string());
         let t = store.create_topic("a.b", 3, 1, configs, &cfg).expect("create");
         assert!(matches!(store.create_topic("a.b", 1, 1, BTreeMap::new(), &cfg), Err(MetadataError::TopicExists(_))));
-        assert!(matches!(store.create_topic("a_b", 1, 1, BTreeMap::new(), &cfg), Err(MetadataError::TopicCollision(..))));
+        assert!(matches!(
+            store.create_topic("a_b", 1, 1, BTreeMap::new(), &cfg),
+            Err(MetadataError::TopicCollision(..))
+        ));
         let cid = store.cluster_id().to_string();
         drop(store);
         let store = MetadataStore::open(&cfg).expect("reopen");

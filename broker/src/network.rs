@@ -8,25 +8,34 @@
 //! overlaps with writing the previous response. Anything that cannot be answered (garbage, an
 //! oversized or truncated frame, an unknown API key, an unsupported version) closes only that
 //! connection.
+//!
+//! Metrics: connections are counted open/accepted/closed-by-reason here; each request's count and
+//! bytes are counted once its header parses, and its total time (frame read to response written)
+//! is observed by the writer task. Handler-level metrics are recorded in `dispatch`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
+use kafka_protocol::messages::ApiKey;
 use sluice_protocol::frame::{frame_body_len, FRAME_PREFIX_BYTES};
 use sluice_protocol::request::{parse_request, HeaderError};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::broker::Broker;
 use crate::handlers::{dispatch, Reply, RequestContext};
+use crate::metrics::{CloseLabel, ConnectionMetrics, OpenConnection};
 
 /// Responses queued per connection before the reader waits for the writer (bounds memory held by
 /// a client that does not read its responses).
 const RESPONSE_QUEUE_DEPTH: usize = 32;
+
+/// Initial read buffer per connection; grows to the largest frame in flight.
+const READ_BUFFER_BYTES: usize = 64 * 1024;
 
 /// Accepts connections on `listener` until shutdown; each connection is tracked in `conns` so
 /// shutdown can wait for in-flight requests to be answered.
@@ -52,9 +61,12 @@ pub async fn accept_loop(
                 continue;
             }
         };
+        let open = broker.metrics.network.accepted(&listener_name);
         let Ok(permit) = connection_slots.clone().try_acquire_owned() else {
             tracing::warn!(%peer, max = broker.config.max_connections, "connection limit reached; closing new connection");
             drop(stream);
+            drop(open);
+            broker.metrics.network.closed(&listener_name, CloseLabel::Limit);
             continue;
         };
         let broker = broker.clone();
@@ -63,7 +75,7 @@ pub async fn accept_loop(
         // Reap finished connection tasks so the set stays bounded by open connections.
         while set.try_join_next().is_some() {}
         set.spawn(async move {
-            serve_connection(broker, stream, peer, name).await;
+            serve_connection(broker, stream, peer, name, open).await;
             drop(permit);
         });
     }
@@ -80,21 +92,77 @@ enum CloseReason {
     Request(String),
 }
 
-async fn serve_connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr, listener: Arc<str>) {
+impl CloseReason {
+    fn label(&self) -> CloseLabel {
+        match self {
+            CloseReason::PeerClosed => CloseLabel::Peer,
+            CloseReason::Idle => CloseLabel::Idle,
+            CloseReason::Shutdown => CloseLabel::Shutdown,
+            CloseReason::Io(_) => CloseLabel::Io,
+            CloseReason::Frame(_) => CloseLabel::BadFrame,
+            CloseReason::Request(_) => CloseLabel::BadRequest,
+        }
+    }
+}
+
+/// A response on its way to the writer, with what the writer needs to observe the request's
+/// total time.
+struct Outgoing {
+    /// The response frame, possibly in several pieces.
+    frame: Vec<Bytes>,
+    api_key: ApiKey,
+    received_at: Instant,
+}
+
+/// Writes every chunk, in order, with as few `writev` calls as the socket allows.
+async fn write_all_vectored(wr: &mut tokio::net::tcp::OwnedWriteHalf, mut chunks: Vec<Bytes>) -> std::io::Result<()> {
+    // At most this many iovecs per call (Linux allows 1024; small responses use one).
+    const MAX_IOVECS: usize = 64;
+    chunks.retain(|c| !c.is_empty());
+    let mut first = 0;
+    while first < chunks.len() {
+        let end = (first + MAX_IOVECS).min(chunks.len());
+        let slices: Vec<std::io::IoSlice<'_>> = chunks[first..end].iter().map(|c| std::io::IoSlice::new(c)).collect();
+        let mut written = wr.write_vectored(&slices).await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while first < chunks.len() && written >= chunks[first].len() {
+            written -= chunks[first].len();
+            first += 1;
+        }
+        if written > 0 {
+            chunks[first].advance(written);
+        }
+    }
+    Ok(())
+}
+
+async fn serve_connection(
+    broker: Arc<Broker>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    listener: Arc<str>,
+    open: OpenConnection,
+) {
     let _ = stream.set_nodelay(true);
     let (rd, mut wr) = stream.into_split();
-    let (tx, mut rx) = mpsc::channel::<Bytes>(RESPONSE_QUEUE_DEPTH);
+    let (tx, mut rx) = mpsc::channel::<Outgoing>(RESPONSE_QUEUE_DEPTH);
+    let metrics = broker.metrics.clone();
     let writer = tokio::spawn(async move {
-        while let Some(frame) = rx.recv().await {
-            if wr.write_all(&frame).await.is_err() {
+        while let Some(out) = rx.recv().await {
+            if write_all_vectored(&mut wr, out.frame).await.is_err() {
                 break;
             }
+            metrics.requests.api(out.api_key).total_time.observe(out.received_at.elapsed().as_secs_f64());
         }
         let _ = wr.shutdown().await;
     });
-    let reason = read_loop(&broker, BufReader::with_capacity(64 * 1024, rd), peer, &listener, &tx).await;
+    let reason = read_loop(&broker, rd, peer, &listener, &tx).await;
     drop(tx);
     let _ = writer.await;
+    broker.metrics.network.closed(&listener, reason.label());
+    drop(open);
     match reason {
         CloseReason::PeerClosed | CloseReason::Shutdown | CloseReason::Idle => {
             tracing::debug!(%peer, ?reason, "connection closed")
@@ -107,10 +175,10 @@ async fn serve_connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAd
 
 async fn read_loop(
     broker: &Arc<Broker>,
-    mut rd: BufReader<tokio::net::tcp::OwnedReadHalf>,
+    mut rd: tokio::net::tcp::OwnedReadHalf,
     peer: SocketAddr,
     listener: &Arc<str>,
-    tx: &mpsc::Sender<Bytes>,
+    tx: &mpsc::Sender<Outgoing>,
 ) -> CloseReason {
     let mut shutdown = broker.shutdown.clone();
     let idle = match broker.config.connections_max_idle_ms {
@@ -118,41 +186,61 @@ async fn read_loop(
         ms => Duration::from_millis(ms as u64),
     };
     let max_frame = broker.config.socket_request_max_bytes;
+    let mut conn_metrics = ConnectionMetrics::new(broker.metrics.clone());
+    let mut buf = BytesMut::with_capacity(READ_BUFFER_BYTES);
     loop {
         if *shutdown.borrow() {
             return CloseReason::Shutdown;
         }
-        let mut prefix = [0u8; FRAME_PREFIX_BYTES];
-        let read = tokio::select! {
-            _ = shutdown.changed() => return CloseReason::Shutdown,
-            r = tokio::time::timeout(idle, rd.read_exact(&mut prefix)) => r,
-        };
-        match read {
-            Err(_) => return CloseReason::Idle,
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return CloseReason::PeerClosed,
-            Ok(Err(e)) => return CloseReason::Io(e),
-            Ok(Ok(_)) => {}
+        // Frames are cut out of one per-connection buffer filled by `read_buf`, which reads into
+        // spare capacity without zero-filling it first: a produce request's batches are then
+        // slices of this buffer all the way to the segment write.
+        while buf.len() < FRAME_PREFIX_BYTES {
+            let read = tokio::select! {
+                _ = shutdown.changed() => return CloseReason::Shutdown,
+                r = tokio::time::timeout(idle, rd.read_buf(&mut buf)) => r,
+            };
+            match read {
+                Err(_) => return CloseReason::Idle,
+                Ok(Ok(0)) if buf.is_empty() => return CloseReason::PeerClosed,
+                Ok(Ok(0)) => return CloseReason::Frame("connection closed inside a size prefix".into()),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return CloseReason::Io(e),
+            }
         }
+        let prefix = [buf[0], buf[1], buf[2], buf[3]];
         let len = match frame_body_len(prefix, max_frame) {
             Ok(n) => n,
             Err(e) => return CloseReason::Frame(e.to_string()),
         };
-        let mut body = BytesMut::zeroed(len);
-        // A frame cut short by the peer is just a close; a slow one is bounded by the idle timeout.
-        match tokio::time::timeout(idle, rd.read_exact(&mut body)).await {
-            Err(_) => return CloseReason::Idle,
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                return CloseReason::Frame(format!("connection closed mid-frame ({len} bytes declared)"))
+        let frame_len = FRAME_PREFIX_BYTES + len;
+        // The size was checked against socket.request.max.bytes above, so this reservation is
+        // bounded; a slow sender is bounded by the idle timeout.
+        buf.reserve(frame_len.saturating_sub(buf.len()));
+        while buf.len() < frame_len {
+            match tokio::time::timeout(idle, rd.read_buf(&mut buf)).await {
+                Err(_) => return CloseReason::Idle,
+                Ok(Ok(0)) => return CloseReason::Frame(format!("connection closed mid-frame ({len} bytes declared)")),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return CloseReason::Io(e),
             }
-            Ok(Err(e)) => return CloseReason::Io(e),
-            Ok(Ok(_)) => {}
         }
+        let mut frame_bytes = buf.split_to(frame_len);
+        frame_bytes.advance(FRAME_PREFIX_BYTES);
+        let body = frame_bytes;
+        if buf.capacity() == 0 {
+            buf.reserve(READ_BUFFER_BYTES);
+        }
+        conn_metrics.received_at = Instant::now();
         let frame = match parse_request(body.freeze()) {
             Ok(f) => f,
-            Err(e @ (HeaderError::UnknownApiKey { .. } | HeaderError::Malformed { .. } | HeaderError::Truncated(_))) => {
-                return CloseReason::Request(e.to_string())
-            }
+            Err(
+                e @ (HeaderError::UnknownApiKey { .. } | HeaderError::Malformed { .. } | HeaderError::Truncated(_)),
+            ) => return CloseReason::Request(e.to_string()),
         };
+        let api_metrics = broker.metrics.requests.api(frame.api_key);
+        api_metrics.requests.inc();
+        api_metrics.request_bytes.inc_by((FRAME_PREFIX_BYTES + len) as u64);
         let ctx = RequestContext {
             api_key: frame.api_key,
             api_version: frame.header.request_api_version,
@@ -161,9 +249,16 @@ async fn read_loop(
             listener: listener.clone(),
             peer,
         };
-        match dispatch(broker, &ctx, frame.body).await {
-            Reply::Response(bytes) => {
-                if tx.send(bytes).await.is_err() {
+        match dispatch(broker, &ctx, frame.body, &mut conn_metrics).await {
+            reply @ (Reply::Response(_) | Reply::Chunks(_)) => {
+                let frame = match reply {
+                    Reply::Response(bytes) => vec![bytes],
+                    Reply::Chunks(chunks) => chunks,
+                    _ => Vec::new(),
+                };
+                api_metrics.response_bytes.inc_by(frame.iter().map(|b| b.len() as u64).sum());
+                let out = Outgoing { frame, api_key: ctx.api_key, received_at: conn_metrics.received_at };
+                if tx.send(out).await.is_err() {
                     return CloseReason::PeerClosed;
                 }
             }

@@ -1,6 +1,8 @@
 //! Broker lifecycle: open storage and metadata, bind listeners, run background tasks, and shut
 //! down cleanly — stop accepting, let connections answer what they are working on, flush every
-//! log, write checkpoints and the clean-shutdown marker.
+//! log, write checkpoints and the clean-shutdown marker. The metrics listener is bound first, so
+//! `/health/live` answers during log recovery and `/health/ready` turns 200 once the Kafka
+//! listeners are bound.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,6 +18,7 @@ use crate::broker::Broker;
 use crate::config::{Config, Listener};
 use crate::fetch_session::FetchSessionCache;
 use crate::metadata::MetadataStore;
+use crate::metrics::Metrics;
 use crate::topic_config::TopicConfig;
 
 /// How long shutdown waits for open connections to finish their current request.
@@ -25,6 +28,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub struct BrokerHandle {
     broker: Arc<Broker>,
     addrs: Vec<SocketAddr>,
+    metrics_addr: Option<SocketAddr>,
     shutdown_tx: watch::Sender<bool>,
     tasks: JoinSet<()>,
     conns: Arc<tokio::sync::Mutex<JoinSet<()>>>,
@@ -46,6 +50,17 @@ impl BrokerHandle {
         self.kafka_addr().to_string()
     }
 
+    /// The bound address of `metrics.listener` (the real port when configured with port 0);
+    /// `None` when it is disabled with `none`.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// This broker's metrics (its own Prometheus registry).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.broker.metrics
+    }
+
     /// The shared broker state (for tests and embedding).
     pub fn broker(&self) -> &Arc<Broker> {
         &self.broker
@@ -53,6 +68,7 @@ impl BrokerHandle {
 
     /// Clean shutdown: stop accepting, answer in-flight requests, flush, write the clean marker.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        self.broker.metrics.set_ready(false);
         let _ = self.shutdown_tx.send(true);
         while self.tasks.join_next().await.is_some() {}
         let mut conns = std::mem::take(&mut *self.conns.lock().await);
@@ -72,6 +88,21 @@ pub async fn start(config: Config) -> anyhow::Result<BrokerHandle> {
     for key in &config.unknown_keys {
         tracing::warn!(key = %key, "ignoring unknown config");
     }
+    // Created first so the metrics listener can report liveness while logs load. If startup fails
+    // below, dropping `shutdown_tx` stops the metrics server.
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let metrics = Arc::new(Metrics::new());
+    let mut tasks = JoinSet::new();
+    let metrics_addr = match config.metrics_listener {
+        Some(addr) => {
+            let listener = crate::metrics::http::bind(addr).await?;
+            let bound = listener.local_addr().context("metrics.listener local address")?;
+            tracing::info!(addr = %bound, "metrics listening");
+            tasks.spawn(crate::metrics::http::serve(listener, metrics.clone(), shutdown_rx.clone()));
+            Some(bound)
+        }
+        None => None,
+    };
     let metadata = MetadataStore::open(&config).context("opening cluster metadata")?;
     let topic_configs: std::collections::HashMap<String, TopicConfig> =
         metadata.topics().iter().map(|t| (t.name.clone(), t.config.clone())).collect();
@@ -121,13 +152,20 @@ pub async fn start(config: Config) -> anyhow::Result<BrokerHandle> {
         })
         .collect();
 
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    if let Err(e) = metrics.registry().register(Box::new(crate::metrics::storage::StorageCollector::new(
+        logs.clone(),
+        config.metrics_per_partition_enable,
+    ))) {
+        tracing::warn!(error = %e, "storage metrics unavailable");
+    }
     let broker = Arc::new(Broker {
         fetch_sessions: FetchSessionCache::new(config.max_incremental_fetch_session_cache_slots),
+        groups: crate::group::GroupCoordinator::new(crate::group::GroupConfig::from_broker(&config)),
         metadata,
         logs,
         advertised,
         shutdown: shutdown_rx,
+        metrics,
         config,
     });
     broker.remove_orphan_logs();
@@ -136,19 +174,58 @@ pub async fn start(config: Config) -> anyhow::Result<BrokerHandle> {
     for p in broker.logs.partitions() {
         p.advance_high_watermark(p.offsets().log_end_offset);
     }
+    ensure_offsets_topic(&broker)?;
+    if let Err(e) = broker
+        .metrics
+        .registry()
+        .register(Box::new(crate::metrics::groups::GroupCollector::new(Arc::downgrade(&broker))))
+    {
+        tracing::warn!(error = %e, "group metrics unavailable");
+    }
+    let loaded = broker.groups.load(&broker);
+    tracing::info!(records = loaded, "group metadata loaded");
 
     let slots = Arc::new(Semaphore::new(broker.config.max_connections.min(Semaphore::MAX_PERMITS)));
     let conns = Arc::new(tokio::sync::Mutex::new(JoinSet::new()));
-    let mut tasks = JoinSet::new();
     let mut addrs = Vec::new();
     for (l, listener, addr) in bound {
         tracing::info!(listener = %l.name, %addr, "listening");
+        broker.metrics.network.listener(&l.name);
         addrs.push(addr);
-        tasks.spawn(crate::network::accept_loop(broker.clone(), listener, Arc::from(l.name.as_str()), slots.clone(), conns.clone()));
+        tasks.spawn(crate::network::accept_loop(
+            broker.clone(),
+            listener,
+            Arc::from(l.name.as_str()),
+            slots.clone(),
+            conns.clone(),
+        ));
     }
     tasks.spawn(flush_task(broker.clone()));
     tasks.spawn(checkpoint_task(broker.clone()));
-    Ok(BrokerHandle { broker, addrs, shutdown_tx, tasks, conns })
+    crate::log_tasks::spawn(&broker, &mut tasks);
+    tasks.spawn(crate::group::GroupCoordinator::run(broker.clone()));
+    broker.metrics.set_ready(true);
+    Ok(BrokerHandle { broker, addrs, metrics_addr, shutdown_tx, tasks, conns })
+}
+
+/// Creates the compacted `__consumer_offsets` topic on first start (Kafka creates it on the first
+/// FindCoordinator; creating it up front keeps group requests free of that latency).
+fn ensure_offsets_topic(broker: &Broker) -> anyhow::Result<()> {
+    use crate::group::store::OFFSETS_TOPIC;
+    if broker.metadata.topic(OFFSETS_TOPIC).is_some() {
+        return Ok(());
+    }
+    let c = &broker.config;
+    let partitions = c.get_i64("offsets.topic.num.partitions").unwrap_or(50) as i32;
+    let mut configs = std::collections::BTreeMap::new();
+    configs.insert("cleanup.policy".to_string(), "compact".to_string());
+    configs
+        .insert("segment.bytes".to_string(), c.get("offsets.topic.segment.bytes").unwrap_or("104857600").to_string());
+    configs.insert("compression.type".to_string(), "producer".to_string());
+    broker
+        .create_topic(OFFSETS_TOPIC, partitions, 1, configs, false)
+        .map_err(|e| anyhow::anyhow!("creating {OFFSETS_TOPIC}: {}", e.message))?;
+    Ok(())
 }
 
 /// Flushes logs whose `flush.ms` has elapsed (Kafka's `log.flush.scheduler.interval.ms` loop).

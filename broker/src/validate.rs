@@ -50,7 +50,10 @@ fn batch_rejection(e: &BatchError) -> Rejection {
 /// Splits a partition's `records` into exactly one batch, as produce v3+ requires.
 pub fn single_batch(records: Option<&Bytes>) -> Result<RecordBatch, Rejection> {
     let Some(records) = records.filter(|r| !r.is_empty()) else {
-        return Err(Rejection::new(ResponseError::InvalidRecord, "Produce requests must have at least one record batch per partition"));
+        return Err(Rejection::new(
+            ResponseError::InvalidRecord,
+            "Produce requests must have at least one record batch per partition",
+        ));
     };
     let mut buf = records.clone();
     let batch = match RecordBatch::split_first(&mut buf) {
@@ -59,17 +62,29 @@ pub fn single_batch(records: Option<&Bytes>) -> Result<RecordBatch, Rejection> {
         Err(e) => return Err(batch_rejection(&e)),
     };
     if !buf.is_empty() {
-        return Err(Rejection::new(ResponseError::InvalidRecord, "Produce requests must have exactly one record batch per partition"));
+        return Err(Rejection::new(
+            ResponseError::InvalidRecord,
+            "Produce requests must have exactly one record batch per partition",
+        ));
     }
     Ok(batch)
 }
 
 /// Validates `batch` for `config` at wall time `now_ms` and returns the batch to write.
-pub fn validate_batch(batch: RecordBatch, topic_partition: &str, config: &TopicConfig, now_ms: i64) -> Result<Validated, Rejection> {
+pub fn validate_batch(
+    batch: RecordBatch,
+    topic_partition: &str,
+    config: &TopicConfig,
+    now_ms: i64,
+) -> Result<Validated, Rejection> {
     if batch.size_in_bytes() > config.max_message_bytes {
         return Err(Rejection::new(
             ResponseError::MessageTooLarge,
-            format!("The record batch is {} bytes, larger than max.message.bytes {}", batch.size_in_bytes(), config.max_message_bytes),
+            format!(
+                "The record batch is {} bytes, larger than max.message.bytes {}",
+                batch.size_in_bytes(),
+                config.max_message_bytes
+            ),
         ));
     }
     batch.validate_for_produce().map_err(|e| batch_rejection(&e))?;
@@ -103,7 +118,9 @@ pub fn validate_batch(batch: RecordBatch, topic_partition: &str, config: &TopicC
             if !errors.is_empty() {
                 return Err(Rejection {
                     code: ResponseError::InvalidTimestamp,
-                    message: Some(format!("One or more records have been rejected due to invalid timestamp in {topic_partition}")),
+                    message: Some(format!(
+                        "One or more records have been rejected due to invalid timestamp in {topic_partition}"
+                    )),
                     record_errors: errors,
                 });
             }
@@ -113,12 +130,21 @@ pub fn validate_batch(batch: RecordBatch, topic_partition: &str, config: &TopicC
                 .iter()
                 .enumerate()
                 .filter(|(_, r)| r.key.is_none())
-                .map(|(i, _)| (i as i32, format!("Compacted topic cannot accept message without key in topic partition {topic_partition}.")))
+                .map(|(i, _)| {
+                    (
+                        i as i32,
+                        format!(
+                            "Compacted topic cannot accept message without key in topic partition {topic_partition}."
+                        ),
+                    )
+                })
                 .collect();
             if !errors.is_empty() {
                 return Err(Rejection {
                     code: ResponseError::InvalidRecord,
-                    message: Some(format!("One or more records have been rejected due to missing keys in {topic_partition}")),
+                    message: Some(format!(
+                        "One or more records have been rejected due to missing keys in {topic_partition}"
+                    )),
                     record_errors: errors,
                 });
             }
@@ -133,7 +159,11 @@ pub fn validate_batch(batch: RecordBatch, topic_partition: &str, config: &TopicC
                 partition_leader_epoch: batch.partition_leader_epoch(),
                 compression: target,
                 compression_level: level,
-                timestamp_type: if config.log_append_time { TimestampType::LogAppendTime } else { TimestampType::CreateTime },
+                timestamp_type: if config.log_append_time {
+                    TimestampType::LogAppendTime
+                } else {
+                    TimestampType::CreateTime
+                },
                 transactional: batch.is_transactional(),
                 control: false,
                 producer_id: batch.producer_id(),
@@ -155,7 +185,10 @@ pub fn validate_batch(batch: RecordBatch, topic_partition: &str, config: &TopicC
 }
 
 /// The codec to recompress to, when the topic's `compression.type` differs from the batch's.
-fn recompress_to(config: &TopicConfig, codec: sluice_protocol::compression::Compression) -> Option<(sluice_protocol::compression::Compression, Option<i32>)> {
+fn recompress_to(
+    config: &TopicConfig,
+    codec: sluice_protocol::compression::Compression,
+) -> Option<(sluice_protocol::compression::Compression, Option<i32>)> {
     match config.compression {
         TopicCompression::Producer => None,
         TopicCompression::Codec(c, level) if c != codec => Some((c, level)),

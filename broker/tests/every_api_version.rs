@@ -19,6 +19,7 @@ async fn every_advertised_version_round_trips() {
         ("listeners", "PLAINTEXT://127.0.0.1:0"),
         ("log.dirs", &dir.path().display().to_string()),
         ("metrics.listener", "none"),
+        ("group.initial.rebalance.delay.ms", "0"),
     ])
     .expect("config");
     let broker = sluice::start(config).await.expect("start");
@@ -38,6 +39,7 @@ async fn every_advertised_version_round_trips() {
     assert!(!topic_id.is_nil());
 
     let mut produced = 0i64;
+    let mut members: std::collections::HashMap<String, (String, i32)> = Default::default();
     let mut checked = 0;
     for (key, min, max) in SUPPORTED_APIS {
         for v in *min..=*max {
@@ -122,7 +124,8 @@ async fn every_advertised_version_round_trips() {
                     assert_eq!(p.error_code, 0, "fetch v{v}");
                     assert_eq!(p.high_watermark, produced);
                     let records = p.records.clone().unwrap_or_default();
-                    let batches: Vec<_> = sluice_protocol::batch::BatchIter::new(records).collect::<Result<_, _>>().expect("batches");
+                    let batches: Vec<_> =
+                        sluice_protocol::batch::BatchIter::new(records).collect::<Result<_, _>>().expect("batches");
                     assert_eq!(batches.len() as i64, produced, "fetch v{v} returns every batch");
                     if v >= 13 {
                         assert_eq!(r.responses[0].topic_id, topic_id);
@@ -177,6 +180,309 @@ async fn every_advertised_version_round_trips() {
                     assert_eq!(r.error_code, 0);
                     assert_eq!(r.brokers.len(), 1);
                     assert_eq!(r.controller_id.0, 1);
+                }
+                ApiKey::FindCoordinator => {
+                    let mut req = FindCoordinatorRequest::default();
+                    if v >= 4 {
+                        req.coordinator_keys = vec![StrBytes::from_static_str("rt-group")];
+                    } else {
+                        req.key = StrBytes::from_static_str("rt-group");
+                    }
+                    let r: FindCoordinatorResponse = c.call(*key, v, &req).await;
+                    if v >= 4 {
+                        assert_eq!(r.coordinators[0].error_code, 0);
+                        assert_eq!(r.coordinators[0].node_id.0, 1);
+                    } else {
+                        assert_eq!((r.error_code, r.node_id.0), (0, 1));
+                    }
+                }
+                ApiKey::JoinGroup => {
+                    // A fresh group per version: join (v4+ first gets MEMBER_ID_REQUIRED), then
+                    // sync, heartbeat and leave below use the same group at matching versions.
+                    let group = format!("rt-group-{v}");
+                    let mut req = JoinGroupRequest::default();
+                    req.group_id = GroupId(StrBytes::from_string(group.clone()));
+                    req.session_timeout_ms = 10_000;
+                    req.rebalance_timeout_ms = 10_000;
+                    req.protocol_type = StrBytes::from_static_str("consumer");
+                    let mut p = join_group_request::JoinGroupRequestProtocol::default();
+                    p.name = StrBytes::from_static_str("range");
+                    p.metadata = bytes::Bytes::from_static(b"\0\x01\0\0\0\x01\0\x02rt\xff\xff\xff\xff");
+                    req.protocols.push(p);
+                    let mut r: JoinGroupResponse = c.call(*key, v, &req).await;
+                    if v >= 4 {
+                        assert_eq!(r.error_code, 79, "MEMBER_ID_REQUIRED");
+                        req.member_id = r.member_id.clone();
+                        r = c.call(*key, v, &req).await;
+                    }
+                    assert_eq!(r.error_code, 0, "join v{v}");
+                    assert_eq!(r.generation_id, 1);
+                    assert_eq!(r.leader, r.member_id);
+                    assert_eq!(r.members.len(), 1);
+                    members.insert(group, (r.member_id.to_string(), r.generation_id));
+                }
+                ApiKey::SyncGroup => {
+                    let group = format!("rt-group-{}", v.min(9));
+                    let (member, generation) = members[&group].clone();
+                    let mut req = SyncGroupRequest::default();
+                    req.group_id = GroupId(StrBytes::from_string(group));
+                    req.generation_id = generation;
+                    req.member_id = StrBytes::from_string(member.clone());
+                    let mut a = sync_group_request::SyncGroupRequestAssignment::default();
+                    a.member_id = StrBytes::from_string(member);
+                    a.assignment = bytes::Bytes::from_static(b"assignment");
+                    req.assignments.push(a);
+                    let r: SyncGroupResponse = c.call(*key, v, &req).await;
+                    assert_eq!(r.error_code, 0, "sync v{v}");
+                    assert_eq!(&r.assignment[..], b"assignment");
+                }
+                ApiKey::Heartbeat => {
+                    let group = format!("rt-group-{v}");
+                    let (member, generation) = members[&group].clone();
+                    let mut req = HeartbeatRequest::default();
+                    req.group_id = GroupId(StrBytes::from_string(group));
+                    req.generation_id = generation;
+                    req.member_id = StrBytes::from_string(member);
+                    let r: HeartbeatResponse = c.call(*key, v, &req).await;
+                    assert_eq!(r.error_code, 0, "heartbeat v{v}");
+                }
+                ApiKey::OffsetCommit => {
+                    let mut req = OffsetCommitRequest::default();
+                    req.group_id = GroupId(StrBytes::from_static_str("rt-commits"));
+                    req.generation_id_or_member_epoch = -1;
+                    let mut t = offset_commit_request::OffsetCommitRequestTopic::default();
+                    t.name = name("rt");
+                    let mut p = offset_commit_request::OffsetCommitRequestPartition::default();
+                    p.committed_offset = v as i64;
+                    p.committed_metadata = Some(StrBytes::from_static_str("meta"));
+                    t.partitions.push(p);
+                    req.topics.push(t);
+                    let r: OffsetCommitResponse = c.call(*key, v, &req).await;
+                    assert_eq!(r.topics[0].partitions[0].error_code, 0, "commit v{v}");
+                }
+                ApiKey::OffsetFetch => {
+                    let mut req = OffsetFetchRequest::default();
+                    if v >= 8 {
+                        let mut g = offset_fetch_request::OffsetFetchRequestGroup::default();
+                        g.group_id = GroupId(StrBytes::from_static_str("rt-commits"));
+                        let mut t = offset_fetch_request::OffsetFetchRequestTopics::default();
+                        t.name = name("rt");
+                        t.partition_indexes = vec![0];
+                        g.topics = Some(vec![t]);
+                        req.groups.push(g);
+                        let r: OffsetFetchResponse = c.call(*key, v, &req).await;
+                        assert_eq!(r.groups[0].topics[0].partitions[0].committed_offset, 9, "fetch v{v}");
+                    } else {
+                        req.group_id = GroupId(StrBytes::from_static_str("rt-commits"));
+                        let mut t = offset_fetch_request::OffsetFetchRequestTopic::default();
+                        t.name = name("rt");
+                        t.partition_indexes = vec![0];
+                        req.topics = Some(vec![t]);
+                        let r: OffsetFetchResponse = c.call(*key, v, &req).await;
+                        assert_eq!(r.topics[0].partitions[0].committed_offset, 9, "fetch v{v}");
+                        assert_eq!(r.topics[0].partitions[0].metadata.as_deref(), Some("meta"));
+                    }
+                }
+                ApiKey::ListGroups => {
+                    let req = ListGroupsRequest::default();
+                    let r: ListGroupsResponse = c.call(*key, v, &req).await;
+                    assert_eq!(r.error_code, 0);
+                    assert!(r.groups.iter().any(|g| g.group_id.0.as_str() == "rt-group-0"), "list v{v}");
+                }
+                ApiKey::DescribeGroups => {
+                    let mut req = DescribeGroupsRequest::default();
+                    // Joined at JoinGroup v9 and never synced (SyncGroup stops at v5).
+                    req.groups = vec![GroupId(StrBytes::from_static_str("rt-group-9"))];
+                    let r: DescribeGroupsResponse = c.call(*key, v, &req).await;
+                    assert_eq!(r.groups[0].error_code, 0);
+                    assert_eq!(r.groups[0].group_state.as_str(), "CompletingRebalance", "describe v{v}");
+                    assert_eq!(r.groups[0].members.len(), 1);
+                }
+                ApiKey::LeaveGroup => {
+                    let group = format!("rt-group-{}", v);
+                    let (member, _) = members[&group].clone();
+                    let mut req = LeaveGroupRequest::default();
+                    req.group_id = GroupId(StrBytes::from_string(group));
+                    if v >= 3 {
+                        let mut m = leave_group_request::MemberIdentity::default();
+                        m.member_id = StrBytes::from_string(member);
+                        req.members.push(m);
+                    } else {
+                        req.member_id = StrBytes::from_string(member);
+                    }
+                    let r: LeaveGroupResponse = c.call(*key, v, &req).await;
+                    assert_eq!(r.error_code, 0, "leave v{v}");
+                    if v >= 3 {
+                        assert_eq!(r.members[0].error_code, 0);
+                    }
+                }
+                ApiKey::DeleteGroups => {
+                    let mut req = DeleteGroupsRequest::default();
+                    req.groups_names = vec![GroupId(StrBytes::from_string(format!("rt-group-{v}")))];
+                    let r: DeleteGroupsResponse = c.call(*key, v, &req).await;
+                    assert_eq!(r.results[0].error_code, 0, "delete group v{v}");
+                }
+                ApiKey::OffsetDelete => {
+                    let mut req = OffsetDeleteRequest::default();
+                    req.group_id = GroupId(StrBytes::from_static_str("rt-commits"));
+                    let mut t = offset_delete_request::OffsetDeleteRequestTopic::default();
+                    t.name = name("rt");
+                    let mut p = offset_delete_request::OffsetDeleteRequestPartition::default();
+                    p.partition_index = 0;
+                    t.partitions.push(p);
+                    req.topics.push(t);
+                    let r: OffsetDeleteResponse = c.call(*key, v, &req).await;
+                    assert_eq!((r.error_code, r.topics[0].partitions[0].error_code), (0, 0));
+                }
+                ApiKey::DescribeConfigs => {
+                    let mut req = DescribeConfigsRequest::default();
+                    let mut res = describe_configs_request::DescribeConfigsResource::default();
+                    res.resource_type = 2;
+                    res.resource_name = StrBytes::from_static_str("rt");
+                    res.configuration_keys = Some(vec![StrBytes::from_static_str("retention.ms")]);
+                    req.resources.push(res);
+                    let mut res = describe_configs_request::DescribeConfigsResource::default();
+                    res.resource_type = 4;
+                    res.resource_name = StrBytes::from_static_str("1");
+                    req.resources.push(res);
+                    req.include_synonyms = true;
+                    req.include_documentation = v >= 3;
+                    let r: DescribeConfigsResponse = c.call(*key, v, &req).await;
+                    assert_eq!(r.results[0].error_code, 0, "v{v}");
+                    assert_eq!(r.results[0].configs.len(), 1);
+                    assert_eq!(r.results[0].configs[0].value.as_deref(), Some("604800000"));
+                    assert!(!r.results[0].configs[0].synonyms.is_empty());
+                    assert_eq!(r.results[1].error_code, 0, "v{v}");
+                    assert!(r.results[1].configs.iter().any(|c| c.name.as_str() == "log.retention.check.interval.ms"));
+                }
+                ApiKey::AlterConfigs => {
+                    let mut req = AlterConfigsRequest::default();
+                    let mut res = alter_configs_request::AlterConfigsResource::default();
+                    res.resource_type = 2;
+                    res.resource_name = StrBytes::from_static_str("rt");
+                    let mut cfg = alter_configs_request::AlterableConfig::default();
+                    cfg.name = StrBytes::from_static_str("retention.ms");
+                    cfg.value = Some(StrBytes::from_string(format!("{}", 86_400_000 + i64::from(v))));
+                    res.configs.push(cfg);
+                    req.resources.push(res);
+                    let r: AlterConfigsResponse = c.call(*key, v, &req).await;
+                    assert_eq!(r.responses[0].error_code, 0, "v{v}: {:?}", r.responses[0].error_message);
+                }
+                ApiKey::IncrementalAlterConfigs => {
+                    let mut req = IncrementalAlterConfigsRequest::default();
+                    let mut res = incremental_alter_configs_request::AlterConfigsResource::default();
+                    res.resource_type = 2;
+                    res.resource_name = StrBytes::from_static_str("rt");
+                    let mut cfg = incremental_alter_configs_request::AlterableConfig::default();
+                    cfg.name = StrBytes::from_static_str("retention.ms");
+                    cfg.config_operation = 1; // DELETE
+                    res.configs.push(cfg);
+                    req.resources.push(res);
+                    let r: IncrementalAlterConfigsResponse = c.call(*key, v, &req).await;
+                    assert_eq!(r.responses[0].error_code, 0, "v{v}: {:?}", r.responses[0].error_message);
+                }
+                ApiKey::CreatePartitions => {
+                    if v == *min {
+                        let mut ct = CreateTopicsRequest::default();
+                        let mut t = create_topics_request::CreatableTopic::default();
+                        t.name = name("rt-parts");
+                        t.num_partitions = 1;
+                        t.replication_factor = 1;
+                        ct.topics.push(t);
+                        let r: CreateTopicsResponse = c.call(ApiKey::CreateTopics, 7, &ct).await;
+                        assert_eq!(r.topics[0].error_code, 0);
+                    }
+                    let mut req = CreatePartitionsRequest::default();
+                    let mut t = create_partitions_request::CreatePartitionsTopic::default();
+                    t.name = name("rt-parts");
+                    t.count = i32::from(v) + 2;
+                    req.topics.push(t);
+                    req.timeout_ms = 5000;
+                    let r: CreatePartitionsResponse = c.call(*key, v, &req).await;
+                    assert_eq!(r.results[0].error_code, 0, "v{v}: {:?}", r.results[0].error_message);
+                }
+                ApiKey::DeleteRecords => {
+                    let mut req = DeleteRecordsRequest::default();
+                    let mut t = delete_records_request::DeleteRecordsTopic::default();
+                    t.name = name("rt");
+                    let mut p = delete_records_request::DeleteRecordsPartition::default();
+                    p.partition_index = 0;
+                    p.offset = 0;
+                    t.partitions.push(p);
+                    req.topics.push(t);
+                    req.timeout_ms = 5000;
+                    let r: DeleteRecordsResponse = c.call(*key, v, &req).await;
+                    let p = &r.topics[0].partitions[0];
+                    assert_eq!((p.error_code, p.low_watermark), (0, 0), "v{v}");
+                }
+                ApiKey::DescribeLogDirs => {
+                    let mut req = DescribeLogDirsRequest::default();
+                    req.topics = None; // null = every topic
+                    let r: DescribeLogDirsResponse = c.call(*key, v, &req).await;
+                    assert_eq!(r.results.len(), 1, "v{v}");
+                    assert_eq!(r.results[0].error_code, 0);
+                    assert!(r.results[0].topics.iter().any(|t| t.name.0.as_str() == "rt"));
+                }
+                ApiKey::ConsumerGroupHeartbeat => {
+                    // KIP-848 join: v0 lets the broker pick the member id, v1 sends its own.
+                    let mut req = ConsumerGroupHeartbeatRequest::default();
+                    req.group_id = GroupId(StrBytes::from_string(format!("rt-cg-{v}")));
+                    if v >= 1 {
+                        req.member_id = StrBytes::from_string(format!("rt-cg-member-{v}"));
+                    }
+                    req.member_epoch = 0;
+                    req.rebalance_timeout_ms = 30000;
+                    req.subscribed_topic_names = Some(vec![name("rt")]);
+                    req.topic_partitions = Some(vec![]);
+                    let r: ConsumerGroupHeartbeatResponse = c.call(*key, v, &req).await;
+                    assert_eq!(r.error_code, 0, "cg heartbeat v{v}: {:?}", r.error_message);
+                    assert_eq!(r.member_epoch, 1);
+                    assert!(r.heartbeat_interval_ms > 0);
+                    let a = r.assignment.expect("assignment on join");
+                    assert_eq!(a.topic_partitions.len(), 1);
+                    assert_eq!(
+                        (a.topic_partitions[0].topic_id, a.topic_partitions[0].partitions.clone()),
+                        (topic_id, vec![0])
+                    );
+                    let member_id = r.member_id.expect("member id");
+                    if v >= 1 {
+                        assert_eq!(member_id.as_str(), format!("rt-cg-member-{v}"));
+                    }
+                    // A steady heartbeat: same epoch, no assignment.
+                    let mut hb = ConsumerGroupHeartbeatRequest::default();
+                    hb.group_id = req.group_id.clone();
+                    hb.member_id = member_id;
+                    hb.member_epoch = 1;
+                    hb.rebalance_timeout_ms = -1;
+                    let r: ConsumerGroupHeartbeatResponse = c.call(*key, v, &hb).await;
+                    assert_eq!((r.error_code, r.member_epoch), (0, 1), "cg heartbeat v{v}");
+                    assert!(r.assignment.is_none());
+                    // An unknown member.
+                    hb.member_id = StrBytes::from_static_str("nobody");
+                    let r: ConsumerGroupHeartbeatResponse = c.call(*key, v, &hb).await;
+                    assert_eq!(r.error_code, 25, "UNKNOWN_MEMBER_ID v{v}");
+                }
+                ApiKey::ConsumerGroupDescribe => {
+                    let mut req = ConsumerGroupDescribeRequest::default();
+                    req.group_ids = vec![
+                        GroupId(StrBytes::from_static_str("rt-cg-1")),
+                        GroupId(StrBytes::from_static_str("rt-group-0")),
+                    ];
+                    let r: ConsumerGroupDescribeResponse = c.call(*key, v, &req).await;
+                    let g = &r.groups[0];
+                    assert_eq!(g.error_code, 0, "cg describe v{v}");
+                    assert_eq!(g.group_state.as_str(), "Stable");
+                    assert_eq!((g.group_epoch, g.assignment_epoch), (1, 1));
+                    assert_eq!(g.assignor_name.as_str(), "uniform");
+                    assert_eq!(g.members.len(), 1);
+                    assert_eq!(g.members[0].member_epoch, 1);
+                    assert_eq!(g.members[0].assignment.topic_partitions[0].topic_name.0.as_str(), "rt");
+                    assert_eq!(g.members[0].target_assignment.topic_partitions[0].partitions, vec![0]);
+                    if v >= 1 {
+                        assert_eq!(g.members[0].member_type, 1);
+                    }
+                    // A classic group is not a consumer group.
+                    assert_eq!(r.groups[1].error_code, 69, "GROUP_ID_NOT_FOUND v{v}");
                 }
                 other => panic!("{other:?} is advertised but this test has no sample for it"),
             }

@@ -46,12 +46,24 @@ fn produce_req(topic: &str, partition: i32, records: Bytes, acks: i16) -> Produc
     req
 }
 
-async fn produce(c: &mut Client, topic: &str, partition: i32, records: Bytes) -> produce_response::PartitionProduceResponse {
+async fn produce(
+    c: &mut Client,
+    topic: &str,
+    partition: i32,
+    records: Bytes,
+) -> produce_response::PartitionProduceResponse {
     let r: ProduceResponse = c.call(ApiKey::Produce, 12, &produce_req(topic, partition, records, -1)).await;
     r.responses[0].partition_responses[0].clone()
 }
 
-fn fetch_req(topic: &str, offset: i64, max_wait_ms: i32, min_bytes: i32, partition_max: i32, max_bytes: i32) -> FetchRequest {
+fn fetch_req(
+    topic: &str,
+    offset: i64,
+    max_wait_ms: i32,
+    min_bytes: i32,
+    partition_max: i32,
+    max_bytes: i32,
+) -> FetchRequest {
     let mut req = FetchRequest::default();
     req.replica_id = BrokerId(-1);
     req.max_wait_ms = max_wait_ms;
@@ -290,7 +302,8 @@ async fn acks_zero_gets_no_response_and_api_versions_falls_back() {
     header.request_api_key = ApiKey::Produce as i16;
     header.request_api_version = 9;
     header.correlation_id = 777;
-    let frame = sluice_protocol::request::encode_request(&header, &produce_req("a0", 0, batch("silent"), 0)).expect("enc");
+    let frame =
+        sluice_protocol::request::encode_request(&header, &produce_req("a0", 0, batch("silent"), 0)).expect("enc");
     c.stream.write_all(&frame).await.expect("write");
     let meta: MetadataResponse = c.call(ApiKey::Metadata, 12, &MetadataRequest::default()).await;
     assert_eq!(meta.brokers.len(), 1);
@@ -335,10 +348,12 @@ async fn connection_limits_and_idle_close() {
     // A third connection is closed at once.
     let mut third = tokio::net::TcpStream::connect(broker.kafka_addr()).await.expect("connect");
     let mut one = [0u8; 1];
-    let n = tokio::time::timeout(Duration::from_secs(5), third.read(&mut one)).await.expect("closed promptly").unwrap_or(0);
+    let n =
+        tokio::time::timeout(Duration::from_secs(5), third.read(&mut one)).await.expect("closed promptly").unwrap_or(0);
     assert_eq!(n, 0, "over-limit connection closed");
     // Idle connections are closed after connections.max.idle.ms.
-    let n = tokio::time::timeout(Duration::from_secs(5), a.stream.read(&mut one)).await.expect("idle close").unwrap_or(0);
+    let n =
+        tokio::time::timeout(Duration::from_secs(5), a.stream.read(&mut one)).await.expect("idle close").unwrap_or(0);
     assert_eq!(n, 0);
     broker.shutdown().await.expect("shutdown");
 }

@@ -103,28 +103,21 @@ impl RecordBatch {
         // non-v2 batch is reported rather than waited on.
         match buf.get(MAGIC_OFFSET) {
             None => return Ok(None),
-            Some(&magic) if magic as i8 != MAGIC_V2 => {
-                return Err(BatchError::UnsupportedMagic(magic as i8))
-            }
+            Some(&magic) if magic as i8 != MAGIC_V2 => return Err(BatchError::UnsupportedMagic(magic as i8)),
             Some(_) => {}
         }
         let total = LOG_OVERHEAD.saturating_add(batch_length.unsigned_abs() as usize);
         if buf.len() < total {
             return Ok(None);
         }
-        Ok(Some(RecordBatch {
-            bytes: buf.split_to(total),
-        }))
+        Ok(Some(RecordBatch { bytes: buf.split_to(total) }))
     }
 
     /// Wraps bytes that must hold exactly one batch (length field consistent with `bytes.len()`).
     /// The magic must be 2 as well: every accessor assumes the v2 layout.
     pub fn new(bytes: Bytes) -> Result<Self, BatchError> {
         if bytes.len() < RECORD_BATCH_OVERHEAD {
-            return Err(BatchError::Truncated {
-                needed: RECORD_BATCH_OVERHEAD,
-                available: bytes.len(),
-            });
+            return Err(BatchError::Truncated { needed: RECORD_BATCH_OVERHEAD, available: bytes.len() });
         }
         let batch_length = read_i32(&bytes, BATCH_LENGTH_OFFSET).unwrap_or(-1);
         if batch_length < MIN_BATCH_LENGTH {
@@ -132,10 +125,7 @@ impl RecordBatch {
         }
         let needed = LOG_OVERHEAD.saturating_add(batch_length.unsigned_abs() as usize);
         if bytes.len() < needed {
-            return Err(BatchError::Truncated {
-                needed,
-                available: bytes.len(),
-            });
+            return Err(BatchError::Truncated { needed, available: bytes.len() });
         }
         if bytes.len() > needed {
             return Err(BatchError::InvalidLength(batch_length));
@@ -225,8 +215,7 @@ impl RecordBatch {
     /// `base_offset + last_offset_delta`.
     pub fn last_offset(&self) -> i64 {
         // Wrapping like Java's long arithmetic: a hostile header must not panic a debug build.
-        self.base_offset()
-            .wrapping_add(i64::from(self.last_offset_delta()))
+        self.base_offset().wrapping_add(i64::from(self.last_offset_delta()))
     }
     /// `base_offset + last_offset_delta + 1`.
     pub fn next_offset(&self) -> i64 {
@@ -248,9 +237,7 @@ impl RecordBatch {
             return Err(BatchError::UnsupportedMagic(self.magic()));
         }
         let batch_length = self.batch_length();
-        if batch_length < MIN_BATCH_LENGTH
-            || LOG_OVERHEAD + batch_length.unsigned_abs() as usize != self.bytes.len()
-        {
+        if batch_length < MIN_BATCH_LENGTH || LOG_OVERHEAD + batch_length.unsigned_abs() as usize != self.bytes.len() {
             return Err(BatchError::InvalidLength(batch_length));
         }
         let (stored, computed) = (self.crc(), self.compute_crc());
@@ -275,10 +262,7 @@ impl RecordBatch {
         let last_offset_delta = self.last_offset_delta();
         // Widened so `last_offset_delta == i32::MAX` cannot overflow.
         if count <= 0 || i64::from(count) != i64::from(last_offset_delta) + 1 {
-            return Err(BatchError::CountMismatch {
-                count,
-                last_offset_delta,
-            });
+            return Err(BatchError::CountMismatch { count, last_offset_delta });
         }
         Ok(())
     }
@@ -297,14 +281,8 @@ impl RecordBatch {
     /// A copy with base offset and leader epoch replaced (for paths that need a contiguous batch).
     pub fn with_offset(&self, base_offset: i64, partition_leader_epoch: i32) -> RecordBatch {
         let mut out = BytesMut::from(&self.bytes[..]);
-        put_at(
-            &mut out,
-            BASE_OFFSET_OFFSET,
-            &self.header_patch(base_offset, partition_leader_epoch),
-        );
-        RecordBatch {
-            bytes: out.freeze(),
-        }
+        put_at(&mut out, BASE_OFFSET_OFFSET, &self.header_patch(base_offset, partition_leader_epoch));
+        RecordBatch { bytes: out.freeze() }
     }
 
     /// A copy stamped with `LogAppendTime`: the timestamp-type bit set, `max_timestamp = now_ms`,
@@ -316,9 +294,7 @@ impl RecordBatch {
         put_at(&mut out, MAX_TIMESTAMP_OFFSET, &now_ms.to_be_bytes());
         let crc = crc32c::crc32c(out.get(CRC_START..).unwrap_or_default());
         put_at(&mut out, CRC_OFFSET, &crc.to_be_bytes());
-        RecordBatch {
-            bytes: out.freeze(),
-        }
+        RecordBatch { bytes: out.freeze() }
     }
 
     /// The records section exactly as stored (compressed if the batch is).
@@ -422,9 +398,7 @@ mod tests {
 
     /// One record written out by hand (not by `encode_records`): attributes 0, timestamp delta 5,
     /// offset delta 1, key "k", value "v", one header "h" = "x".
-    const HAND_RECORD: [u8; 13] = [
-        0x18, 0x00, 0x0a, 0x02, 0x02, b'k', 0x02, b'v', 0x02, 0x02, b'h', 0x02, b'x',
-    ];
+    const HAND_RECORD: [u8; 13] = [0x18, 0x00, 0x0a, 0x02, 0x02, b'k', 0x02, b'v', 0x02, 0x02, b'h', 0x02, b'x'];
 
     /// A batch assembled field by field, independently of `BatchBuilder`.
     fn hand_batch(attributes: i16) -> Vec<u8> {
@@ -504,10 +478,7 @@ mod tests {
                 offset_delta: 1,
                 key: Some(Bytes::from_static(b"k")),
                 value: Some(Bytes::from_static(b"v")),
-                headers: vec![RecordHeader {
-                    key: Bytes::from_static(b"h"),
-                    value: Some(Bytes::from_static(b"x"))
-                }],
+                headers: vec![RecordHeader { key: Bytes::from_static(b"h"), value: Some(Bytes::from_static(b"x")) }],
             }]
         );
         assert_eq!(batch.clone().into_bytes(), Bytes::from(bytes));
@@ -561,10 +532,7 @@ mod tests {
         let mut patched = bytes;
         patched[3] ^= 0xff;
         patched[13] ^= 0xff;
-        RecordBatch::new(Bytes::from(patched))
-            .unwrap()
-            .validate()
-            .unwrap();
+        RecordBatch::new(Bytes::from(patched)).unwrap().validate().unwrap();
     }
 
     #[test]
@@ -589,15 +557,9 @@ mod tests {
         let produced = RecordBatch::new(builder(Compression::Lz4, 4).build().unwrap()).unwrap();
         let stamped = produced.with_offset(77, 3);
         stamped.validate_for_produce().unwrap();
-        assert_eq!(
-            (stamped.base_offset(), stamped.partition_leader_epoch()),
-            (77, 3)
-        );
+        assert_eq!((stamped.base_offset(), stamped.partition_leader_epoch()), (77, 3));
         assert_eq!((stamped.last_offset(), stamped.next_offset()), (80, 81));
-        assert_eq!(
-            stamped.records(1 << 20).unwrap(),
-            produced.records(1 << 20).unwrap()
-        );
+        assert_eq!(stamped.records(1 << 20).unwrap(), produced.records(1 << 20).unwrap());
         // The original is untouched (copy-on-write, not aliasing).
         assert_eq!(batch.base_offset(), 1234);
     }
@@ -612,14 +574,8 @@ mod tests {
             assert_eq!(stamped.max_timestamp(), 55_555);
             assert_eq!(stamped.base_timestamp(), original.base_timestamp());
             assert_eq!(stamped.compression().unwrap(), codec);
-            assert_eq!(
-                stamped.attributes(),
-                original.attributes() | ATTR_TIMESTAMP_TYPE
-            );
-            assert_eq!(
-                stamped.records(1 << 20).unwrap(),
-                original.records(1 << 20).unwrap()
-            );
+            assert_eq!(stamped.attributes(), original.attributes() | ATTR_TIMESTAMP_TYPE);
+            assert_eq!(stamped.records(1 << 20).unwrap(), original.records(1 << 20).unwrap());
             assert_eq!(original.timestamp_type(), TimestampType::CreateTime);
         }
     }
@@ -635,19 +591,13 @@ mod tests {
         gap.validate().unwrap();
         assert!(matches!(
             gap.validate_for_produce(),
-            Err(BatchError::CountMismatch {
-                count: 3,
-                last_offset_delta: 5
-            })
+            Err(BatchError::CountMismatch { count: 3, last_offset_delta: 5 })
         ));
 
         let empty = RecordBatch::new(builder(Compression::None, 0).build().unwrap()).unwrap();
         empty.validate().unwrap();
         assert_eq!(empty.records_count(), 0);
-        assert!(matches!(
-            empty.validate_for_produce(),
-            Err(BatchError::CountMismatch { count: 0, .. })
-        ));
+        assert!(matches!(empty.validate_for_produce(), Err(BatchError::CountMismatch { count: 0, .. })));
 
         // Negative count with a valid CRC: validate rejects it.
         let mut bytes = hand_batch(0);
@@ -655,14 +605,8 @@ mod tests {
         let crc = crc32c::crc32c(&bytes[21..]);
         bytes[17..21].copy_from_slice(&crc.to_be_bytes());
         let negative = RecordBatch::new(Bytes::from(bytes)).unwrap();
-        assert!(matches!(
-            negative.validate(),
-            Err(BatchError::CountMismatch { count: -1, .. })
-        ));
-        assert!(matches!(
-            negative.records(1 << 20),
-            Err(BatchError::MalformedRecords(_))
-        ));
+        assert!(matches!(negative.validate(), Err(BatchError::CountMismatch { count: -1, .. })));
+        assert!(matches!(negative.records(1 << 20), Err(BatchError::MalformedRecords(_))));
 
         // last_offset_delta = i32::MAX must not overflow.
         let mut bytes = hand_batch(0);
@@ -670,10 +614,7 @@ mod tests {
         let crc = crc32c::crc32c(&bytes[21..]);
         bytes[17..21].copy_from_slice(&crc.to_be_bytes());
         let huge = RecordBatch::new(Bytes::from(bytes)).unwrap();
-        assert!(matches!(
-            huge.validate_for_produce(),
-            Err(BatchError::CountMismatch { .. })
-        ));
+        assert!(matches!(huge.validate_for_produce(), Err(BatchError::CountMismatch { .. })));
     }
 
     #[test]
@@ -681,10 +622,7 @@ mod tests {
         let bytes = hand_batch(0);
         assert!(matches!(
             RecordBatch::new(Bytes::copy_from_slice(&bytes[..60])),
-            Err(BatchError::Truncated {
-                needed: 61,
-                available: 60
-            })
+            Err(BatchError::Truncated { needed: 61, available: 60 })
         ));
         assert!(matches!(
             RecordBatch::new(Bytes::copy_from_slice(&bytes[..bytes.len() - 1])),
@@ -692,22 +630,13 @@ mod tests {
         ));
         let mut longer = bytes.clone();
         longer.push(0);
-        assert!(matches!(
-            RecordBatch::new(Bytes::from(longer)),
-            Err(BatchError::InvalidLength(_))
-        ));
+        assert!(matches!(RecordBatch::new(Bytes::from(longer)), Err(BatchError::InvalidLength(_))));
         let mut magic1 = bytes.clone();
         magic1[16] = 1;
-        assert!(matches!(
-            RecordBatch::new(Bytes::from(magic1)),
-            Err(BatchError::UnsupportedMagic(1))
-        ));
+        assert!(matches!(RecordBatch::new(Bytes::from(magic1)), Err(BatchError::UnsupportedMagic(1))));
         let mut short_len = bytes;
         short_len[8..12].copy_from_slice(&48i32.to_be_bytes());
-        assert!(matches!(
-            RecordBatch::new(Bytes::from(short_len)),
-            Err(BatchError::InvalidLength(48))
-        ));
+        assert!(matches!(RecordBatch::new(Bytes::from(short_len)), Err(BatchError::InvalidLength(48))));
     }
 
     #[test]
@@ -727,10 +656,7 @@ mod tests {
         // Every truncation of a single batch is "partial", with the buffer untouched.
         for cut in 0..one.len() {
             let mut buf = Bytes::copy_from_slice(&one[..cut]);
-            assert!(
-                RecordBatch::split_first(&mut buf).unwrap().is_none(),
-                "cut {cut}"
-            );
+            assert!(RecordBatch::split_first(&mut buf).unwrap().is_none(), "cut {cut}");
             assert_eq!(buf.len(), cut);
         }
 
@@ -742,9 +668,7 @@ mod tests {
         };
         for len in [-1, i32::MIN, 0, 13, 48] {
             let mut buf = with_len(len, 12);
-            assert!(
-                matches!(RecordBatch::split_first(&mut buf), Err(BatchError::InvalidLength(l)) if l == len)
-            );
+            assert!(matches!(RecordBatch::split_first(&mut buf), Err(BatchError::InvalidLength(l)) if l == len));
             assert_eq!(buf.len(), 12, "an error leaves the buffer alone");
         }
         // A huge declared length is simply a batch that has not fully arrived.
@@ -756,10 +680,7 @@ mod tests {
         let mut b = one.clone();
         b[16] = 1;
         let mut buf = Bytes::copy_from_slice(&b[..17]);
-        assert!(matches!(
-            RecordBatch::split_first(&mut buf),
-            Err(BatchError::UnsupportedMagic(1))
-        ));
+        assert!(matches!(RecordBatch::split_first(&mut buf), Err(BatchError::UnsupportedMagic(1))));
         let mut buf = Bytes::copy_from_slice(&b[..16]);
         assert!(RecordBatch::split_first(&mut buf).unwrap().is_none());
     }
@@ -772,10 +693,7 @@ mod tests {
         bytes.extend_from_slice(&bad);
         let mut iter = BatchIter::new(Bytes::from(bytes));
         assert!(iter.next().unwrap().is_ok());
-        assert!(matches!(
-            iter.next(),
-            Some(Err(BatchError::InvalidLength(-5)))
-        ));
+        assert!(matches!(iter.next(), Some(Err(BatchError::InvalidLength(-5)))));
         assert!(iter.next().is_none());
         assert!(iter.next().is_none());
         assert_eq!(iter.remaining().len(), bad.len());
@@ -785,10 +703,7 @@ mod tests {
     fn records_data_is_bounded() {
         let batch = RecordBatch::new(builder(Compression::Gzip, 50).build().unwrap()).unwrap();
         let full = batch.records_data(1 << 20).unwrap();
-        assert_eq!(
-            full.as_ref(),
-            &encode_records(&builder(Compression::None, 50).records)[..]
-        );
+        assert_eq!(full.as_ref(), &encode_records(&builder(Compression::None, 50).records)[..]);
         assert!(matches!(
             batch.records_data(full.len() - 1),
             Err(BatchError::Compression(CompressionError::TooLarge { .. }))
@@ -803,8 +718,7 @@ mod tests {
     }
 
     fn arb_header() -> impl Strategy<Value = RecordHeader> {
-        (arb_bytes(12), prop::option::of(arb_bytes(24)))
-            .prop_map(|(key, value)| RecordHeader { key, value })
+        (arb_bytes(12), prop::option::of(arb_bytes(24))).prop_map(|(key, value)| RecordHeader { key, value })
     }
 
     /// Records with contiguous offset deltas, as a producer writes them.
@@ -852,19 +766,7 @@ mod tests {
             0i64..i64::MAX / 2,
         )
             .prop_map(
-                |(
-                    compression,
-                    records,
-                    base_offset,
-                    epoch,
-                    txn,
-                    control,
-                    log_append,
-                    pid,
-                    pepoch,
-                    seq,
-                    ts,
-                )| {
+                |(compression, records, base_offset, epoch, txn, control, log_append, pid, pepoch, seq, ts)| {
                     BatchBuilder {
                         base_offset,
                         partition_leader_epoch: epoch,

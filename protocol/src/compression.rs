@@ -20,13 +20,8 @@ pub enum Compression {
 
 impl Compression {
     /// Every codec, in id order (handy for tests and config validation).
-    pub const ALL: [Compression; 5] = [
-        Compression::None,
-        Compression::Gzip,
-        Compression::Snappy,
-        Compression::Lz4,
-        Compression::Zstd,
-    ];
+    pub const ALL: [Compression; 5] =
+        [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd];
 
     /// The codec for attribute bits `0..=4`; `None` for anything else.
     pub fn from_id(id: i16) -> Option<Self> {
@@ -88,86 +83,55 @@ const XERIAL_BLOCK_SIZE: usize = 32 * 1024;
 /// Compresses `data`. `level` is the codec level (`compression.gzip.level` and friends); `None`
 /// means the codec default Kafka uses. Snappy and lz4 have no levels here (Kafka's lz4 level only
 /// selects lz4's high-compression mode, which `lz4_flex` does not implement) and ignore it.
-pub fn compress(
-    codec: Compression,
-    data: &[u8],
-    level: Option<i32>,
-) -> Result<Vec<u8>, CompressionError> {
+pub fn compress(codec: Compression, data: &[u8], level: Option<i32>) -> Result<Vec<u8>, CompressionError> {
     match codec {
         Compression::None => Ok(data.to_vec()),
         Compression::Gzip => gzip_compress(data, level),
         Compression::Snappy => snappy_compress(data),
         Compression::Lz4 => lz4_compress(data),
-        Compression::Zstd => zstd::stream::encode_all(data, level.unwrap_or(ZSTD_DEFAULT_LEVEL))
-            .map_err(|e| encode_error(codec, e)),
+        Compression::Zstd => {
+            zstd::stream::encode_all(data, level.unwrap_or(ZSTD_DEFAULT_LEVEL)).map_err(|e| encode_error(codec, e))
+        }
     }
 }
 
 /// Decompresses `data`, failing if the output would exceed `max_output_bytes`.
 /// Snappy input may be xerial-framed (what the Java client writes) or a raw block (librdkafka).
-pub fn decompress(
-    codec: Compression,
-    data: &[u8],
-    max_output_bytes: usize,
-) -> Result<Vec<u8>, CompressionError> {
+pub fn decompress(codec: Compression, data: &[u8], max_output_bytes: usize) -> Result<Vec<u8>, CompressionError> {
     match codec {
         Compression::None => {
             if data.len() > max_output_bytes {
-                return Err(CompressionError::TooLarge {
-                    limit: max_output_bytes,
-                });
+                return Err(CompressionError::TooLarge { limit: max_output_bytes });
             }
             Ok(data.to_vec())
         }
         // Java's GZIPInputStream reads concatenated members, so the multi-member decoder it is.
-        Compression::Gzip => read_bounded(
-            codec,
-            flate2::read::MultiGzDecoder::new(data),
-            max_output_bytes,
-        ),
+        Compression::Gzip => read_bounded(codec, flate2::read::MultiGzDecoder::new(data), max_output_bytes),
         Compression::Snappy => snappy_decompress(data, max_output_bytes),
-        Compression::Lz4 => read_bounded(
-            codec,
-            lz4_flex::frame::FrameDecoder::new(data),
-            max_output_bytes,
-        ),
+        Compression::Lz4 => read_bounded(codec, lz4_flex::frame::FrameDecoder::new(data), max_output_bytes),
         Compression::Zstd => {
             // The streaming decoder lets the output be cut off at the limit; the one-shot API
             // would trust the frame's declared content size.
-            let decoder =
-                zstd::stream::read::Decoder::with_buffer(data).map_err(|e| corrupt(codec, e))?;
+            let decoder = zstd::stream::read::Decoder::with_buffer(data).map_err(|e| corrupt(codec, e))?;
             read_bounded(codec, decoder, max_output_bytes)
         }
     }
 }
 
 fn corrupt(codec: Compression, reason: impl std::fmt::Display) -> CompressionError {
-    CompressionError::Corrupt {
-        codec,
-        reason: reason.to_string(),
-    }
+    CompressionError::Corrupt { codec, reason: reason.to_string() }
 }
 
 fn encode_error(codec: Compression, reason: impl std::fmt::Display) -> CompressionError {
-    CompressionError::Encode {
-        codec,
-        reason: reason.to_string(),
-    }
+    CompressionError::Encode { codec, reason: reason.to_string() }
 }
 
 /// Reads a decoder to its end, keeping at most `limit + 1` bytes: one byte past the limit is
 /// enough to know the limit is exceeded, and memory never grows beyond it.
-fn read_bounded(
-    codec: Compression,
-    reader: impl Read,
-    limit: usize,
-) -> Result<Vec<u8>, CompressionError> {
+fn read_bounded(codec: Compression, reader: impl Read, limit: usize) -> Result<Vec<u8>, CompressionError> {
     let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
     let mut out = Vec::new();
-    reader
-        .take(cap)
-        .read_to_end(&mut out)
-        .map_err(|e| corrupt(codec, e))?;
+    reader.take(cap).read_to_end(&mut out).map_err(|e| corrupt(codec, e))?;
     if out.len() > limit {
         return Err(CompressionError::TooLarge { limit });
     }
@@ -180,38 +144,26 @@ fn gzip_compress(data: &[u8], level: Option<i32>) -> Result<Vec<u8>, Compression
     let level = match level {
         None | Some(-1) => GZIP_DEFAULT_LEVEL,
         Some(l @ 1..=9) => l,
-        Some(other) => {
-            return Err(encode_error(
-                codec,
-                format!("gzip level {other} is outside 1..=9"),
-            ))
-        }
+        Some(other) => return Err(encode_error(codec, format!("gzip level {other} is outside 1..=9"))),
     };
     let mut encoder = flate2::write::GzEncoder::new(
         Vec::with_capacity(data.len() / 2 + 64),
         flate2::Compression::new(level.unsigned_abs()),
     );
-    encoder
-        .write_all(data)
-        .map_err(|e| encode_error(codec, e))?;
+    encoder.write_all(data).map_err(|e| encode_error(codec, e))?;
     encoder.finish().map_err(|e| encode_error(codec, e))
 }
 
 fn snappy_compress(data: &[u8]) -> Result<Vec<u8>, CompressionError> {
     let codec = Compression::Snappy;
-    let mut out =
-        Vec::with_capacity(XERIAL_HEADER.len() + snap::raw::max_compress_len(data.len()) + 16);
+    let mut out = Vec::with_capacity(XERIAL_HEADER.len() + snap::raw::max_compress_len(data.len()) + 16);
     out.extend_from_slice(XERIAL_HEADER);
     let mut encoder = snap::raw::Encoder::new();
     let mut block = Vec::new();
     for chunk in data.chunks(XERIAL_BLOCK_SIZE) {
         block.resize(snap::raw::max_compress_len(chunk.len()), 0);
-        let n = encoder
-            .compress(chunk, &mut block)
-            .map_err(|e| encode_error(codec, e))?;
-        let compressed = block
-            .get(..n)
-            .ok_or_else(|| encode_error(codec, "snappy overran its buffer"))?;
+        let n = encoder.compress(chunk, &mut block).map_err(|e| encode_error(codec, e))?;
+        let compressed = block.get(..n).ok_or_else(|| encode_error(codec, "snappy overran its buffer"))?;
         // A 32 KiB chunk compresses to well under 2 GiB, so the length always fits.
         let len = i32::try_from(n).map_err(|e| encode_error(codec, e))?;
         out.extend_from_slice(&len.to_be_bytes());
@@ -222,30 +174,16 @@ fn snappy_compress(data: &[u8]) -> Result<Vec<u8>, CompressionError> {
 
 /// Decodes one raw snappy block into `out`, checking its declared length against the remaining
 /// budget *before* allocating for it.
-fn snappy_block_into(
-    block: &[u8],
-    out: &mut Vec<u8>,
-    limit: usize,
-) -> Result<(), CompressionError> {
+fn snappy_block_into(block: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<(), CompressionError> {
     let codec = Compression::Snappy;
     let len = snap::raw::decompress_len(block).map_err(|e| corrupt(codec, e))?;
     let start = out.len();
-    let end = start
-        .checked_add(len)
-        .filter(|&end| end <= limit)
-        .ok_or(CompressionError::TooLarge { limit })?;
+    let end = start.checked_add(len).filter(|&end| end <= limit).ok_or(CompressionError::TooLarge { limit })?;
     out.resize(end, 0);
-    let target = out
-        .get_mut(start..end)
-        .ok_or_else(|| corrupt(codec, "snappy output out of range"))?;
-    let written = snap::raw::Decoder::new()
-        .decompress(block, target)
-        .map_err(|e| corrupt(codec, e))?;
+    let target = out.get_mut(start..end).ok_or_else(|| corrupt(codec, "snappy output out of range"))?;
+    let written = snap::raw::Decoder::new().decompress(block, target).map_err(|e| corrupt(codec, e))?;
     if written != len {
-        return Err(corrupt(
-            codec,
-            format!("snappy block declared {len} bytes but held {written}"),
-        ));
+        return Err(corrupt(codec, format!("snappy block declared {len} bytes but held {written}")));
     }
     Ok(())
 }
@@ -264,16 +202,14 @@ fn snappy_decompress(data: &[u8], limit: usize) -> Result<Vec<u8>, CompressionEr
     // new header appears where a chunk length would be. A real length can't be mistaken for the
     // magic: its first byte (0x82) would make the length negative.
     while rest.starts_with(XERIAL_MAGIC) {
-        rest = rest
-            .get(XERIAL_HEADER.len()..)
-            .ok_or_else(|| corrupt(codec, "truncated xerial snappy header"))?;
+        rest = rest.get(XERIAL_HEADER.len()..).ok_or_else(|| corrupt(codec, "truncated xerial snappy header"))?;
         while let Some(len_bytes) = rest.get(..4).and_then(|b| <[u8; 4]>::try_from(b).ok()) {
             if rest.starts_with(XERIAL_MAGIC) {
                 break;
             }
             let len = i32::from_be_bytes(len_bytes);
-            let len = usize::try_from(len)
-                .map_err(|_| corrupt(codec, format!("negative xerial chunk length {len}")))?;
+            let len =
+                usize::try_from(len).map_err(|_| corrupt(codec, format!("negative xerial chunk length {len}")))?;
             let block = rest
                 .get(4..)
                 .and_then(|r| r.get(..len))
@@ -283,10 +219,7 @@ fn snappy_decompress(data: &[u8], limit: usize) -> Result<Vec<u8>, CompressionEr
         }
     }
     if !rest.is_empty() {
-        return Err(corrupt(
-            codec,
-            format!("{} trailing bytes after xerial snappy chunks", rest.len()),
-        ));
+        return Err(corrupt(codec, format!("{} trailing bytes after xerial snappy chunks", rest.len())));
     }
     Ok(out)
 }
@@ -296,13 +229,9 @@ fn lz4_compress(data: &[u8]) -> Result<Vec<u8>, CompressionError> {
     let codec = Compression::Lz4;
     // Kafka's KafkaLZ4BlockOutputStream writes 64 KiB independent blocks without a content
     // checksum; matching it keeps every Kafka reader (including its own stream) happy.
-    let info = FrameInfo::new()
-        .block_size(BlockSize::Max64KB)
-        .block_mode(BlockMode::Independent);
+    let info = FrameInfo::new().block_size(BlockSize::Max64KB).block_mode(BlockMode::Independent);
     let mut encoder = FrameEncoder::with_frame_info(info, Vec::with_capacity(data.len() / 2 + 32));
-    encoder
-        .write_all(data)
-        .map_err(|e| encode_error(codec, e))?;
+    encoder.write_all(data).map_err(|e| encode_error(codec, e))?;
     encoder.finish().map_err(|e| encode_error(codec, e))
 }
 
@@ -335,15 +264,9 @@ mod tests {
 
     #[test]
     fn snappy_reads_java_framing_and_raw_blocks() {
-        assert_eq!(
-            decompress(Compression::Snappy, JAVA_SNAPPY, MIB).unwrap(),
-            RECORDS
-        );
+        assert_eq!(decompress(Compression::Snappy, JAVA_SNAPPY, MIB).unwrap(), RECORDS);
         // Our encoder writes exactly what snappy-java writes for a small input.
-        assert_eq!(
-            compress(Compression::Snappy, RECORDS, None).unwrap(),
-            JAVA_SNAPPY
-        );
+        assert_eq!(compress(Compression::Snappy, RECORDS, None).unwrap(), JAVA_SNAPPY);
         // A raw block, as librdkafka writes.
         let raw = snap::raw::Encoder::new().compress_vec(RECORDS).unwrap();
         assert_eq!(decompress(Compression::Snappy, &raw, MIB).unwrap(), RECORDS);
@@ -362,15 +285,9 @@ mod tests {
         // Concatenated streams, as snappy-java accepts.
         let mut twice = JAVA_SNAPPY.to_vec();
         twice.extend_from_slice(JAVA_SNAPPY);
-        assert_eq!(
-            decompress(Compression::Snappy, &twice, MIB).unwrap(),
-            [RECORDS, RECORDS].concat()
-        );
+        assert_eq!(decompress(Compression::Snappy, &twice, MIB).unwrap(), [RECORDS, RECORDS].concat());
         // Header only: empty.
-        assert_eq!(
-            decompress(Compression::Snappy, &JAVA_SNAPPY[..16], MIB).unwrap(),
-            b""
-        );
+        assert_eq!(decompress(Compression::Snappy, &JAVA_SNAPPY[..16], MIB).unwrap(), b"");
         // Truncated anywhere after the magic: corrupt, never a panic or a silent short read.
         for cut in 8..JAVA_SNAPPY.len() {
             if cut == 16 {
@@ -387,10 +304,7 @@ mod tests {
         // Negative chunk length.
         let mut negative = JAVA_SNAPPY[..16].to_vec();
         negative.extend_from_slice(&(-1i32).to_be_bytes());
-        assert!(matches!(
-            decompress(Compression::Snappy, &negative, MIB),
-            Err(CompressionError::Corrupt { .. })
-        ));
+        assert!(matches!(decompress(Compression::Snappy, &negative, MIB), Err(CompressionError::Corrupt { .. })));
     }
 
     #[test]
@@ -413,10 +327,7 @@ mod tests {
             assert_eq!(decompress(Compression::Gzip, &out, MIB).unwrap(), data);
         }
         for level in [Some(0), Some(10), Some(-2)] {
-            assert!(matches!(
-                compress(Compression::Gzip, &data, level),
-                Err(CompressionError::Encode { .. })
-            ));
+            assert!(matches!(compress(Compression::Gzip, &data, level), Err(CompressionError::Encode { .. })));
         }
         // Concatenated members (Java's GZIPInputStream reads them all).
         let mut two = compress(Compression::Gzip, b"ab", None).unwrap();
@@ -440,10 +351,7 @@ mod tests {
             let out = compress(codec, &data, None).unwrap();
             assert_eq!(decompress(codec, &out, 4096).unwrap(), data, "{codec:?}");
             assert!(
-                matches!(
-                    decompress(codec, &out, 4095),
-                    Err(CompressionError::TooLarge { limit: 4095 })
-                ),
+                matches!(decompress(codec, &out, 4095), Err(CompressionError::TooLarge { limit: 4095 })),
                 "{codec:?}"
             );
         }
@@ -458,34 +366,20 @@ mod tests {
                 assert!(compressed.len() < MIB, "{codec:?} should shrink zeros");
             }
             assert!(
-                matches!(
-                    decompress(codec, &compressed, MIB),
-                    Err(CompressionError::TooLarge { limit: MIB })
-                ),
+                matches!(decompress(codec, &compressed, MIB), Err(CompressionError::TooLarge { limit: MIB })),
                 "{codec:?}"
             );
         }
         // A raw snappy block is refused from its declared length, before any allocation.
         let raw = snap::raw::Encoder::new().compress_vec(&bomb).unwrap();
-        assert!(matches!(
-            decompress(Compression::Snappy, &raw, MIB),
-            Err(CompressionError::TooLarge { .. })
-        ));
+        assert!(matches!(decompress(Compression::Snappy, &raw, MIB), Err(CompressionError::TooLarge { .. })));
     }
 
     #[test]
     fn garbage_is_corrupt() {
-        for codec in [
-            Compression::Gzip,
-            Compression::Snappy,
-            Compression::Lz4,
-            Compression::Zstd,
-        ] {
+        for codec in [Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd] {
             assert!(
-                matches!(
-                    decompress(codec, b"definitely not compressed", MIB),
-                    Err(CompressionError::Corrupt { .. })
-                ),
+                matches!(decompress(codec, b"definitely not compressed", MIB), Err(CompressionError::Corrupt { .. })),
                 "{codec:?}"
             );
         }

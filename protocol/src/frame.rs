@@ -19,10 +19,7 @@ pub enum FrameError {
 }
 
 /// Checks a size prefix read off the wire and returns the body length to read.
-pub fn frame_body_len(
-    prefix: [u8; FRAME_PREFIX_BYTES],
-    max_frame_bytes: usize,
-) -> Result<usize, FrameError> {
+pub fn frame_body_len(prefix: [u8; FRAME_PREFIX_BYTES], max_frame_bytes: usize) -> Result<usize, FrameError> {
     let size = i32::from_be_bytes(prefix);
     if size < 0 {
         return Err(FrameError::Negative(size));
@@ -32,10 +29,7 @@ pub fn frame_body_len(
         return Err(FrameError::Empty);
     }
     if size > max_frame_bytes {
-        return Err(FrameError::TooLarge {
-            size,
-            max: max_frame_bytes,
-        });
+        return Err(FrameError::TooLarge { size, max: max_frame_bytes });
     }
     Ok(size)
 }
@@ -54,18 +48,9 @@ mod tests {
     fn rejects_oversized_negative_and_empty() {
         assert_eq!(
             frame_body_len(i32::MAX.to_be_bytes(), 100 << 20),
-            Err(FrameError::TooLarge {
-                size: i32::MAX as usize,
-                max: 100 << 20
-            })
+            Err(FrameError::TooLarge { size: i32::MAX as usize, max: 100 << 20 })
         );
-        assert_eq!(
-            frame_body_len((-1i32).to_be_bytes(), 100),
-            Err(FrameError::Negative(-1))
-        );
-        assert_eq!(
-            frame_body_len(0i32.to_be_bytes(), 100),
-            Err(FrameError::Empty)
-        );
+        assert_eq!(frame_body_len((-1i32).to_be_bytes(), 100), Err(FrameError::Negative(-1)));
+        assert_eq!(frame_body_len(0i32.to_be_bytes(), 100), Err(FrameError::Empty));
     }
 }

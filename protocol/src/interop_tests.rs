@@ -8,8 +8,8 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
-    Compression as KpCompression, Record as KpRecord, RecordBatchDecoder, RecordBatchEncoder,
-    RecordEncodeOptions, TimestampType as KpTimestampType,
+    Compression as KpCompression, Record as KpRecord, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
+    TimestampType as KpTimestampType,
 };
 use proptest::prelude::*;
 
@@ -62,11 +62,7 @@ fn flat_theirs(records: &[KpRecord]) -> Vec<Flat> {
             timestamp: r.timestamp,
             key: r.key.clone(),
             value: r.value.clone(),
-            headers: r
-                .headers
-                .iter()
-                .map(|(k, v)| (Bytes::copy_from_slice(k.as_bytes()), v.clone()))
-                .collect(),
+            headers: r.headers.iter().map(|(k, v)| (Bytes::copy_from_slice(k.as_bytes()), v.clone())).collect(),
         })
         .collect()
 }
@@ -84,19 +80,11 @@ fn sample_records(n: usize) -> Vec<Record> {
                 1 => Some(Bytes::new()),
                 _ => Some(Bytes::from(format!("key-{i}"))),
             },
-            value: if i % 4 == 3 {
-                None
-            } else {
-                Some(Bytes::from(format!("value {i} ").repeat(i % 50 + 1)))
-            },
+            value: if i % 4 == 3 { None } else { Some(Bytes::from(format!("value {i} ").repeat(i % 50 + 1))) },
             headers: (0..i % 3)
                 .map(|h| RecordHeader {
                     key: Bytes::from(format!("h{h}")),
-                    value: if h == 1 {
-                        None
-                    } else {
-                        Some(Bytes::from(vec![h as u8; i % 5]))
-                    },
+                    value: if h == 1 { None } else { Some(Bytes::from(vec![h as u8; i % 5])) },
                 })
                 .collect(),
         })
@@ -108,11 +96,7 @@ fn ours_to_theirs(builder: &BatchBuilder) {
     let ours = RecordBatch::new(bytes.clone()).unwrap();
     let mut buf = bytes;
     let set = RecordBatchDecoder::decode(&mut buf).unwrap();
-    assert!(
-        buf.is_empty(),
-        "{:?}: kafka-protocol left bytes unread",
-        builder.compression
-    );
+    assert!(buf.is_empty(), "{:?}: kafka-protocol left bytes unread", builder.compression);
     assert_eq!(set.compression, kp_codec(builder.compression));
     assert_eq!(set.version, 2);
     assert_eq!(flat_theirs(&set.records), flat_ours(&ours));
@@ -121,12 +105,7 @@ fn ours_to_theirs(builder: &BatchBuilder) {
         assert_eq!(r.producer_epoch, builder.producer_epoch);
         assert_eq!(r.partition_leader_epoch, builder.partition_leader_epoch);
         assert_eq!(r.transactional, builder.transactional);
-        assert_eq!(
-            r.sequence,
-            builder
-                .base_sequence
-                .wrapping_add((r.offset - builder.base_offset) as i32)
-        );
+        assert_eq!(r.sequence, builder.base_sequence.wrapping_add((r.offset - builder.base_offset) as i32));
     }
 }
 
@@ -155,39 +134,19 @@ fn theirs_to_ours(codec: Compression, records: &[Record], base_offset: i64, base
         })
         .collect();
     let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &kp,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: kp_codec(codec),
-        },
-    )
-    .unwrap();
+    RecordBatchEncoder::encode(&mut buf, &kp, &RecordEncodeOptions { version: 2, compression: kp_codec(codec) })
+        .unwrap();
     let mut iter = BatchIter::new(buf.freeze());
     let batch = iter.next().unwrap().unwrap();
-    assert!(
-        iter.next().is_none() && iter.remaining().is_empty(),
-        "{codec:?}: expected exactly one batch"
-    );
+    assert!(iter.next().is_none() && iter.remaining().is_empty(), "{codec:?}: expected exactly one batch");
     batch.validate_for_produce().unwrap();
     assert_eq!(batch.compression().unwrap(), codec);
     assert_eq!(batch.records_count() as usize, records.len());
-    assert_eq!(
-        (
-            batch.producer_id(),
-            batch.producer_epoch(),
-            batch.base_sequence()
-        ),
-        (1234, 2, 100)
-    );
+    assert_eq!((batch.producer_id(), batch.producer_epoch(), batch.base_sequence()), (1234, 2, 100));
     assert_eq!(batch.partition_leader_epoch(), 5);
     let min_ts = kp.iter().map(|r| r.timestamp).min().unwrap();
     let max_ts = kp.iter().map(|r| r.timestamp).max().unwrap();
-    assert_eq!(
-        (batch.base_timestamp(), batch.max_timestamp()),
-        (min_ts, max_ts)
-    );
+    assert_eq!((batch.base_timestamp(), batch.max_timestamp()), (min_ts, max_ts));
     assert_eq!(batch.base_offset(), base_offset);
     assert_eq!(flat_ours(&batch), flat_theirs(&kp));
 }
@@ -249,11 +208,7 @@ fn large_batches_cross_block_boundaries() {
         })
         .collect();
     for codec in Compression::ALL {
-        ours_to_theirs(&BatchBuilder {
-            compression: codec,
-            records: records.clone(),
-            ..BatchBuilder::default()
-        });
+        ours_to_theirs(&BatchBuilder { compression: codec, records: records.clone(), ..BatchBuilder::default() });
         theirs_to_ours(codec, &records, 0, 0);
     }
 }
@@ -281,13 +236,7 @@ fn arb_records() -> impl Strategy<Value = Vec<Record>> {
                 offset_delta: i as i32,
                 key,
                 value,
-                headers: headers
-                    .into_iter()
-                    .map(|(k, v)| RecordHeader {
-                        key: Bytes::from(k),
-                        value: v,
-                    })
-                    .collect(),
+                headers: headers.into_iter().map(|(k, v)| RecordHeader { key: Bytes::from(k), value: v }).collect(),
             })
             .collect()
     })

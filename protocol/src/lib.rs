@@ -9,6 +9,7 @@
 
 pub mod batch;
 pub mod compression;
+pub mod fetch;
 pub mod frame;
 pub mod records;
 pub mod request;

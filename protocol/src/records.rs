@@ -5,8 +5,8 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::batch::{
-    BatchError, TimestampType, ATTR_CONTROL, ATTR_TIMESTAMP_TYPE, ATTR_TRANSACTIONAL, CRC_OFFSET,
-    CRC_START, LOG_OVERHEAD, MAGIC_V2, RECORD_BATCH_OVERHEAD,
+    BatchError, TimestampType, ATTR_CONTROL, ATTR_TIMESTAMP_TYPE, ATTR_TRANSACTIONAL, CRC_OFFSET, CRC_START,
+    LOG_OVERHEAD, MAGIC_V2, RECORD_BATCH_OVERHEAD,
 };
 use crate::compression::{compress, Compression};
 
@@ -45,11 +45,7 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn new(data: &'a Bytes) -> Self {
-        Self {
-            data,
-            pos: 0,
-            end: data.len(),
-        }
+        Self { data, pos: 0, end: data.len() }
     }
 
     fn remaining(&self) -> usize {
@@ -60,11 +56,7 @@ impl<'a> Reader<'a> {
         if self.pos >= self.end {
             return Err(malformed(format!("truncated {what}")));
         }
-        let byte = self
-            .data
-            .get(self.pos)
-            .copied()
-            .ok_or_else(|| malformed(format!("truncated {what}")))?;
+        let byte = self.data.get(self.pos).copied().ok_or_else(|| malformed(format!("truncated {what}")))?;
         self.pos += 1;
         Ok(byte)
     }
@@ -80,9 +72,7 @@ impl<'a> Reader<'a> {
                 return Ok(value);
             }
         }
-        Err(malformed(format!(
-            "{what}: varint longer than {max_bytes} bytes"
-        )))
+        Err(malformed(format!("{what}: varint longer than {max_bytes} bytes")))
     }
 
     /// Zigzag varint (i32).
@@ -100,10 +90,7 @@ impl<'a> Reader<'a> {
 
     fn slice(&mut self, len: usize, what: &str) -> Result<Bytes, BatchError> {
         if len > self.remaining() {
-            return Err(malformed(format!(
-                "{what} of {len} bytes overruns the record ({} left)",
-                self.remaining()
-            )));
+            return Err(malformed(format!("{what} of {len} bytes overruns the record ({} left)", self.remaining())));
         }
         let out = self.data.slice(self.pos..self.pos + len);
         self.pos += len;
@@ -124,29 +111,20 @@ impl<'a> Reader<'a> {
 /// Decodes the (already decompressed) records section of a batch: exactly `count` records must be
 /// present and the bytes must be consumed exactly.
 pub fn decode_records(data: &Bytes, count: i32) -> Result<Vec<Record>, BatchError> {
-    let count =
-        usize::try_from(count).map_err(|_| malformed(format!("negative record count {count}")))?;
+    let count = usize::try_from(count).map_err(|_| malformed(format!("negative record count {count}")))?;
     let mut records = Vec::with_capacity(count.min(data.len() / MIN_RECORD_BYTES));
     let mut reader = Reader::new(data);
     for index in 0..count {
         let len = reader.varint("record length")?;
-        let len = usize::try_from(len)
-            .map_err(|_| malformed(format!("record {index} has negative length {len}")))?;
+        let len = usize::try_from(len).map_err(|_| malformed(format!("record {index} has negative length {len}")))?;
         if len > reader.remaining() {
-            return Err(malformed(format!(
-                "record {index} claims {len} bytes but only {} remain",
-                reader.remaining()
-            )));
+            return Err(malformed(format!("record {index} claims {len} bytes but only {} remain", reader.remaining())));
         }
         // The record body is read through a cursor ending at its declared length, so a record
         // cannot borrow bytes from the next one; it must also use all of them (Kafka's
         // "Invalid record size" check).
         let body_end = reader.pos + len;
-        let mut body = Reader {
-            data,
-            pos: reader.pos,
-            end: body_end,
-        };
+        let mut body = Reader { data, pos: reader.pos, end: body_end };
         let record = decode_record_body(&mut body).map_err(|e| match e {
             BatchError::MalformedRecords(reason) => malformed(format!("record {index}: {reason}")),
             other => other,
@@ -161,10 +139,7 @@ pub fn decode_records(data: &Bytes, count: i32) -> Result<Vec<Record>, BatchErro
         records.push(record);
     }
     if reader.remaining() != 0 {
-        return Err(malformed(format!(
-            "{} bytes after the last of {count} records",
-            reader.remaining()
-        )));
+        return Err(malformed(format!("{} bytes after the last of {count} records", reader.remaining())));
     }
     Ok(records)
 }
@@ -176,26 +151,19 @@ fn decode_record_body(r: &mut Reader<'_>) -> Result<Record, BatchError> {
     let key = r.nullable_bytes("key")?;
     let value = r.nullable_bytes("value")?;
     let header_count = r.varint("header count")?;
-    let header_count = usize::try_from(header_count)
-        .map_err(|_| malformed(format!("negative header count {header_count}")))?;
+    let header_count =
+        usize::try_from(header_count).map_err(|_| malformed(format!("negative header count {header_count}")))?;
     // Each header takes at least two bytes (key length and value length).
     let mut headers = Vec::with_capacity(header_count.min(r.remaining() / 2));
     for _ in 0..header_count {
         let key_len = r.varint("header key length")?;
-        let key_len = usize::try_from(key_len)
-            .map_err(|_| malformed(format!("negative header key length {key_len}")))?;
+        let key_len =
+            usize::try_from(key_len).map_err(|_| malformed(format!("negative header key length {key_len}")))?;
         let key = r.slice(key_len, "header key")?;
         let value = r.nullable_bytes("header value")?;
         headers.push(RecordHeader { key, value });
     }
-    Ok(Record {
-        attributes,
-        timestamp_delta,
-        offset_delta,
-        key,
-        value,
-        headers,
-    })
+    Ok(Record { attributes, timestamp_delta, offset_delta, key, value, headers })
 }
 
 fn put_unsigned_varint(out: &mut Vec<u8>, mut value: u64) {
@@ -302,15 +270,15 @@ impl BatchBuilder {
             let oversized = record.key.as_ref().is_some_and(|k| !fits(k.len()))
                 || record.value.as_ref().is_some_and(|v| !fits(v.len()))
                 || !fits(record.headers.len())
-                || record.headers.iter().any(|h| {
-                    !fits(h.key.len()) || h.value.as_ref().is_some_and(|v| !fits(v.len()))
-                });
+                || record
+                    .headers
+                    .iter()
+                    .any(|h| !fits(h.key.len()) || h.value.as_ref().is_some_and(|v| !fits(v.len())));
             if oversized {
                 return Err(too_big("a record field"));
             }
         }
-        let records_count =
-            i32::try_from(self.records.len()).map_err(|_| too_big("the record count"))?;
+        let records_count = i32::try_from(self.records.len()).map_err(|_| too_big("the record count"))?;
 
         let raw = encode_records(&self.records);
         let payload = compress(self.compression, &raw, self.compression_level)?;
@@ -327,12 +295,7 @@ impl BatchBuilder {
         }
         // An empty batch (Kafka never writes one from a producer; compaction can leave them) gets
         // last offset delta 0 and the base timestamp as its max.
-        let last_offset_delta = self
-            .records
-            .iter()
-            .map(|r| r.offset_delta)
-            .max()
-            .unwrap_or(0);
+        let last_offset_delta = self.records.iter().map(|r| r.offset_delta).max().unwrap_or(0);
         let max_timestamp = self.max_timestamp.unwrap_or_else(|| {
             self.records
                 .iter()
@@ -341,9 +304,7 @@ impl BatchBuilder {
                 .unwrap_or(self.base_timestamp)
         });
 
-        let total = RECORD_BATCH_OVERHEAD
-            .checked_add(payload.len())
-            .ok_or_else(|| too_big("the batch"))?;
+        let total = RECORD_BATCH_OVERHEAD.checked_add(payload.len()).ok_or_else(|| too_big("the batch"))?;
         let batch_length = i32::try_from(total - LOG_OVERHEAD).map_err(|_| too_big("the batch"))?;
 
         let mut out = BytesMut::with_capacity(total);
@@ -391,19 +352,11 @@ mod tests {
     fn decodes_hand_encoded_records() {
         // From a Kafka-written batch: null key, value "sdfdsf", no headers.
         let records = decode(b"\x18\x00\x00\x00\x01\x0csdfdsf\x00", 1).unwrap();
-        assert_eq!(
-            records,
-            vec![Record {
-                value: Some(Bytes::from_static(b"sdfdsf")),
-                ..Record::default()
-            }]
-        );
+        assert_eq!(records, vec![Record { value: Some(Bytes::from_static(b"sdfdsf")), ..Record::default() }]);
 
         // attributes 0, timestamp delta -1 (zigzag 1), offset delta 300 (zigzag 600 = 0xd8 0x04),
         // empty key, null value, two headers: "a" = null, "b" = "".
-        let bytes = [
-            0x1a, 0x00, 0x01, 0xd8, 0x04, 0x00, 0x01, 0x04, 0x02, b'a', 0x01, 0x02, b'b', 0x00,
-        ];
+        let bytes = [0x1a, 0x00, 0x01, 0xd8, 0x04, 0x00, 0x01, 0x04, 0x02, b'a', 0x01, 0x02, b'b', 0x00];
         let records = decode(&bytes, 1).unwrap();
         assert_eq!(
             records,
@@ -414,14 +367,8 @@ mod tests {
                 key: Some(Bytes::new()),
                 value: None,
                 headers: vec![
-                    RecordHeader {
-                        key: Bytes::from_static(b"a"),
-                        value: None
-                    },
-                    RecordHeader {
-                        key: Bytes::from_static(b"b"),
-                        value: Some(Bytes::new())
-                    },
+                    RecordHeader { key: Bytes::from_static(b"a"), value: None },
+                    RecordHeader { key: Bytes::from_static(b"b"), value: Some(Bytes::new()) },
                 ],
             }]
         );
@@ -430,36 +377,20 @@ mod tests {
 
     #[test]
     fn varint_extremes_round_trip() {
-        for (ts, off) in [
-            (i64::MIN, i32::MIN),
-            (i64::MAX, i32::MAX),
-            (0, 0),
-            (-1, -1),
-            (63, 64),
-            (-64, -65),
-        ] {
-            let record = Record {
-                timestamp_delta: ts,
-                offset_delta: off,
-                ..Record::default()
-            };
+        for (ts, off) in [(i64::MIN, i32::MIN), (i64::MAX, i32::MAX), (0, 0), (-1, -1), (63, 64), (-64, -65)] {
+            let record = Record { timestamp_delta: ts, offset_delta: off, ..Record::default() };
             let bytes = Bytes::from(encode_records(std::slice::from_ref(&record)));
             assert_eq!(decode_records(&bytes, 1).unwrap(), vec![record]);
         }
         // i64::MIN zigzags to u64::MAX: ten bytes, the most a varlong may take.
-        let bytes = encode_records(&[Record {
-            timestamp_delta: i64::MIN,
-            ..Record::default()
-        }]);
+        let bytes = encode_records(&[Record { timestamp_delta: i64::MIN, ..Record::default() }]);
         assert_eq!(bytes.len(), 1 + 1 + 10 + 1 + 1 + 1 + 1);
     }
 
     #[test]
     fn zero_copy_slices_share_the_input() {
-        let data = Bytes::from(encode_records(&[Record {
-            value: Some(Bytes::from_static(b"payload")),
-            ..Record::default()
-        }]));
+        let data =
+            Bytes::from(encode_records(&[Record { value: Some(Bytes::from_static(b"payload")), ..Record::default() }]));
         let records = decode_records(&data, 1).unwrap();
         let value = records[0].value.as_ref().unwrap();
         let data_range = data.as_ptr() as usize..data.as_ptr() as usize + data.len();
@@ -468,10 +399,7 @@ mod tests {
 
     #[test]
     fn rejects_malformed_records() {
-        let good = encode_records(&[Record {
-            value: Some(Bytes::from_static(b"v")),
-            ..Record::default()
-        }]);
+        let good = encode_records(&[Record { value: Some(Bytes::from_static(b"v")), ..Record::default() }]);
         decode(&good, 1).unwrap();
         // Wrong counts and leftovers.
         assert_malformed(&good, 2);
@@ -529,29 +457,14 @@ mod tests {
             base_sequence: 17,
             base_timestamp: 1_000,
             records: vec![
-                Record {
-                    offset_delta: 0,
-                    timestamp_delta: 50,
-                    ..Record::default()
-                },
-                Record {
-                    offset_delta: 1,
-                    timestamp_delta: -20,
-                    ..Record::default()
-                },
-                Record {
-                    offset_delta: 2,
-                    timestamp_delta: 7,
-                    ..Record::default()
-                },
+                Record { offset_delta: 0, timestamp_delta: 50, ..Record::default() },
+                Record { offset_delta: 1, timestamp_delta: -20, ..Record::default() },
+                Record { offset_delta: 2, timestamp_delta: 7, ..Record::default() },
             ],
             ..BatchBuilder::default()
         };
         let bytes = builder.build().unwrap();
-        assert_eq!(
-            i32::from_be_bytes(bytes[8..12].try_into().unwrap()) as usize,
-            bytes.len() - 12
-        );
+        assert_eq!(i32::from_be_bytes(bytes[8..12].try_into().unwrap()) as usize, bytes.len() - 12);
         let batch = RecordBatch::new(bytes).unwrap();
         batch.validate_for_produce().unwrap();
         assert_eq!(
@@ -561,55 +474,22 @@ mod tests {
         assert_eq!(batch.last_offset_delta(), 2);
         assert_eq!(batch.max_timestamp(), 1_050);
         assert_eq!(batch.records_count(), 3);
-        assert_eq!(
-            (
-                batch.base_offset(),
-                batch.partition_leader_epoch(),
-                batch.producer_id()
-            ),
-            (10, 4, 99)
-        );
-        assert_eq!(
-            (
-                batch.producer_epoch(),
-                batch.base_sequence(),
-                batch.base_timestamp()
-            ),
-            (2, 17, 1_000)
-        );
+        assert_eq!((batch.base_offset(), batch.partition_leader_epoch(), batch.producer_id()), (10, 4, 99));
+        assert_eq!((batch.producer_epoch(), batch.base_sequence(), batch.base_timestamp()), (2, 17, 1_000));
 
-        let overridden = BatchBuilder {
-            max_timestamp: Some(5),
-            ..builder.clone()
-        }
-        .build()
-        .unwrap();
+        let overridden = BatchBuilder { max_timestamp: Some(5), ..builder.clone() }.build().unwrap();
         assert_eq!(RecordBatch::new(overridden).unwrap().max_timestamp(), 5);
 
         // last_offset_delta is the largest delta, not the last one's.
         let shuffled = BatchBuilder {
             records: vec![
-                Record {
-                    offset_delta: 2,
-                    ..Record::default()
-                },
-                Record {
-                    offset_delta: 0,
-                    ..Record::default()
-                },
-                Record {
-                    offset_delta: 1,
-                    ..Record::default()
-                },
+                Record { offset_delta: 2, ..Record::default() },
+                Record { offset_delta: 0, ..Record::default() },
+                Record { offset_delta: 1, ..Record::default() },
             ],
             ..builder
         };
-        assert_eq!(
-            RecordBatch::new(shuffled.build().unwrap())
-                .unwrap()
-                .last_offset_delta(),
-            2
-        );
+        assert_eq!(RecordBatch::new(shuffled.build().unwrap()).unwrap().last_offset_delta(), 2);
     }
 
     #[test]
@@ -635,21 +515,18 @@ mod tests {
             prop::option::of(arb_bytes(40)),
             prop::option::of(arb_bytes(300)),
             prop::collection::vec(
-                (arb_bytes(20), prop::option::of(arb_bytes(40)))
-                    .prop_map(|(key, value)| RecordHeader { key, value }),
+                (arb_bytes(20), prop::option::of(arb_bytes(40))).prop_map(|(key, value)| RecordHeader { key, value }),
                 0..5,
             ),
         )
-            .prop_map(
-                |(attributes, timestamp_delta, offset_delta, key, value, headers)| Record {
-                    attributes,
-                    timestamp_delta,
-                    offset_delta,
-                    key,
-                    value,
-                    headers,
-                },
-            )
+            .prop_map(|(attributes, timestamp_delta, offset_delta, key, value, headers)| Record {
+                attributes,
+                timestamp_delta,
+                offset_delta,
+                key,
+                value,
+                headers,
+            })
     }
 
     proptest! {

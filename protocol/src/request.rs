@@ -16,18 +16,9 @@ pub enum HeaderError {
     #[error("request frame of {0} bytes is shorter than a request header")]
     Truncated(usize),
     #[error("unknown api key {api_key} (version {api_version}, correlation id {correlation_id})")]
-    UnknownApiKey {
-        api_key: i16,
-        api_version: i16,
-        correlation_id: i32,
-    },
+    UnknownApiKey { api_key: i16, api_version: i16, correlation_id: i32 },
     #[error("malformed request header for api key {api_key} version {api_version}: {reason}")]
-    Malformed {
-        api_key: i16,
-        api_version: i16,
-        correlation_id: i32,
-        reason: String,
-    },
+    Malformed { api_key: i16, api_version: i16, correlation_id: i32, reason: String },
 }
 
 /// The fixed prefix every request header version shares.
@@ -74,18 +65,13 @@ pub fn parse_request(frame: Bytes) -> Result<RequestFrame, HeaderError> {
     })?;
     let header_version = api_key.request_header_version(prefix.api_version);
     let mut buf = frame;
-    let header =
-        RequestHeader::decode(&mut buf, header_version).map_err(|e| HeaderError::Malformed {
-            api_key: prefix.api_key,
-            api_version: prefix.api_version,
-            correlation_id: prefix.correlation_id,
-            reason: e.to_string(),
-        })?;
-    Ok(RequestFrame {
-        api_key,
-        header,
-        body: buf,
-    })
+    let header = RequestHeader::decode(&mut buf, header_version).map_err(|e| HeaderError::Malformed {
+        api_key: prefix.api_key,
+        api_version: prefix.api_version,
+        correlation_id: prefix.correlation_id,
+        reason: e.to_string(),
+    })?;
+    Ok(RequestFrame { api_key, header, body: buf })
 }
 
 /// Encodes a whole response frame: size prefix, response header and body.
@@ -97,9 +83,7 @@ pub fn encode_response<M: Encodable>(
     api_version: i16,
     body: &M,
 ) -> anyhow_free::Result<Bytes> {
-    let body_len = body
-        .compute_size(api_version)
-        .map_err(anyhow_free::Error::from_display)?;
+    let body_len = body.compute_size(api_version).map_err(anyhow_free::Error::from_display)?;
     let header_len = if header_version >= 1 { 5 } else { 4 };
     let total = header_len + body_len;
     let mut buf = BytesMut::with_capacity(4 + total);
@@ -108,27 +92,20 @@ pub fn encode_response<M: Encodable>(
     if header_version >= 1 {
         buf.put_u8(0); // no tagged fields
     }
-    body.encode(&mut buf, api_version)
-        .map_err(anyhow_free::Error::from_display)?;
+    body.encode(&mut buf, api_version).map_err(anyhow_free::Error::from_display)?;
     Ok(buf.freeze())
 }
 
 /// Encodes a request frame (size prefix, header, body) — used by tests and tools that act as a client.
-pub fn encode_request<M: Encodable>(
-    header: &RequestHeader,
-    body: &M,
-) -> anyhow_free::Result<Bytes> {
+pub fn encode_request<M: Encodable>(header: &RequestHeader, body: &M) -> anyhow_free::Result<Bytes> {
     let api_key = ApiKey::try_from(header.request_api_key)
         .map_err(|_| anyhow_free::Error(format!("unknown api key {}", header.request_api_key)))?;
     let version = header.request_api_version;
     let header_version = api_key.request_header_version(version);
     let mut buf = BytesMut::new();
     buf.put_i32(0);
-    header
-        .encode(&mut buf, header_version)
-        .map_err(anyhow_free::Error::from_display)?;
-    body.encode(&mut buf, version)
-        .map_err(anyhow_free::Error::from_display)?;
+    header.encode(&mut buf, header_version).map_err(anyhow_free::Error::from_display)?;
+    body.encode(&mut buf, version).map_err(anyhow_free::Error::from_display)?;
     let len = (buf.len() - 4) as i32;
     buf[0..4].copy_from_slice(&len.to_be_bytes());
     Ok(buf.freeze())
@@ -182,18 +159,11 @@ mod tests {
 
     #[test]
     fn unknown_key_and_truncated_headers_are_errors() {
-        assert!(matches!(
-            HeaderPrefix::peek(&[0, 1, 2]),
-            Err(HeaderError::Truncated(3))
-        ));
+        assert!(matches!(HeaderPrefix::peek(&[0, 1, 2]), Err(HeaderError::Truncated(3))));
         let mut frame = vec![0x7f, 0x00, 0, 1, 0, 0, 0, 9];
         frame.extend_from_slice(&[0, 0]);
         match parse_request(Bytes::from(frame)) {
-            Err(HeaderError::UnknownApiKey {
-                api_key,
-                correlation_id,
-                ..
-            }) => {
+            Err(HeaderError::UnknownApiKey { api_key, correlation_id, .. }) => {
                 assert_eq!(api_key, 0x7f00);
                 assert_eq!(correlation_id, 9);
             }
@@ -201,12 +171,6 @@ mod tests {
         }
         // A Metadata v1 header whose client id length runs past the end.
         let frame = Bytes::from(vec![0, 3, 0, 1, 0, 0, 0, 7, 0, 50, b'a']);
-        assert!(matches!(
-            parse_request(frame),
-            Err(HeaderError::Malformed {
-                correlation_id: 7,
-                ..
-            })
-        ));
+        assert!(matches!(parse_request(frame), Err(HeaderError::Malformed { correlation_id: 7, .. })));
     }
 }

@@ -19,6 +19,7 @@ pub struct BatchHeader {
     pub attributes: i16,
     pub last_offset_delta: i32,
     pub max_timestamp: i64,
+    pub producer_id: i64,
 }
 
 fn be_i64(b: &[u8], at: usize) -> i64 {
@@ -48,6 +49,7 @@ impl BatchHeader {
             attributes: i16::from_be_bytes([b[21], b[22]]),
             last_offset_delta: be_i32(b, 23),
             max_timestamp: be_i64(b, 35),
+            producer_id: be_i64(b, 43),
         };
         if (h.batch_length as i64) < (RECORD_BATCH_OVERHEAD - LOG_OVERHEAD) as i64 {
             return Err(format!("invalid batch length {}", h.batch_length));

@@ -102,6 +102,11 @@ impl OffsetIndex {
         &self.path
     }
 
+    /// Records that the file was renamed (the open handle is unaffected by a rename).
+    pub fn set_path(&mut self, path: PathBuf) {
+        self.path = path;
+    }
+
     pub fn file(&self) -> &Arc<File> {
         &self.file
     }
@@ -240,6 +245,11 @@ impl TimeIndex {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Records that the file was renamed (the open handle is unaffected by a rename).
+    pub fn set_path(&mut self, path: PathBuf) {
+        self.path = path;
     }
 
     pub fn file(&self) -> &Arc<File> {

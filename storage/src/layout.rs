@@ -12,8 +12,21 @@ use crate::TopicPartition;
 pub const LOG_SUFFIX: &str = ".log";
 pub const INDEX_SUFFIX: &str = ".index";
 pub const TIME_INDEX_SUFFIX: &str = ".timeindex";
-/// Suffixes of files left behind by an interrupted delete, compaction or swap.
-pub const LEFTOVER_SUFFIXES: [&str; 4] = [".deleted", ".cleaned", ".swap", ".tmp"];
+/// A segment file scheduled for deletion (`file.delete.delay.ms`); removed at startup.
+pub const DELETED_SUFFIX: &str = ".deleted";
+/// A segment file being written by the cleaner; removed at startup (the swap was not decided).
+pub const CLEANED_SUFFIX: &str = ".cleaned";
+/// A cleaned segment whose swap was decided; recovery completes the swap (Kafka's LogLoader).
+pub const SWAP_SUFFIX: &str = ".swap";
+/// Suffixes of files left behind by an interrupted delete or compaction that recovery removes.
+/// (`.swap` files are not removed but completed, see [`SWAP_SUFFIX`].)
+pub const LEFTOVER_SUFFIXES: [&str; 3] = [DELETED_SUFFIX, CLEANED_SUFFIX, ".tmp"];
+/// Sluice's sidecar of a cleaned segment: the offset after the last old segment it replaces, so
+/// recovery knows exactly which old segments a `.swap` supersedes even when cleaning dropped the
+/// group's last records. Only ever present with a `.cleaned` or `.swap` suffix.
+pub const GROUP_END_SUFFIX: &str = ".groupend";
+/// Kafka's per-dir checkpoint of each compacted log's first dirty offset.
+pub const CLEANER_OFFSET_CHECKPOINT: &str = "cleaner-offset-checkpoint";
 pub const DELETE_DIR_SUFFIX: &str = "-delete";
 pub const CLEAN_SHUTDOWN_FILE: &str = ".kafka_cleanshutdown";
 pub const RECOVERY_POINT_CHECKPOINT: &str = "recovery-point-offset-checkpoint";
@@ -71,6 +84,17 @@ pub fn index_file(dir: &Path, base_offset: i64) -> PathBuf {
 
 pub fn time_index_file(dir: &Path, base_offset: i64) -> PathBuf {
     dir.join(format!("{}{TIME_INDEX_SUFFIX}", file_stem(base_offset)))
+}
+
+pub fn group_end_file(dir: &Path, base_offset: i64) -> PathBuf {
+    dir.join(format!("{}{GROUP_END_SUFFIX}", file_stem(base_offset)))
+}
+
+/// `path` with `suffix` appended to its file name (`x.log` + `.swap` = `x.log.swap`).
+pub fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
 }
 
 /// The base offset of a segment file name with the given suffix (`00000000000000000042.log`).

@@ -22,6 +22,7 @@ use bytes::Bytes;
 use thiserror::Error;
 
 pub mod checkpoint;
+mod cleaner;
 mod header;
 pub mod index;
 pub mod layout;
@@ -34,6 +35,7 @@ mod util;
 #[cfg(test)]
 mod tests;
 
+pub use cleaner::{offset_map_capacity, CleanCrashPoint, Cleanable};
 pub use log::Partition;
 pub use manager::LogManager;
 
@@ -61,6 +63,29 @@ pub struct LogConfig {
     pub flush_messages: i64,
     /// `flush.ms` (default i64::MAX): fsync when the oldest unflushed append is this old.
     pub flush_ms: i64,
+    /// `retention.ms` (default 7 days; negative = unlimited): segments whose largest timestamp is
+    /// older are deleted (with `cleanup.policy` containing `delete`).
+    pub retention_ms: i64,
+    /// `retention.bytes` (default -1 = unlimited): oldest segments are deleted while the log is
+    /// larger.
+    pub retention_bytes: i64,
+    /// `file.delete.delay.ms` (default 60 s): how long a deleted segment's `.deleted` files stay
+    /// on disk (in-flight reads of them keep working meanwhile).
+    pub file_delete_delay_ms: i64,
+    /// `cleanup.policy` contains `delete`: time/size retention applies.
+    pub cleanup_delete: bool,
+    /// `cleanup.policy` contains `compact`: the log cleaner keeps the latest record per key.
+    pub cleanup_compact: bool,
+    /// `min.cleanable.dirty.ratio` (default 0.5).
+    pub min_cleanable_dirty_ratio: f64,
+    /// `min.compaction.lag.ms` (default 0): records younger than this are never compacted.
+    pub min_compaction_lag_ms: i64,
+    /// `max.compaction.lag.ms` (default i64::MAX): a log whose oldest dirty record is older is
+    /// cleaned whatever its dirty ratio.
+    pub max_compaction_lag_ms: i64,
+    /// `delete.retention.ms` (default 1 day): how long tombstones survive after the cleaning that
+    /// first saw them (KIP-534's delete horizon).
+    pub delete_retention_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -73,6 +98,15 @@ impl Default for LogConfig {
             index_interval_bytes: 4096,
             flush_messages: i64::MAX,
             flush_ms: i64::MAX,
+            retention_ms: 7 * 24 * 3600 * 1000,
+            retention_bytes: -1,
+            file_delete_delay_ms: 60_000,
+            cleanup_delete: true,
+            cleanup_compact: false,
+            min_cleanable_dirty_ratio: 0.5,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
+            delete_retention_ms: 24 * 3600 * 1000,
         }
     }
 }
@@ -92,6 +126,10 @@ pub enum StorageError {
     /// The partition was deleted while the request was in flight (UNKNOWN_TOPIC_OR_PARTITION).
     #[error("partition {0:?} was deleted")]
     Deleted(TopicPartition),
+    /// An operation the log's `cleanup.policy` forbids (POLICY_VIOLATION), e.g. DeleteRecords on
+    /// a compact-only topic.
+    #[error("{0}")]
+    PolicyViolation(String),
     /// Unreadable data found at read time (CORRUPT_MESSAGE on fetch; recovery truncates instead).
     #[error("corrupt data in {path} at position {position}: {reason}")]
     Corrupt { path: PathBuf, position: u64, reason: String },
@@ -144,6 +182,58 @@ pub struct LogOffsets {
 pub struct LogManagerConfig {
     /// `log.dirs`.
     pub log_dirs: Vec<PathBuf>,
+}
+
+/// Log cleaner settings (broker `log.cleaner.*`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CleanerConfig {
+    /// `log.cleaner.dedupe.buffer.size` (default 128 MiB), shared by all cleaner threads: bounds
+    /// the key-hash -> offset map of one cleaning.
+    pub dedupe_buffer_size: u64,
+    /// `log.cleaner.threads`: the buffer is split between them.
+    pub threads: usize,
+}
+
+impl Default for CleanerConfig {
+    fn default() -> Self {
+        Self { dedupe_buffer_size: 128 << 20, threads: 1 }
+    }
+}
+
+/// What one cleaning did (for logs and tests).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CleanerStats {
+    /// First dirty offset before the cleaning.
+    pub first_dirty_offset: i64,
+    /// Offsets below this are now clean (the new cleaner checkpoint).
+    pub end_offset: i64,
+    pub segments_before: usize,
+    pub segments_after: usize,
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+    pub records_read: u64,
+    pub records_removed: u64,
+    pub tombstones_removed: u64,
+}
+
+/// What one retention pass deleted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetentionStats {
+    pub segments_deleted: usize,
+    pub bytes_deleted: u64,
+    /// Whether an idle active segment was rolled because its `segment.ms` elapsed.
+    pub rolled: bool,
+    pub log_start_offset: i64,
+}
+
+/// Sizes of one partition for DescribeLogDirs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionDirInfo {
+    pub topic_partition: TopicPartition,
+    pub log_dir: PathBuf,
+    pub size_bytes: u64,
+    /// `log_end_offset - high_watermark` (Kafka's offset lag of a local replica).
+    pub offset_lag: i64,
 }
 
 /// What startup found and did, for the log.

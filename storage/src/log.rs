@@ -28,7 +28,10 @@ use crate::header::HEADER_SIZE;
 use crate::manager::LogDir;
 use crate::segment::{io_err, LogSegment, SegmentView};
 use crate::util::{now_ms, random_u64};
-use crate::{AppendInfo, LogConfig, LogOffsets, ReadResult, Result, StorageError, TimestampOffset, TopicPartition};
+use crate::{
+    AppendInfo, LogConfig, LogOffsets, PartitionDirInfo, ReadResult, Result, RetentionStats, StorageError,
+    TimestampOffset, TopicPartition,
+};
 
 /// Kafka's segment files use int positions.
 const MAX_SEGMENT_BYTES: u64 = i32::MAX as u64;
@@ -46,6 +49,12 @@ pub(crate) struct LogState {
     pub first_unflushed_append_ms: Option<i64>,
     /// A segment file was created since the last flush; the directory entry needs an fsync.
     pub dir_needs_sync: bool,
+    /// The log cleaner's first dirty offset (`cleaner-offset-checkpoint`), compacted logs only.
+    pub cleaner_checkpoint: Option<i64>,
+    /// The earliest delete horizon of tombstones the cleaner kept; once it passes, the log is
+    /// cleaned whatever its dirty ratio. In memory only: after a restart it starts at 0 so every
+    /// compacted log is checked once (the horizons themselves are in the batches).
+    pub tombstone_horizon: Option<i64>,
 }
 
 /// A random `segment.jitter.ms` draw for a new segment.
@@ -58,7 +67,7 @@ pub(crate) fn roll_jitter(config: &LogConfig) -> i64 {
 }
 
 impl LogState {
-    fn active(&self) -> Option<&LogSegment> {
+    pub(crate) fn active(&self) -> Option<&LogSegment> {
         self.segments.values().next_back()
     }
 
@@ -67,7 +76,7 @@ impl LogState {
     }
 
     /// Starts a new active segment at `base_offset`, closing the current one (Kafka's `roll`).
-    fn roll(&mut self, tp: &TopicPartition, base_offset: i64, now: i64) -> Result<()> {
+    pub(crate) fn roll(&mut self, tp: &TopicPartition, base_offset: i64, now: i64) -> Result<()> {
         if let Some(active) = self.active_mut() {
             let path = active.log_path().to_path_buf();
             active.close_indexes(true).map_err(|e| io_err(&path, e))?;
@@ -215,12 +224,12 @@ impl Partition {
         Self { tp, topic_id, log_dir, deleted: AtomicBool::new(false), state: Mutex::new(state), hw_tx }
     }
 
-    fn lock(&self) -> MutexGuard<'_, LogState> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, LogState> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Fails fast for deleted partitions and offline log dirs.
-    fn check(&self) -> Result<()> {
+    pub(crate) fn check(&self) -> Result<()> {
         if self.deleted.load(Ordering::Acquire) {
             return Err(StorageError::Deleted(self.tp.clone()));
         }
@@ -232,7 +241,7 @@ impl Partition {
 
     /// Any I/O error takes the whole log dir offline (Kafka's `LogDirFailureChannel`); the
     /// failing operation still reports the I/O error itself.
-    fn fail(&self, e: StorageError) -> StorageError {
+    pub(crate) fn fail(&self, e: StorageError) -> StorageError {
         if let StorageError::Io { path, source } = &e {
             self.log_dir.mark_offline(&self.tp, path, source);
         }
@@ -523,6 +532,162 @@ impl Partition {
         fsync_dir(self.log_dir.path()).map_err(|e| self.fail(io_err(self.log_dir.path(), e)))?;
         st.dir = new_dir.clone();
         Ok(new_dir)
+    }
+
+    /// DeleteRecords: moves the log start offset up to `offset` (`-1` = the high watermark) and
+    /// deletes the segments wholly below it. Returns the new log start offset (the low
+    /// watermark). An offset above the high watermark (or negative other than -1) is
+    /// `OffsetOutOfRange`; a compact-only log refuses with `PolicyViolation`, as Kafka does.
+    pub fn delete_records(&self, offset: i64) -> Result<i64> {
+        self.check()?;
+        let now = now_ms();
+        let (log_start, deleted) = {
+            let mut st = self.lock();
+            self.check()?;
+            if !st.config.cleanup_delete {
+                return Err(StorageError::PolicyViolation(format!(
+                    "Records of partition {}-{} can not be deleted due to the configured policy",
+                    self.tp.topic, self.tp.partition
+                )));
+            }
+            let target = if offset == -1 { st.high_watermark } else { offset };
+            if target < 0 || target > st.high_watermark {
+                return Err(StorageError::OffsetOutOfRange {
+                    requested: offset,
+                    log_start_offset: st.log_start_offset,
+                    log_end_offset: st.high_watermark,
+                });
+            }
+            if target > st.log_start_offset {
+                st.log_start_offset = target;
+                tracing::info!(partition = %self.tp.topic, index = self.tp.partition, log_start_offset = target, "log start offset moved by delete records");
+            }
+            let deleted = self.delete_segments_locked(&mut st, now, |_, _| false).map_err(|e| self.fail(e))?;
+            (st.log_start_offset, deleted)
+        };
+        if deleted > 0 {
+            tracing::info!(partition = %self.tp.topic, index = self.tp.partition, segments = deleted, "deleted segments below the log start offset");
+        }
+        Ok(log_start)
+    }
+
+    /// One retention pass (Kafka's `deleteOldSegments`): rolls an idle active segment whose
+    /// `segment.ms` elapsed (Kafka would roll it on the next append; rolling here lets time
+    /// retention and the cleaner reach data of partitions nobody writes to any more), then deletes
+    /// the oldest segments, never the active one and never one holding data at or above the high
+    /// watermark, while they are below the log start offset or — with `cleanup.policy=delete` —
+    /// past `retention.ms` (by their largest timestamp) or beyond `retention.bytes`.
+    pub fn apply_retention(&self, now: i64) -> Result<RetentionStats> {
+        self.check()?;
+        let mut st = self.lock();
+        self.check()?;
+        let mut stats = RetentionStats::default();
+        let roll_due = st.active().is_some_and(|a| a.time_to_roll(&st.config, now));
+        if roll_due && st.log_end_offset > st.segments.keys().next_back().copied().unwrap_or(i64::MAX) {
+            let leo = st.log_end_offset;
+            st.roll(&self.tp, leo, now).map_err(|e| self.fail(e))?;
+            stats.rolled = true;
+        }
+        let config = st.config.clone();
+        let total: u64 = st.segments.values().map(LogSegment::size).sum();
+        let mut excess = if config.cleanup_delete && config.retention_bytes >= 0 {
+            total as i64 - config.retention_bytes
+        } else {
+            i64::MIN
+        };
+        let before = st.segments.len();
+        let bytes_before = total;
+        self.delete_segments_locked(&mut st, now, |seg, _| {
+            let by_time = config.cleanup_delete
+                && config.retention_ms >= 0
+                && now - seg.largest_timestamp() > config.retention_ms;
+            let by_size = excess != i64::MIN && excess - seg.size() as i64 >= 0;
+            if by_size || by_time {
+                if excess != i64::MIN {
+                    excess -= seg.size() as i64;
+                }
+                true
+            } else {
+                false
+            }
+        })
+        .map_err(|e| self.fail(e))?;
+        stats.segments_deleted = before - st.segments.len();
+        stats.bytes_deleted = bytes_before - st.segments.values().map(LogSegment::size).sum::<u64>();
+        stats.log_start_offset = st.log_start_offset;
+        if stats.segments_deleted > 0 {
+            tracing::info!(
+                partition = %self.tp.topic,
+                index = self.tp.partition,
+                segments = stats.segments_deleted,
+                bytes = stats.bytes_deleted,
+                log_start_offset = st.log_start_offset,
+                "deleted segments by retention"
+            );
+        }
+        Ok(stats)
+    }
+
+    /// Deletes the oldest non-active segments while each lies wholly below the log start offset
+    /// or `extra` says so, and wholly below the high watermark. Files are renamed to `.deleted`
+    /// (durable with the dir fsync) and removed after `file.delete.delay.ms`; readers holding
+    /// views keep reading the renamed files meanwhile. Moves the log start offset to the first
+    /// remaining segment. Returns the number of segments deleted.
+    fn delete_segments_locked(
+        &self,
+        st: &mut LogState,
+        now: i64,
+        mut extra: impl FnMut(&LogSegment, i64) -> bool,
+    ) -> Result<usize> {
+        let bases: Vec<i64> = st.segments.keys().copied().collect();
+        let mut doomed = Vec::new();
+        for w in bases.windows(2) {
+            let (base, next_base) = (w[0], w[1]);
+            if next_base > st.high_watermark {
+                break;
+            }
+            let Some(seg) = st.segments.get(&base) else { break };
+            if next_base <= st.log_start_offset || extra(seg, next_base) {
+                doomed.push(base);
+            } else {
+                break;
+            }
+        }
+        if doomed.is_empty() {
+            return Ok(0);
+        }
+        let mut paths = Vec::new();
+        for base in &doomed {
+            let Some(mut seg) = st.segments.remove(base) else { continue };
+            let dir = st.dir.clone();
+            seg.rename_with_suffix(&dir, crate::layout::DELETED_SUFFIX).map_err(|e| io_err(&dir, e))?;
+            paths.extend(seg.paths());
+        }
+        fsync_dir(&st.dir).map_err(|e| io_err(&st.dir, e))?;
+        if let Some(first) = st.segments.keys().next().copied() {
+            st.log_start_offset = st.log_start_offset.max(first);
+        }
+        if st.recovery_point < st.log_start_offset {
+            st.recovery_point = st.log_start_offset;
+        }
+        self.log_dir.schedule_delete(paths, now.saturating_add(st.config.file_delete_delay_ms));
+        Ok(doomed.len())
+    }
+
+    /// Sizes for DescribeLogDirs.
+    pub fn dir_info(&self) -> PartitionDirInfo {
+        let st = self.lock();
+        PartitionDirInfo {
+            topic_partition: self.tp.clone(),
+            log_dir: self.log_dir.path().to_path_buf(),
+            size_bytes: st.segments.values().map(LogSegment::size).sum(),
+            offset_lag: (st.log_end_offset - st.high_watermark).max(0),
+        }
+    }
+
+    /// The cleaner's first dirty offset, if this log was ever cleaned.
+    pub fn cleaner_checkpoint(&self) -> Option<i64> {
+        self.lock().cleaner_checkpoint
     }
 
     /// What the per-dir checkpoints record for this partition: (recovery point, log start, HW).

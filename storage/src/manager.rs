@@ -22,13 +22,14 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use crate::checkpoint::{self, fsync_dir, read_offset_checkpoint, write_offset_checkpoint};
 use crate::layout::{
-    self, CLEAN_SHUTDOWN_FILE, LOG_START_OFFSET_CHECKPOINT, RECOVERY_POINT_CHECKPOINT, REPLICATION_OFFSET_CHECKPOINT,
+    self, CLEANER_OFFSET_CHECKPOINT, CLEAN_SHUTDOWN_FILE, LOG_START_OFFSET_CHECKPOINT, RECOVERY_POINT_CHECKPOINT,
+    REPLICATION_OFFSET_CHECKPOINT,
 };
 use crate::log::{roll_jitter, LogState, Partition};
 use crate::recovery::{load_partition, CheckpointHints};
 use crate::segment::{io_err, LogSegment};
 use crate::util::{now_ms, random_u128};
-use crate::{LoadReport, LogConfig, LogManagerConfig, Result, StorageError, TopicPartition};
+use crate::{LoadReport, LogConfig, LogManagerConfig, PartitionDirInfo, Result, StorageError, TopicPartition};
 
 /// One `log.dirs` entry and whether it is still usable.
 #[derive(Debug)]
@@ -36,11 +37,46 @@ pub struct LogDir {
     path: PathBuf,
     offline: AtomicBool,
     checkpoint_lock: Mutex<()>,
+    /// `.deleted` files and when they may be removed (`file.delete.delay.ms`). Files left here
+    /// by a crash are removed by recovery at the next startup.
+    pending_deletes: Mutex<Vec<(i64, PathBuf)>>,
 }
 
 impl LogDir {
     fn new(path: PathBuf) -> Self {
-        Self { path, offline: AtomicBool::new(false), checkpoint_lock: Mutex::new(()) }
+        Self {
+            path,
+            offline: AtomicBool::new(false),
+            checkpoint_lock: Mutex::new(()),
+            pending_deletes: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Queues renamed-away files for removal at `due_ms` (immediately if already due).
+    pub(crate) fn schedule_delete(&self, paths: Vec<PathBuf>, due_ms: i64) {
+        self.pending_deletes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(paths.into_iter().map(|p| (due_ms, p)));
+        self.delete_due_files(crate::util::now_ms());
+    }
+
+    /// Removes queued files whose delay has passed. A failure is logged and not retried (the
+    /// file is removed at the next startup).
+    fn delete_due_files(&self, now_ms: i64) {
+        let due: Vec<PathBuf> = {
+            let mut pending = self.pending_deletes.lock().unwrap_or_else(PoisonError::into_inner);
+            let (due, keep): (Vec<_>, Vec<_>) = pending.drain(..).partition(|(t, _)| *t <= now_ms);
+            *pending = keep;
+            due.into_iter().map(|(_, p)| p).collect()
+        };
+        for path in due {
+            match fs::remove_file(&path) {
+                Ok(()) => tracing::debug!(file = %path.display(), "removed deleted segment file"),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(error) => tracing::warn!(file = %path.display(), %error, "could not remove deleted segment file"),
+            }
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -85,6 +121,8 @@ pub struct LogManager {
     dirs: Vec<Arc<LogDir>>,
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
     create_lock: Mutex<()>,
+    /// Partitions a cleaner thread is working on (at most one cleaner per log).
+    pub(crate) cleaning: Mutex<std::collections::HashSet<TopicPartition>>,
 }
 
 impl std::fmt::Debug for LogManager {
@@ -135,7 +173,12 @@ impl LogManager {
             indexes_rebuilt = report.indexes_rebuilt,
             "log manager started"
         );
-        let manager = LogManager { dirs, partitions: RwLock::new(partitions), create_lock: Mutex::new(()) };
+        let manager = LogManager {
+            dirs,
+            partitions: RwLock::new(partitions),
+            create_lock: Mutex::new(()),
+            cleaning: Mutex::new(Default::default()),
+        };
         Ok((Arc::new(manager), report))
     }
 
@@ -240,9 +283,13 @@ impl LogManager {
             let mut recovery_points = BTreeMap::new();
             let mut log_starts = BTreeMap::new();
             let mut high_watermarks = BTreeMap::new();
+            let mut cleaner_offsets = BTreeMap::new();
             for p in partitions.iter().filter(|p| Arc::ptr_eq(p.log_dir(), dir) && !p.is_deleted()) {
                 let (rp, lso, hw) = p.checkpoint_offsets();
                 let tp = p.topic_partition().clone();
+                if let Some(c) = p.cleaner_checkpoint() {
+                    cleaner_offsets.insert(tp.clone(), c);
+                }
                 recovery_points.insert(tp.clone(), rp);
                 log_starts.insert(tp.clone(), lso);
                 high_watermarks.insert(tp, hw);
@@ -252,6 +299,7 @@ impl LogManager {
                 (RECOVERY_POINT_CHECKPOINT, &recovery_points),
                 (LOG_START_OFFSET_CHECKPOINT, &log_starts),
                 (REPLICATION_OFFSET_CHECKPOINT, &high_watermarks),
+                (CLEANER_OFFSET_CHECKPOINT, &cleaner_offsets),
             ] {
                 let path = dir.path.join(name);
                 if let Err(e) = write_offset_checkpoint(&path, entries) {
@@ -289,6 +337,66 @@ impl LogManager {
         }
         tracing::info!(offline_dirs = self.offline_dirs().len(), "log manager shut down");
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// One retention pass over every partition (Kafka's `log.retention.check.interval.ms` task):
+    /// see [`Partition::apply_retention`]. Also removes `.deleted` files whose
+    /// `file.delete.delay.ms` has passed. Returns the segments deleted; the first failure is
+    /// returned after trying every partition.
+    pub fn apply_retention(&self, now_ms: i64) -> Result<usize> {
+        let mut deleted = 0;
+        let mut moved = false;
+        let mut first_error = None;
+        for p in self.partitions() {
+            if p.log_dir().is_offline() || p.is_deleted() {
+                continue;
+            }
+            match p.apply_retention(now_ms) {
+                Ok(stats) => {
+                    deleted += stats.segments_deleted;
+                    moved |= stats.segments_deleted > 0;
+                }
+                Err(StorageError::Deleted(_)) => {}
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        self.delete_due_files(now_ms);
+        if moved {
+            // The log start offsets moved: record them now rather than at the next checkpoint.
+            if let Err(e) = self.checkpoint() {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(deleted), Err)
+    }
+
+    /// Removes `.deleted` files whose delay has passed, in every dir.
+    pub fn delete_due_files(&self, now_ms: i64) {
+        for d in &self.dirs {
+            d.delete_due_files(now_ms);
+        }
+    }
+
+    /// Sizes of every partition for DescribeLogDirs, with the dirs (and whether each is offline).
+    pub fn dir_infos(&self) -> Vec<(PathBuf, bool, Vec<PartitionDirInfo>)> {
+        let partitions = self.partitions();
+        self.dirs
+            .iter()
+            .map(|d| {
+                let infos = if d.is_offline() {
+                    Vec::new()
+                } else {
+                    partitions
+                        .iter()
+                        .filter(|p| Arc::ptr_eq(p.log_dir(), d) && !p.is_deleted())
+                        .map(|p| p.dir_info())
+                        .collect()
+                };
+                (d.path.clone(), d.is_offline(), infos)
+            })
+            .collect()
     }
 
     /// Log dirs taken offline by I/O errors.
@@ -344,6 +452,8 @@ fn create_partition(
         recovery_point: 0,
         first_unflushed_append_ms: None,
         dir_needs_sync: false,
+        cleaner_checkpoint: None,
+        tombstone_horizon: None,
     };
     Ok(Partition::from_state(tp.clone(), Some(topic_id), dir.clone(), state))
 }
@@ -371,6 +481,7 @@ fn load_dir(
     let recovery_points = read_cp(RECOVERY_POINT_CHECKPOINT)?;
     let log_starts = read_cp(LOG_START_OFFSET_CHECKPOINT)?.unwrap_or_default();
     let high_watermarks = read_cp(REPLICATION_OFFSET_CHECKPOINT)?.unwrap_or_default();
+    let cleaner_offsets = read_cp(CLEANER_OFFSET_CHECKPOINT)?.unwrap_or_default();
 
     let mut entries: Vec<_> =
         fs::read_dir(root).map_err(root_err)?.collect::<std::io::Result<_>>().map_err(root_err)?;
@@ -409,6 +520,7 @@ fn load_dir(
             recovery_point: recovery_points.as_ref().and_then(|m| m.get(&tp).copied()),
             log_start_offset: log_starts.get(&tp).copied(),
             high_watermark: high_watermarks.get(&tp).copied(),
+            cleaner_offset: cleaner_offsets.get(&tp).copied(),
         };
         let config = config_for(&tp.topic);
         let partition = load_partition(&path, tp.clone(), dir.clone(), config, hints, clean, report)?;

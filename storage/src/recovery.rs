@@ -16,7 +16,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::checkpoint::read_partition_metadata;
-use crate::layout::{self, INDEX_SUFFIX, LEFTOVER_SUFFIXES, LOG_SUFFIX, TIME_INDEX_SUFFIX};
+use crate::layout::{self, INDEX_SUFFIX, LEFTOVER_SUFFIXES, LOG_SUFFIX, SWAP_SUFFIX, TIME_INDEX_SUFFIX};
 use crate::log::{roll_jitter, LogState, Partition};
 use crate::manager::LogDir;
 use crate::segment::{io_err, LogSegment};
@@ -29,6 +29,8 @@ pub struct CheckpointHints {
     pub recovery_point: Option<i64>,
     pub log_start_offset: Option<i64>,
     pub high_watermark: Option<i64>,
+    /// The cleaner's first dirty offset (`cleaner-offset-checkpoint`).
+    pub cleaner_offset: Option<i64>,
 }
 
 /// Loads (and if needed recovers) the partition in `dir`. `clean` is whether its log dir had the
@@ -44,6 +46,7 @@ pub(crate) fn load_partition(
 ) -> Result<Partition> {
     let now = now_ms();
     let dir_err = |e| io_err(dir, e);
+    remove_leftovers_and_complete_swaps(dir, &tp)?;
     let mut log_bases = BTreeSet::new();
     let mut index_files = Vec::new();
     for entry in fs::read_dir(dir).map_err(dir_err)? {
@@ -51,10 +54,7 @@ pub(crate) fn load_partition(
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
         let path = entry.path();
-        if LEFTOVER_SUFFIXES.iter().any(|s| name.ends_with(s)) {
-            tracing::info!(file = %path.display(), "deleting leftover file of an interrupted operation");
-            fs::remove_file(&path).map_err(|e| io_err(&path, e))?;
-        } else if let Some(base) = layout::parse_segment_file_name(name, LOG_SUFFIX) {
+        if let Some(base) = layout::parse_segment_file_name(name, LOG_SUFFIX) {
             log_bases.insert(base);
         } else if let Some(base) = layout::parse_segment_file_name(name, INDEX_SUFFIX)
             .or_else(|| layout::parse_segment_file_name(name, TIME_INDEX_SUFFIX))
@@ -201,8 +201,115 @@ pub(crate) fn load_partition(
         recovery_point,
         first_unflushed_append_ms: None,
         dir_needs_sync: false,
+        cleaner_checkpoint: hints.cleaner_offset.map(|c| c.clamp(log_start_offset, log_end_offset)),
+        tombstone_horizon: Some(0),
     };
     Ok(Partition::from_state(tp, topic_id, log_dir, state))
+}
+
+/// First step of loading (Kafka's `LogLoader.removeTempFilesAndCollectSwapFiles` and
+/// `completeSwapOperations`): removes `.deleted`, `.cleaned` and `.tmp` leftovers, then completes
+/// every decided swap. A `<base>.log.swap` exists only once its cleaned segment (and its
+/// `.groupend`) were fully written and fsynced, so the swap goes ahead: every old segment file
+/// with a base offset in `[base, group end)` is removed, the swap's indexes are dropped (rebuilt
+/// from the log when the segment is opened) and the log is renamed to its final name. Index or
+/// `.groupend` swap files without a log swap belong to a swap that was never decided and go.
+fn remove_leftovers_and_complete_swaps(dir: &Path, tp: &TopicPartition) -> Result<()> {
+    let dir_err = |e| io_err(dir, e);
+    let mut swaps = Vec::new();
+    let mut other_swaps = Vec::new();
+    let mut segment_files = Vec::new();
+    for entry in fs::read_dir(dir).map_err(dir_err)? {
+        let entry = entry.map_err(dir_err)?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let path = entry.path();
+        if LEFTOVER_SUFFIXES.iter().any(|s| name.ends_with(s)) {
+            tracing::info!(file = %path.display(), "deleting leftover file of an interrupted operation");
+            fs::remove_file(&path).map_err(|e| io_err(&path, e))?;
+        } else if let Some(stem) = name.strip_suffix(SWAP_SUFFIX) {
+            match layout::parse_segment_file_name(stem, LOG_SUFFIX) {
+                Some(base) => swaps.push((base, path)),
+                None => other_swaps.push((stem.to_string(), path)),
+            }
+        } else if let Some(base) = [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX]
+            .iter()
+            .find_map(|suffix| layout::parse_segment_file_name(name, suffix))
+        {
+            segment_files.push((base, path));
+        }
+    }
+    swaps.sort();
+    for (base, swap_path) in &swaps {
+        let group_end_path = layout::with_suffix(&layout::group_end_file(dir, *base), SWAP_SUFFIX);
+        let group_end = match fs::read_to_string(&group_end_path) {
+            Ok(text) => text.trim().parse::<i64>().ok(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io_err(&group_end_path, e)),
+        };
+        // Without the sidecar (Sluice always writes it before the log swap) fall back to Kafka's
+        // rule, the swap's own next offset; a swap without a single valid batch is junk.
+        let group_end = match group_end {
+            Some(end) => end,
+            None => match swap_next_offset(swap_path, *base)? {
+                Some(end) => end,
+                None => {
+                    tracing::warn!(file = %swap_path.display(), "deleting swap file without valid batches");
+                    fs::remove_file(swap_path).map_err(|e| io_err(swap_path, e))?;
+                    continue;
+                }
+            },
+        };
+        for (b, path) in &segment_files {
+            if *b >= *base && *b < group_end && path.exists() {
+                tracing::info!(file = %path.display(), "deleting segment file replaced by a cleaned segment");
+                fs::remove_file(path).map_err(|e| io_err(path, e))?;
+            }
+        }
+        for index in [layout::index_file(dir, *base), layout::time_index_file(dir, *base)] {
+            let swap_index = layout::with_suffix(&index, SWAP_SUFFIX);
+            if swap_index.exists() {
+                fs::remove_file(&swap_index).map_err(|e| io_err(&swap_index, e))?;
+            }
+        }
+        let final_path = layout::log_file(dir, *base);
+        fs::rename(swap_path, &final_path).map_err(|e| io_err(swap_path, e))?;
+        if group_end_path.exists() {
+            fs::remove_file(&group_end_path).map_err(|e| io_err(&group_end_path, e))?;
+        }
+        tracing::info!(partition = %tp.topic, index = tp.partition, base_offset = base, group_end, "completed interrupted segment swap");
+    }
+    for (stem, path) in other_swaps {
+        let base = layout::parse_segment_file_name(&stem, INDEX_SUFFIX)
+            .or_else(|| layout::parse_segment_file_name(&stem, TIME_INDEX_SUFFIX))
+            .or_else(|| layout::parse_segment_file_name(&stem, layout::GROUP_END_SUFFIX));
+        if base.is_some_and(|b| swaps.iter().any(|(s, _)| *s == b)) {
+            continue; // already handled above
+        }
+        if path.exists() {
+            tracing::info!(file = %path.display(), "deleting swap file of an undecided swap");
+            fs::remove_file(&path).map_err(|e| io_err(&path, e))?;
+        }
+    }
+    if !swaps.is_empty() {
+        crate::checkpoint::fsync_dir(dir).map_err(dir_err)?;
+    }
+    Ok(())
+}
+
+/// The offset after the last whole valid batch of a swap log file, `None` without one.
+fn swap_next_offset(path: &Path, base: i64) -> Result<Option<i64>> {
+    let file = fs::File::open(path).map_err(|e| io_err(path, e))?;
+    let len = file.metadata().map_err(|e| io_err(path, e))?.len();
+    let mut scanner = crate::segment::BatchScanner::new(&file, len, 0);
+    let mut next = None;
+    while let crate::segment::Scanned::Batch { batch, .. } = scanner.next_batch().map_err(|e| io_err(path, e))? {
+        if batch.validate().is_err() || batch.base_offset() < base {
+            break;
+        }
+        next = Some(batch.next_offset());
+    }
+    Ok(next)
 }
 
 /// Segments are never empty there (one is created first); an error rather than a panic.

@@ -385,14 +385,81 @@ impl LogSegment {
         now_ms: i64,
         roll_jitter_ms: i64,
     ) -> io::Result<Self> {
-        let log_path = layout::log_file(dir, base_offset);
+        Self::create_with_suffix(dir, base_offset, config, now_ms, roll_jitter_ms, "")
+    }
+
+    /// Creates an empty segment whose three files carry `suffix` after their usual names
+    /// (`.cleaned` while the cleaner writes it).
+    pub fn create_with_suffix(
+        dir: &Path,
+        base_offset: i64,
+        config: &LogConfig,
+        now_ms: i64,
+        roll_jitter_ms: i64,
+        suffix: &str,
+    ) -> io::Result<Self> {
+        let log_path = layout::with_suffix(&layout::log_file(dir, base_offset), suffix);
         let log = open_log_file(&log_path, true)?;
         log.set_len(0)?;
-        let offset_index =
-            OffsetIndex::create(&layout::index_file(dir, base_offset), base_offset, config.segment_index_bytes)?;
-        let time_index =
-            TimeIndex::create(&layout::time_index_file(dir, base_offset), base_offset, config.segment_index_bytes)?;
+        let index_path = layout::with_suffix(&layout::index_file(dir, base_offset), suffix);
+        let time_path = layout::with_suffix(&layout::time_index_file(dir, base_offset), suffix);
+        let offset_index = OffsetIndex::create(&index_path, base_offset, config.segment_index_bytes)?;
+        let time_index = TimeIndex::create(&time_path, base_offset, config.segment_index_bytes)?;
         Ok(Self::from_parts(base_offset, log_path, log, 0, offset_index, time_index, now_ms, roll_jitter_ms))
+    }
+
+    /// Renames the segment's files to their usual names plus `suffix` (`""` for the final names),
+    /// index files first and the log last: the log file's name is what recovery decides by. The
+    /// open handles (and any [`SegmentView`] of them) keep working. Does not fsync the directory.
+    pub fn rename_with_suffix(&mut self, dir: &Path, suffix: &str) -> io::Result<()> {
+        let base = self.base_offset;
+        let index_to = layout::with_suffix(&layout::index_file(dir, base), suffix);
+        if self.offset_index.path() != index_to {
+            std::fs::rename(self.offset_index.path(), &index_to)?;
+            self.offset_index.set_path(index_to);
+        }
+        let time_to = layout::with_suffix(&layout::time_index_file(dir, base), suffix);
+        if self.time_index.path() != time_to {
+            std::fs::rename(self.time_index.path(), &time_to)?;
+            self.time_index.set_path(time_to);
+        }
+        let log_to = layout::with_suffix(&layout::log_file(dir, base), suffix);
+        if *self.log_path != log_to {
+            std::fs::rename(&*self.log_path, &log_to)?;
+            self.log_path = Arc::new(log_to);
+        }
+        Ok(())
+    }
+
+    /// The log file's modification time in ms (retention's fallback when batches carry no
+    /// timestamps, as Kafka's `largestTimestamp` falls back to `lastModified`).
+    pub fn last_modified_ms(&self) -> i64 {
+        self.log
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(self.created_ms)
+    }
+
+    /// Kafka's `largestTimestamp`: the largest record timestamp, or the file's mtime without one.
+    pub fn largest_timestamp(&self) -> i64 {
+        if self.max_timestamp_so_far >= 0 {
+            self.max_timestamp_so_far
+        } else {
+            self.last_modified_ms()
+        }
+    }
+
+    /// Whether `segment.ms` (minus this segment's jitter) has elapsed at `now_ms` since the
+    /// segment's first batch (or its creation). Used to roll an idle active segment.
+    pub fn time_to_roll(&self, config: &LogConfig, now_ms: i64) -> bool {
+        if self.size == 0 {
+            return false;
+        }
+        let start = self.rolling_based_timestamp.filter(|t| *t >= 0).unwrap_or(self.created_ms);
+        now_ms.saturating_sub(start) > config.segment_ms.saturating_sub(self.roll_jitter_ms)
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -95,8 +95,11 @@ impl TestBroker {
                     .build()
                     .map_err(|e| e.to_string())?;
                 rt.block_on(async move {
-                    let mut kv: Vec<(&str, &str)> =
-                        vec![("listeners", "PLAINTEXT://127.0.0.1:0"), ("log.dirs", dir_str.as_str())];
+                    let mut kv: Vec<(&str, &str)> = vec![
+                        ("listeners", "PLAINTEXT://127.0.0.1:0"),
+                        ("log.dirs", dir_str.as_str()),
+                        ("metrics.listener", "127.0.0.1:0"),
+                    ];
                     kv.extend(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
                     let config = match sluice::Config::from_overrides(&kv) {
                         Ok(c) => c,
@@ -234,6 +237,10 @@ impl ExternalBroker {
             .arg(format!("listeners=PLAINTEXT://127.0.0.1:{port}"))
             .arg("--override")
             .arg(format!("log.dirs={}", data_dir.display()));
+        if !overrides.iter().any(|(k, _)| *k == "metrics.listener") {
+            // Parallel brokers must not fight over the default metrics port.
+            cmd.arg("--override").arg("metrics.listener=127.0.0.1:0");
+        }
         for (k, v) in overrides {
             cmd.arg("--override").arg(format!("{k}={v}"));
         }
@@ -304,6 +311,11 @@ impl ExternalBroker {
 
 impl Drop for ExternalBroker {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: String = log.chars().skip(log.chars().count().saturating_sub(8000)).collect();
+            eprintln!("--- broker log ({}) ---\n{tail}", self.log_path.display());
+        }
         if let Ok(None) = self.child.try_wait() {
             let _ = self.child.kill();
             let _ = self.child.wait();
@@ -724,9 +736,7 @@ pub mod raw {
     /// new batch whenever `offset - sequence` changes, so records carry `sequence = offset`;
     /// the header's base sequence is then reset to -1 (no producer id) and the CRC recomputed.
     pub fn record_batch(values: &[&[u8]], base_timestamp: i64) -> BytesMut {
-        use kafka_protocol::records::{
-            Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-        };
+        use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
         let records: Vec<Record> = values
             .iter()
             .enumerate()

@@ -18,18 +18,18 @@ use crate::topic_config::{effective_value, ConfigSource, TOPIC_CONFIGS};
 
 /// Kafka's `ConfigSource` ids on the wire.
 pub fn config_source_id(s: ConfigSource) -> i8 {
-    match s {
-        ConfigSource::Topic => 1,
-        ConfigSource::StaticBroker => 4,
-        ConfigSource::Default => 5,
-    }
+    s.id()
 }
 
 fn effective_configs(broker: &Broker, meta: &TopicMeta) -> Vec<CreatableTopicConfigs> {
     TOPIC_CONFIGS
         .iter()
         .filter_map(|d| {
-            let (value, source) = effective_value(d.def.name, &meta.configs, &broker.config)?;
+            let (value, source) = effective_value(
+                d.def.name,
+                &meta.configs,
+                &broker.broker_view(&broker.metadata.dynamic_broker_configs()),
+            )?;
             let mut c = CreatableTopicConfigs::default();
             c.name = StrBytes::from_static_str(d.def.name);
             c.value = Some(StrBytes::from_string(value));
@@ -52,7 +52,10 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: CreateTopic
         r.replication_factor = -1;
         let outcome: Result<Arc<TopicMeta>, ApiError> = (|| {
             if duplicates.contains(&name) {
-                return Err(ApiError::new(ResponseError::InvalidRequest, format!("Create topics request from client contains a duplicate topic {name}")));
+                return Err(ApiError::new(
+                    ResponseError::InvalidRequest,
+                    format!("Create topics request from client contains a duplicate topic {name}"),
+                ));
             }
             let mut partitions = t.num_partitions;
             let mut rf = t.replication_factor;
@@ -66,13 +69,22 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: CreateTopic
                 let mut indexes: Vec<i32> = t.assignments.iter().map(|a| a.partition_index).collect();
                 indexes.sort_unstable();
                 if indexes.iter().enumerate().any(|(i, p)| *p != i as i32) {
-                    return Err(ApiError::new(ResponseError::InvalidReplicaAssignment, "Partitions should be a consecutive 0-based integer sequence"));
+                    return Err(ApiError::new(
+                        ResponseError::InvalidReplicaAssignment,
+                        "Partitions should be a consecutive 0-based integer sequence",
+                    ));
                 }
                 for a in &t.assignments {
-                    if a.broker_ids.is_empty() || a.broker_ids.iter().any(|b| b.0 != broker.node_id()) || a.broker_ids.len() > 1 {
+                    if a.broker_ids.is_empty()
+                        || a.broker_ids.iter().any(|b| b.0 != broker.node_id())
+                        || a.broker_ids.len() > 1
+                    {
                         return Err(ApiError::new(
                             ResponseError::InvalidReplicaAssignment,
-                            format!("Replica assignment {:?} for partition {} names brokers that do not exist", a.broker_ids, a.partition_index),
+                            format!(
+                                "Replica assignment {:?} for partition {} names brokers that do not exist",
+                                a.broker_ids, a.partition_index
+                            ),
                         ));
                     }
                 }
@@ -85,7 +97,12 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: CreateTopic
                     Some(v) => {
                         configs.insert(c.name.to_string(), v.to_string());
                     }
-                    None => return Err(ApiError::new(ResponseError::InvalidConfig, format!("Null value not supported for topic config {}", c.name))),
+                    None => {
+                        return Err(ApiError::new(
+                            ResponseError::InvalidConfig,
+                            format!("Null value not supported for topic config {}", c.name),
+                        ))
+                    }
                 }
             }
             broker.create_topic(&name, partitions, rf, configs, req.validate_only)

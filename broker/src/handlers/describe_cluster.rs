@@ -15,7 +15,11 @@ use crate::broker::Broker;
 /// `endpoint_type` values (KIP-919).
 const ENDPOINT_BROKERS: i8 = 1;
 
-pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: DescribeClusterRequest) -> DescribeClusterResponse {
+pub async fn handle(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    req: DescribeClusterRequest,
+) -> DescribeClusterResponse {
     let mut resp = DescribeClusterResponse::default();
     resp.endpoint_type = req.endpoint_type;
     if ctx.api_version >= 1 && req.endpoint_type != ENDPOINT_BROKERS {

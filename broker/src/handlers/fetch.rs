@@ -20,6 +20,9 @@ use super::RequestContext;
 use crate::broker::{Broker, LEADER_EPOCH};
 use crate::fetch_session::{PartitionFetchState, SessionPartition};
 
+/// A partition to read: its session key, what the client asked, and its log (or why there is none).
+type PartitionToRead = (SessionPartition, PartitionFetchState, Result<Arc<Partition>, ResponseError>);
+
 /// Per-partition outcome of one read pass.
 struct PartitionRead {
     error: Option<ResponseError>,
@@ -31,7 +34,13 @@ struct PartitionRead {
 
 impl PartitionRead {
     fn error(code: ResponseError) -> Self {
-        Self { error: Some(code), high_watermark: -1, last_stable_offset: -1, log_start_offset: -1, records: Bytes::new() }
+        Self {
+            error: Some(code),
+            high_watermark: -1,
+            last_stable_offset: -1,
+            log_start_offset: -1,
+            records: Bytes::new(),
+        }
     }
 }
 
@@ -47,11 +56,7 @@ fn check_leader_epoch(requested: i32) -> Option<ResponseError> {
 }
 
 /// Reads every partition once. Returns the results and the number of record bytes found.
-fn read_pass(
-    logs: &[(SessionPartition, PartitionFetchState, Result<Arc<Partition>, ResponseError>)],
-    max_bytes: usize,
-    read_committed: bool,
-) -> (Vec<PartitionRead>, usize) {
+fn read_pass(logs: &[PartitionToRead], max_bytes: usize, read_committed: bool) -> (Vec<PartitionRead>, usize) {
     let mut remaining = max_bytes;
     let mut total = 0usize;
     let mut out = Vec::with_capacity(logs.len());
@@ -159,12 +164,18 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: FetchReques
     let min_bytes = req.min_bytes.max(0) as usize;
     let deadline = tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
     // Subscribe before the first read so an append between the read and the wait still wakes us.
-    let mut watchers: Vec<_> = logs.iter().filter_map(|(_, _, l)| l.as_ref().ok().map(|l| l.watch_high_watermark())).collect();
+    let mut watchers: Vec<_> =
+        logs.iter().filter_map(|(_, _, l)| l.as_ref().ok().map(|l| l.watch_high_watermark())).collect();
     let mut shutdown = broker.shutdown.clone();
     let reads = loop {
         let (reads, total) = read_pass(&logs, max_bytes, read_committed);
         let has_error = reads.iter().any(|r| r.error.is_some());
-        if total >= min_bytes || has_error || watchers.is_empty() || tokio::time::Instant::now() >= deadline || *shutdown.borrow() {
+        if total >= min_bytes
+            || has_error
+            || watchers.is_empty()
+            || tokio::time::Instant::now() >= deadline
+            || *shutdown.borrow()
+        {
             break reads;
         }
         let woke = {

@@ -29,7 +29,8 @@ fn partition_error(index: i32, code: ResponseError) -> ListOffsetsPartitionRespo
 }
 
 pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: ListOffsetsRequest) -> ListOffsetsResponse {
-    let read_committed = req.isolation_level == 1;
+    // read_committed would answer the last stable offset for LATEST; without transactions it
+    // equals the high watermark, so both isolation levels get the same answer for now.
     let mut resp = ListOffsetsResponse::default();
     for t in req.topics {
         let mut tr = ListOffsetsTopicResponse::default();
@@ -62,8 +63,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: ListOffsets
             r.timestamp = -1;
             r.leader_epoch = LEADER_EPOCH;
             let found = match p.timestamp {
-                // No transactions yet: the last stable offset equals the high watermark.
-                LATEST => Ok(Some((-1, if read_committed { offsets.high_watermark } else { offsets.high_watermark }))),
+                LATEST => Ok(Some((-1, offsets.high_watermark))),
                 EARLIEST | EARLIEST_LOCAL => Ok(Some((-1, offsets.log_start_offset))),
                 // No tier yet: nothing is pending upload.
                 EARLIEST_PENDING_UPLOAD => Ok(Some((-1, -1))),

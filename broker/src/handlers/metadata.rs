@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
@@ -20,7 +22,8 @@ const OPS_NOT_REQUESTED: i32 = i32::MIN;
 const TOPIC_OPS: i32 = (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
 /// CREATE, ALTER, DESCRIBE, CLUSTER_ACTION, DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE,
 /// CREATE_TOKENS, DESCRIBE_TOKENS.
-pub const CLUSTER_OPS: i32 = (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12) | (1 << 13) | (1 << 14);
+pub const CLUSTER_OPS: i32 =
+    (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12) | (1 << 13) | (1 << 14);
 
 pub fn broker_list(broker: &Broker, ctx: &RequestContext) -> Vec<MetadataResponseBroker> {
     let mut b = MetadataResponseBroker::default();
@@ -47,7 +50,10 @@ fn describe_topic(broker: &Broker, meta: &TopicMeta, include_ops: bool) -> Metad
             p.leader_epoch = LEADER_EPOCH;
             p.replica_nodes = vec![BrokerId(node)];
             let is_offline = !offline.is_empty()
-                && broker.partition(meta, i).map(|log| offline.iter().any(|d| log.dir().starts_with(d))).unwrap_or(true);
+                && broker
+                    .partition(meta, i)
+                    .map(|log| offline.iter().any(|d| log.dir().starts_with(d)))
+                    .unwrap_or(true);
             if is_offline {
                 p.error_code = ResponseError::KafkaStorageError.code();
                 p.leader_id = BrokerId(-1);
@@ -88,7 +94,8 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: MetadataReq
         resp.topics = broker.metadata.topics().iter().map(|t| describe_topic(broker, t, include_ops)).collect();
         return resp;
     }
-    let allow_auto_create = broker.config.auto_create_topics_enable && (ctx.api_version < 4 || req.allow_auto_topic_creation);
+    let allow_auto_create =
+        broker.config.auto_create_topics_enable && (ctx.api_version < 4 || req.allow_auto_topic_creation);
     for rt in req.topics.unwrap_or_default() {
         let topic = match &rt.name {
             Some(name) => {
@@ -102,10 +109,16 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: MetadataReq
                         match broker.create_topic(&name_str, -1, -1, Default::default(), false) {
                             Ok(meta) => describe_topic(broker, &meta, include_ops),
                             // Another request created it between our lookup and create.
-                            Err(e) if e.code == ResponseError::TopicAlreadyExists => match broker.metadata.topic(&name_str) {
-                                Some(meta) => describe_topic(broker, &meta, include_ops),
-                                None => error_topic(Some(name.clone()), uuid::Uuid::nil(), ResponseError::UnknownTopicOrPartition),
-                            },
+                            Err(e) if e.code == ResponseError::TopicAlreadyExists => {
+                                match broker.metadata.topic(&name_str) {
+                                    Some(meta) => describe_topic(broker, &meta, include_ops),
+                                    None => error_topic(
+                                        Some(name.clone()),
+                                        uuid::Uuid::nil(),
+                                        ResponseError::UnknownTopicOrPartition,
+                                    ),
+                                }
+                            }
                             Err(e) => error_topic(Some(name.clone()), uuid::Uuid::nil(), e.code),
                         }
                     }

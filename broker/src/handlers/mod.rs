@@ -4,19 +4,40 @@
 //! any other API or version never reaches a handler. Each handler takes the decoded request and
 //! returns the typed response; this module decodes, checks versions and encodes, so handlers hold
 //! only Kafka semantics. Every request passes through [`dispatch`] — the future home of the
-//! authorization check (ACLs) and quota throttling.
+//! authorization check (ACLs) and quota throttling — and where request metrics are taken: queue
+//! and processing time, response error codes, per-topic produce/fetch throughput.
 
+pub mod alter_configs;
 pub mod api_versions;
+pub mod consumer_group_describe;
+pub mod consumer_group_heartbeat;
+pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_groups;
+pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_cluster;
+pub mod describe_configs;
+pub mod describe_groups;
+pub mod describe_log_dirs;
 pub mod fetch;
+pub mod find_coordinator;
+pub mod heartbeat;
+pub mod incremental_alter_configs;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_delete;
+pub mod offset_fetch;
 pub mod produce;
+pub mod sync_group;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
@@ -24,6 +45,7 @@ use kafka_protocol::protocol::{Decodable, Encodable};
 use sluice_protocol::request::encode_response;
 
 use crate::broker::Broker;
+use crate::metrics::{ApiMetrics, ConnectionMetrics};
 
 /// Every API Sluice serves, with the version range it advertises: Kafka 4.1's ranges for these
 /// APIs (as encoded by the `kafka-protocol` crate). Each entry has a handler below and an
@@ -37,6 +59,25 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::DescribeCluster, 0, 2),
+    (ApiKey::FindCoordinator, 0, 6),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::DescribeGroups, 0, 6),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    (ApiKey::ConsumerGroupDescribe, 0, 1),
+    (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::DescribeLogDirs, 1, 4),
 ];
 
 /// The advertised version range of `key`, if Sluice serves it.
@@ -48,6 +89,9 @@ pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
 pub enum Reply {
     /// A complete response frame (size prefix included).
     Response(Bytes),
+    /// A response frame in pieces, written with one vectored write (Fetch: record batches are
+    /// passed through from the log without being copied into a response buffer).
+    Chunks(Vec<Bytes>),
     /// Nothing to send (`acks=0` produce).
     NoResponse,
     /// Close the connection, for the logged reason.
@@ -75,16 +119,45 @@ impl RequestContext {
             Err(e) => Reply::Close(format!("encoding {:?} v{} response failed: {e}", self.api_key, self.api_version)),
         }
     }
+
+    /// Encodes a Fetch response without copying its records.
+    pub fn respond_fetch(&self, body: &kafka_protocol::messages::FetchResponse) -> Reply {
+        match sluice_protocol::fetch::encode_fetch_response(self.correlation_id, self.api_version, body) {
+            Ok(c) => Reply::Chunks(c.chunks),
+            Err(e) => Reply::Close(format!("encoding Fetch v{} response failed: {e}", self.api_version)),
+        }
+    }
 }
 
 fn decode<R: Decodable>(ctx: &RequestContext, mut body: Bytes) -> Result<R, Reply> {
-    R::decode(&mut body, ctx.api_version).map_err(|e| {
-        Reply::Close(format!("malformed {:?} v{} request: {e}", ctx.api_key, ctx.api_version))
-    })
+    R::decode(&mut body, ctx.api_version)
+        .map_err(|e| Reply::Close(format!("malformed {:?} v{} request: {e}", ctx.api_key, ctx.api_version)))
 }
 
-/// Routes one request to its handler.
-pub async fn dispatch(broker: &Arc<Broker>, ctx: &RequestContext, body: Bytes) -> Reply {
+/// Times a handler: queue time up to now, processing time until `finish`.
+struct HandlerTimer<'a> {
+    api: &'a ApiMetrics,
+    started: Instant,
+}
+
+impl<'a> HandlerTimer<'a> {
+    fn start(api: &'a ApiMetrics, conn: &ConnectionMetrics) -> Self {
+        let started = Instant::now();
+        api.queue_time.observe(started.saturating_duration_since(conn.received_at).as_secs_f64());
+        HandlerTimer { api, started }
+    }
+
+    fn finish(self, reply: Reply) -> Reply {
+        self.api.processing_time.observe(self.started.elapsed().as_secs_f64());
+        reply
+    }
+}
+
+/// Routes one request to its handler; `conn` carries the connection's metrics state.
+pub async fn dispatch(broker: &Arc<Broker>, ctx: &RequestContext, body: Bytes, conn: &mut ConnectionMetrics) -> Reply {
+    let metrics = &broker.metrics;
+    let api = metrics.requests.api(ctx.api_key);
+    let resolve_id = |id: &uuid::Uuid| broker.metadata.topic_by_id(id).map(|t| t.name.clone());
     let Some((min, max)) = supported_range(ctx.api_key) else {
         return Reply::Close(format!("unsupported api {:?}", ctx.api_key));
     };
@@ -92,14 +165,26 @@ pub async fn dispatch(broker: &Arc<Broker>, ctx: &RequestContext, body: Bytes) -
         if ctx.api_key == ApiKey::ApiVersions {
             // KIP-511: answer an unknown ApiVersions version with a v0 response carrying
             // UNSUPPORTED_VERSION and our list, so the client can retry with a version we know.
+            api.error_code(kafka_protocol::ResponseError::UnsupportedVersion.code());
             return api_versions::unsupported_version(ctx);
         }
         return Reply::Close(format!("unsupported version {} of {:?}", ctx.api_version, ctx.api_key));
     }
+    // `$observe` sees the typed response before it is encoded (error codes, throughput).
     macro_rules! call {
         ($handler:path) => {
+            call!($handler, |_resp| {})
+        };
+        ($handler:path, $observe:expr) => {
             match decode(ctx, body) {
-                Ok(req) => ctx.respond(&$handler(broker, ctx, req).await),
+                Ok(req) => {
+                    let timer = HandlerTimer::start(api, conn);
+                    let resp = $handler(broker, ctx, req).await;
+                    api.response_errors(&resp);
+                    #[allow(clippy::redundant_closure_call)]
+                    ($observe)(&resp);
+                    timer.finish(ctx.respond(&resp))
+                }
                 Err(reply) => reply,
             }
         };
@@ -107,27 +192,79 @@ pub async fn dispatch(broker: &Arc<Broker>, ctx: &RequestContext, body: Bytes) -
     match ctx.api_key {
         ApiKey::ApiVersions => call!(api_versions::handle),
         ApiKey::Metadata => call!(metadata::handle),
-        ApiKey::Produce => match decode(ctx, body) {
-            Ok(req) => match produce::handle(broker, ctx, req).await {
-                produce::ProduceReply::Response(resp) => ctx.respond(&resp),
-                produce::ProduceReply::Silent => Reply::NoResponse,
-                produce::ProduceReply::Close(reason) => Reply::Close(reason),
-            },
+        ApiKey::Produce => match decode::<kafka_protocol::messages::ProduceRequest>(ctx, body) {
+            Ok(req) => {
+                let timer = HandlerTimer::start(api, conn);
+                conn.note_produce(&req, ctx.api_version >= 13);
+                let reply = match produce::handle(broker, ctx, req).await {
+                    produce::ProduceReply::Response(resp) => {
+                        api.response_errors(&resp);
+                        conn.count_produced(Some(&resp), resolve_id);
+                        ctx.respond(&resp)
+                    }
+                    produce::ProduceReply::Silent => {
+                        // acks=0 and every partition appended: count them as NONE.
+                        for _ in 0..conn.produce_scratch.len() {
+                            api.error_code(0);
+                        }
+                        conn.count_produced(None, resolve_id);
+                        Reply::NoResponse
+                    }
+                    produce::ProduceReply::Close(reason) => Reply::Close(reason),
+                };
+                timer.finish(reply)
+            }
             Err(reply) => reply,
         },
-        ApiKey::Fetch => call!(fetch::handle),
+        ApiKey::Fetch => {
+            let by_id = ctx.api_version >= 13;
+            match decode::<kafka_protocol::messages::FetchRequest>(ctx, body) {
+                Ok(req) => {
+                    let timer = HandlerTimer::start(api, conn);
+                    let resp = fetch::handle(broker, ctx, req).await;
+                    api.response_errors(&resp);
+                    conn.count_fetched(&resp, by_id, resolve_id);
+                    timer.finish(ctx.respond_fetch(&resp))
+                }
+                Err(reply) => reply,
+            }
+        }
         ApiKey::ListOffsets => call!(list_offsets::handle),
         ApiKey::CreateTopics => call!(create_topics::handle),
-        ApiKey::DeleteTopics => call!(delete_topics::handle),
+        ApiKey::DeleteTopics => {
+            call!(delete_topics::handle, |resp: &kafka_protocol::messages::DeleteTopicsResponse| {
+                for r in resp.responses.iter().filter(|r| r.error_code == 0) {
+                    if let Some(name) = &r.name {
+                        metrics.topics.forget(name.0.as_str());
+                    }
+                }
+            })
+        }
         ApiKey::DescribeCluster => call!(describe_cluster::handle),
+        ApiKey::FindCoordinator => call!(find_coordinator::handle),
+        ApiKey::JoinGroup => call!(join_group::handle),
+        ApiKey::SyncGroup => call!(sync_group::handle),
+        ApiKey::Heartbeat => call!(heartbeat::handle),
+        ApiKey::LeaveGroup => call!(leave_group::handle),
+        ApiKey::OffsetCommit => call!(offset_commit::handle),
+        ApiKey::OffsetFetch => call!(offset_fetch::handle),
+        ApiKey::ListGroups => call!(list_groups::handle),
+        ApiKey::DescribeGroups => call!(describe_groups::handle),
+        ApiKey::DeleteGroups => call!(delete_groups::handle),
+        ApiKey::ConsumerGroupHeartbeat => call!(consumer_group_heartbeat::handle),
+        ApiKey::ConsumerGroupDescribe => call!(consumer_group_describe::handle),
+        ApiKey::OffsetDelete => call!(offset_delete::handle),
+        ApiKey::DescribeConfigs => call!(describe_configs::handle),
+        ApiKey::AlterConfigs => call!(alter_configs::handle),
+        ApiKey::IncrementalAlterConfigs => call!(incremental_alter_configs::handle),
+        ApiKey::CreatePartitions => call!(create_partitions::handle),
+        ApiKey::DeleteRecords => call!(delete_records::handle),
+        ApiKey::DescribeLogDirs => call!(describe_log_dirs::handle),
         other => Reply::Close(format!("no handler for {other:?}")),
     }
 }
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }

@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use kafka_protocol::messages::produce_response::{BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
@@ -49,7 +51,12 @@ fn rejection_response(index: i32, rej: Rejection) -> PartitionProduceResponse {
     r
 }
 
-async fn produce_partition(broker: &Arc<Broker>, topic: &TopicMeta, index: i32, records: Option<bytes::Bytes>) -> PartitionProduceResponse {
+async fn produce_partition(
+    broker: &Arc<Broker>,
+    topic: &TopicMeta,
+    index: i32,
+    records: Option<bytes::Bytes>,
+) -> PartitionProduceResponse {
     let log = match broker.partition(topic, index) {
         Ok(l) => l,
         Err(e) => return error_response(index, e.code, Some(e.message)),

@@ -63,7 +63,12 @@ pub struct Client {
 }
 
 impl Client {
-    pub async fn call<Req: Encodable, Resp: Decodable + Encodable + Debug>(&mut self, key: ApiKey, version: i16, req: &Req) -> Resp {
+    pub async fn call<Req: Encodable, Resp: Decodable + Encodable + Debug>(
+        &mut self,
+        key: ApiKey,
+        version: i16,
+        req: &Req,
+    ) -> Resp {
         self.correlation_id += 1;
         let mut header = RequestHeader::default();
         header.request_api_key = key as i16;
@@ -83,7 +88,8 @@ impl Client {
             assert_eq!(buf.get_u8(), 0, "{key:?} v{version}: response header tagged fields");
         }
         let original = buf.clone();
-        let resp = Resp::decode(&mut buf, version).unwrap_or_else(|e| panic!("{key:?} v{version}: decode response: {e}"));
+        let resp =
+            Resp::decode(&mut buf, version).unwrap_or_else(|e| panic!("{key:?} v{version}: decode response: {e}"));
         assert!(buf.is_empty(), "{key:?} v{version}: {} trailing bytes after the response", buf.len());
         let mut again = BytesMut::new();
         resp.encode(&mut again, version).unwrap_or_else(|e| panic!("{key:?} v{version}: re-encode: {e}"));

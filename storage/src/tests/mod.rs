@@ -1,9 +1,11 @@
 //! Tests of the crate through its public API (partition logs, the log manager, recovery, offline
 //! dirs), plus shared helpers. Unit tests of single modules live beside them.
 
+mod cleaner;
 mod model;
 mod offline;
 mod recovery;
+mod retention;
 mod unit;
 
 use std::path::{Path, PathBuf};

@@ -32,6 +32,27 @@ pub fn raw_topic_metadata(addr: std::net::SocketAddr, topic: &str, auto_create: 
     (t.error_code, t.partitions.len(), t.topic_id.to_string())
 }
 
+/// Raw CreateTopics v5: `(name, partitions, replication factor)` -> `(name, error code)` each.
+pub fn raw_create_topics(addr: std::net::SocketAddr, topics: &[(&str, i32, i16)]) -> Vec<(String, i16)> {
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
+    let mut conn = RawConn::connect(addr);
+    let mut req = CreateTopicsRequest::default();
+    req.timeout_ms = 10_000;
+    req.topics = topics
+        .iter()
+        .map(|(name, parts, rf)| {
+            let mut t = CreatableTopic::default();
+            t.name = TopicName(StrBytes::from_string(name.to_string()));
+            t.num_partitions = *parts;
+            t.replication_factor = *rf;
+            t
+        })
+        .collect();
+    let resp: CreateTopicsResponse = conn.request(ApiKey::CreateTopics, 5, &req);
+    resp.topics.iter().map(|t| (t.name.0.to_string(), t.error_code)).collect()
+}
+
 const NIL_UUID: &str = "00000000-0000-0000-0000-000000000000";
 
 #[tokio::test]
@@ -65,25 +86,16 @@ async fn create_topics_variants() {
     let res = admin.create_topics(&[NewTopic::new(&good, 3, TopicReplication::Fixed(1))], &opts).await.unwrap();
     assert_eq!(res, vec![Err((good.clone(), RDKafkaErrorCode::TopicAlreadyExists))]);
 
-    check!("0 and -5 partitions -> InvalidPartitions (37); nothing created");
-    let res = admin
-        .create_topics(
-            &[
-                NewTopic::new(&bad0, 0, TopicReplication::Fixed(1)),
-                NewTopic::new(&badneg, -5, TopicReplication::Fixed(1)),
-            ],
-            &opts,
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        res,
-        vec![
-            Err((bad0.clone(), RDKafkaErrorCode::InvalidPartitions)),
-            Err((badneg.clone(), RDKafkaErrorCode::InvalidPartitions))
-        ]
-    );
-    assert_eq!(raw_topic_metadata(broker.addr(), &bad0, false).0, 3);
+    // librdkafka's admin client refuses these locally, so they go over the raw protocol.
+    check!("raw CreateTopics v5: 0 and -5 partitions -> INVALID_PARTITIONS (37), replication factor 2 on one broker -> INVALID_REPLICATION_FACTOR (38), -1/-1 -> broker defaults");
+    let badrf = topic_name("rf2");
+    let defaults = topic_name("defaults");
+    let res = raw_create_topics(broker.addr(), &[(&bad0, 0, 1), (&badneg, -5, 1), (&badrf, 1, 2), (&defaults, -1, -1)]);
+    assert_eq!(res, vec![(bad0.clone(), 37), (badneg.clone(), 37), (badrf.clone(), 38), (defaults.clone(), 0)]);
+    for t in [&bad0, &badneg, &badrf] {
+        assert_eq!(raw_topic_metadata(broker.addr(), t, false).0, 3, "{t} must not exist");
+    }
+    assert_eq!(raw_topic_metadata(broker.addr(), &defaults, false).1, 1, "num.partitions default is 1");
 
     check!("cleanup.policy=bogus -> InvalidConfig (40); nothing created");
     let t = NewTopic::new(&badcfg, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "bogus");

@@ -20,6 +20,7 @@ fn run_expect_failure(args: &[&str]) -> String {
         .arg(format!("listeners=PLAINTEXT://127.0.0.1:{port}"))
         .arg("--override")
         .arg(format!("log.dirs={}", data.display()))
+        .args(["--override", "metrics.listener=127.0.0.1:0"])
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -72,7 +73,7 @@ async fn properties_file_overrides_and_sigterm() {
     let log = std::fs::File::create(&log_path).unwrap();
     let child = Command::new(BIN)
         .arg(&props)
-        .args(["--override", "node.id=5"])
+        .args(["--override", "node.id=5", "--override", "metrics.listener=127.0.0.1:0"])
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log)

@@ -7,6 +7,8 @@ mod admin;
 mod bad_input;
 mod cli;
 mod crash;
+mod groups;
+mod groups_consumer_protocol;
 mod metadata;
 mod offsets;
 mod produce;

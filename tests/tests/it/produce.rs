@@ -223,3 +223,44 @@ async fn topic_max_message_bytes_applies_per_topic() {
     assert_eq!(produce_ok(&p, &open, &[rec]).await, vec![(0, 0)]);
     assert_eq!(watermarks(&broker.bootstrap(), &limited, 0), (0, 0));
 }
+
+/// Pipelining: 30 requests written back to back before reading anything (librdkafka keeps
+/// several in flight). Responses must come back in request order, each with its own
+/// correlation id, and the produces must be applied in order (base offsets 0, 2, 4, …).
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let broker = TestBroker::start(&[("num.partitions", "1")]);
+    let mut conn = RawConn::connect(broker.addr());
+    let topic = topic_name("pipeline");
+    auto_create(&mut conn, &topic);
+    let mut sent = Vec::new();
+    for i in 0..30 {
+        if i % 3 == 2 {
+            let mut req = ApiVersionsRequest::default();
+            req.client_software_name = StrBytes::from_static_str("t");
+            req.client_software_version = StrBytes::from_static_str("1");
+            sent.push((ApiKey::ApiVersions, conn.send(ApiKey::ApiVersions, 3, &req)));
+        } else {
+            let vals = [format!("{i}a"), format!("{i}b")];
+            let batch = record_batch(&[vals[0].as_bytes(), vals[1].as_bytes()], 1_000 + i).freeze();
+            sent.push((
+                ApiKey::Produce,
+                conn.send(ApiKey::Produce, 9, &produce_req(1, &[(topic.as_str(), vec![(0, batch)])])),
+            ));
+        }
+    }
+    check!("30 pipelined requests (20 Produce, 10 ApiVersions): answered in order, produces at offsets 0,2,4,…");
+    let mut next_offset = 0;
+    for (key, correlation) in sent {
+        if key == ApiKey::Produce {
+            let resp: ProduceResponse = conn.recv(ApiKey::Produce, 9, correlation);
+            let p = &resp.responses[0].partition_responses[0];
+            assert_eq!((p.error_code, p.base_offset), (0, next_offset), "produce with correlation id {correlation}");
+            next_offset += 2;
+        } else {
+            let resp: ApiVersionsResponse = conn.recv(ApiKey::ApiVersions, 3, correlation);
+            assert_eq!(resp.error_code, 0);
+        }
+    }
+    assert_eq!(watermarks(&broker.bootstrap(), &topic, 0), (0, 40));
+}

@@ -1,0 +1,337 @@
+//! The coordinator side of KIP-848 consumer groups: ConsumerGroupHeartbeat and
+//! ConsumerGroupDescribe, their deadlines, their records in `__consumer_offsets`, and how they
+//! share group ids with classic groups.
+//!
+//! A group id is one type at a time, as in Kafka. Committed offsets of every group, of either
+//! type, stay in the classic map's entry for that id (an Empty [`super::classic::ClassicGroup`]
+//! holding only offsets), the way Kafka keeps offsets apart from group metadata. A non-empty
+//! classic group refuses consumer heartbeats (GROUP_ID_NOT_FOUND) and a non-empty consumer group
+//! refuses JoinGroup (INCONSISTENT_GROUP_PROTOCOL); an empty group of one type is converted on the
+//! first request of the other, its old records tombstoned.
+//!
+//! Lock order: a classic group's lock may be held while taking a consumer group's lock, never the
+//! reverse; map locks are only held to clone an `Arc`.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use kafka_protocol::ResponseError;
+
+use super::consumer::{
+    ConsumerGroup, ConsumerGroupState, HeartbeatArgs, HeartbeatError, HeartbeatOutcome, TopicsImage,
+    LEAVE_GROUP_STATIC_MEMBER_EPOCH,
+};
+use super::{consumer_store, lock, store, GroupCoordinator};
+use crate::broker::Broker;
+
+pub type ConsumerGroupRef = Arc<Mutex<ConsumerGroup>>;
+
+pub(super) fn lock_consumer(g: &ConsumerGroupRef) -> MutexGuard<'_, ConsumerGroup> {
+    // Transitions never panic midway on input; a poisoned lock still holds valid state.
+    g.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Every non-internal topic, as subscriptions resolve against it.
+pub fn topics_image(broker: &Broker) -> TopicsImage {
+    TopicsImage {
+        by_name: broker
+            .metadata
+            .topics()
+            .into_iter()
+            .filter(|t| !t.internal && t.name != store::OFFSETS_TOPIC)
+            .map(|t| (t.name.clone(), (t.id, t.partitions)))
+            .collect(),
+    }
+}
+
+/// A consumer group as ConsumerGroupDescribe reports it.
+pub struct ConsumerGroupDescription {
+    pub group: ConsumerGroup,
+    pub state: ConsumerGroupState,
+    pub assignor: String,
+}
+
+impl GroupCoordinator {
+    fn consumer_map(&self) -> MutexGuard<'_, std::collections::HashMap<String, ConsumerGroupRef>> {
+        self.consumer_groups.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(super) fn consumer_group(&self, group_id: &str) -> Option<ConsumerGroupRef> {
+        self.consumer_map().get(group_id).cloned()
+    }
+
+    /// `group.consumer.heartbeat.interval.ms`, told to every heartbeating member.
+    pub fn consumer_heartbeat_interval_ms(&self) -> i32 {
+        self.config.consumer.heartbeat_interval_ms
+    }
+
+    /// Whether `group_id` is a KIP-848 consumer group.
+    pub fn is_consumer_group(&self, group_id: &str) -> bool {
+        self.consumer_map().contains_key(group_id)
+    }
+
+    /// Ids of consumer groups that have members (their offsets never expire meanwhile).
+    pub(super) fn active_consumer_groups(&self) -> HashSet<String> {
+        let groups: Vec<ConsumerGroupRef> = self.consumer_map().values().cloned().collect();
+        groups
+            .iter()
+            .filter_map(|g| {
+                let g = lock_consumer(g);
+                (!g.is_empty()).then(|| g.group_id.clone())
+            })
+            .collect()
+    }
+
+    /// Appends the records that turn `before` into `g`'s current state.
+    fn persist_consumer(
+        broker: &Broker,
+        before: &BTreeMap<bytes::Bytes, bytes::Bytes>,
+        g: &ConsumerGroup,
+    ) -> Result<(), ResponseError> {
+        let records = consumer_store::diff(before, &consumer_store::records(g));
+        store::append(broker, &g.group_id, records).map_err(|e| {
+            tracing::warn!(group = %g.group_id, error = %e.message, "persisting consumer group failed");
+            ResponseError::CoordinatorNotAvailable
+        })
+    }
+
+    /// ConsumerGroupHeartbeat: join, heartbeat, or leave (epoch -1/-2).
+    pub fn consumer_heartbeat(
+        &self,
+        broker: &Broker,
+        group_id: &str,
+        api_version: i16,
+        args: HeartbeatArgs,
+    ) -> Result<HeartbeatOutcome, HeartbeatError> {
+        if group_id.is_empty() {
+            return Err((ResponseError::InvalidRequest, "GroupId can't be empty.".into()));
+        }
+        let config = &self.config.consumer;
+        ConsumerGroup::validate(&args, api_version, config)?;
+        let image = topics_image(broker);
+        let now = Instant::now();
+        let not_consumer = || (ResponseError::GroupIdNotFound, format!("Group {group_id} is not a consumer group."));
+        // A joining member may create the group, or convert an empty classic group; the classic
+        // lock is held meanwhile so no classic member slips in.
+        let classic = if args.member_epoch == 0 { self.get(group_id) } else { None };
+        let mut classic_guard = classic.as_ref().map(lock);
+        let group = match self.consumer_group(group_id) {
+            Some(g) => g,
+            None if args.member_epoch == 0 => {
+                if let Some(c) = classic_guard.as_deref_mut() {
+                    if !c.members.is_empty() || !c.pending_members.is_empty() {
+                        return Err(not_consumer());
+                    }
+                    if c.protocol_type.is_some() || c.generation > 0 {
+                        // The empty classic group's metadata goes; its offsets stay.
+                        store::append(broker, group_id, vec![(store::group_key(group_id), None)])
+                            .map_err(|_| (ResponseError::CoordinatorNotAvailable, String::new()))?;
+                        c.protocol_type = None;
+                        c.protocol = None;
+                        c.leader = None;
+                        c.generation = 0;
+                    }
+                }
+                self.consumer_map()
+                    .entry(group_id.to_string())
+                    .or_insert_with(|| Arc::new(Mutex::new(ConsumerGroup::new(group_id))))
+                    .clone()
+            }
+            None => {
+                let classic = self.get(group_id).is_some_and(|c| !lock(&c).members.is_empty());
+                return Err(if classic {
+                    not_consumer()
+                } else {
+                    (ResponseError::GroupIdNotFound, format!("Consumer group {group_id} not found."))
+                });
+            }
+        };
+        let mut g = lock_consumer(&group);
+        drop(classic_guard.take());
+        let before = consumer_store::records(&g);
+        let snapshot = g.clone();
+        let result = if args.member_epoch < 0 {
+            g.leave(&args.member_id, args.member_epoch, args.instance_id.as_deref())
+        } else {
+            g.heartbeat(args, &image, config, now)
+        };
+        let result = result.and_then(|r| {
+            Self::persist_consumer(broker, &before, &g).map_err(|e| (e, String::new()))?;
+            Ok(r)
+        });
+        if result.is_err() {
+            *g = snapshot;
+            if g.is_empty() && g.group_epoch == 0 {
+                drop(g);
+                // Never persisted: forget the group created for this failed join.
+                self.consumer_map().remove(group_id);
+            }
+        }
+        result
+    }
+
+    /// ConsumerGroupDescribe of one group.
+    pub fn consumer_describe(&self, group_id: &str) -> Result<ConsumerGroupDescription, (ResponseError, String)> {
+        let Some(group) = self.consumer_group(group_id) else {
+            let classic = self.get(group_id).is_some_and(|c| {
+                let c = lock(&c);
+                !c.members.is_empty() || c.protocol_type.is_some()
+            });
+            return Err(if classic {
+                (ResponseError::GroupIdNotFound, format!("Group {group_id} is not a consumer group."))
+            } else {
+                (ResponseError::GroupIdNotFound, format!("Group {group_id} not found."))
+            });
+        };
+        let g = lock_consumer(&group);
+        Ok(ConsumerGroupDescription {
+            state: g.state(),
+            assignor: g.preferred_assignor(&self.config.consumer),
+            group: g.clone(),
+        })
+    }
+
+    /// Consumer groups for ListGroups: (group id, state).
+    pub fn list_consumer(&self) -> Vec<(String, ConsumerGroupState)> {
+        let groups: Vec<ConsumerGroupRef> = self.consumer_map().values().cloned().collect();
+        let mut out: Vec<(String, ConsumerGroupState)> = groups
+            .iter()
+            .map(|g| {
+                let g = lock_consumer(g);
+                (g.group_id.clone(), g.state())
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// JoinGroup on a consumer group id: refused while it has members; an empty one becomes a
+    /// classic group (its records tombstoned). `None` lets the join go on.
+    pub(super) fn classic_join_blocked(&self, broker: &Broker, group_id: &str) -> Option<ResponseError> {
+        let group = self.consumer_group(group_id)?;
+        let g = lock_consumer(&group);
+        if !g.is_empty() {
+            return Some(ResponseError::InconsistentGroupProtocol);
+        }
+        if store::append(broker, group_id, consumer_store::tombstones(&g)).is_err() {
+            return Some(ResponseError::CoordinatorNotAvailable);
+        }
+        drop(g);
+        self.consumer_map().remove(group_id);
+        None
+    }
+
+    /// DeleteGroups on a consumer group id: `None` if it is not one; else the outcome for the
+    /// group metadata (offsets are deleted by the caller's classic path).
+    pub(super) fn consumer_delete(&self, broker: &Broker, group_id: &str) -> Option<Option<ResponseError>> {
+        let group = self.consumer_group(group_id)?;
+        let g = lock_consumer(&group);
+        if !g.is_empty() {
+            return Some(Some(ResponseError::NonEmptyGroup));
+        }
+        if let Err(e) = store::append(broker, group_id, consumer_store::tombstones(&g)) {
+            tracing::warn!(group = group_id, error = %e.message, "deleting consumer group failed");
+            return Some(Some(ResponseError::CoordinatorNotAvailable));
+        }
+        drop(g);
+        self.consumer_map().remove(group_id);
+        Some(None)
+    }
+
+    /// OffsetCommit check for a consumer group (`None` when `group_id` is not one).
+    pub(super) fn consumer_commit_check(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        member_epoch: i32,
+    ) -> Option<Result<(), ResponseError>> {
+        let group = self.consumer_group(group_id)?;
+        let g = lock_consumer(&group);
+        Some(g.validate_offset_commit(member_id, member_epoch))
+    }
+
+    /// OffsetFetch v9+ member check; Ok for groups that are not consumer groups.
+    pub fn validate_offset_fetch(
+        &self,
+        group_id: &str,
+        member_id: Option<&str>,
+        member_epoch: i32,
+    ) -> Result<(), ResponseError> {
+        match self.consumer_group(group_id) {
+            Some(group) => lock_consumer(&group).validate_offset_fetch(member_id, member_epoch),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether a consumer group's member subscribes to `topic` (OffsetDelete refuses then).
+    pub(super) fn consumer_subscribed_to(&self, group_id: &str, topic: &str) -> bool {
+        self.consumer_group(group_id).is_some_and(|g| lock_consumer(&g).is_subscribed_to(topic))
+    }
+
+    /// Ticker work: expire sessions and unacknowledged revocations; at retention time drop empty
+    /// consumer groups that no longer hold offsets.
+    pub(super) fn consumer_tick(&self, broker: &Broker, retention_due: bool) {
+        let now = Instant::now();
+        let session = Duration::from_millis(self.config.consumer.session_timeout_ms.max(0) as u64);
+        let groups: Vec<ConsumerGroupRef> = self.consumer_map().values().cloned().collect();
+        let mut empty = Vec::new();
+        for group in groups {
+            let mut g = lock_consumer(&group);
+            let expired = g.expired_members(now, session);
+            if !expired.is_empty() {
+                let before = consumer_store::records(&g);
+                for (id, why) in expired {
+                    tracing::info!(group = %g.group_id, member = %id, reason = why, "consumer group member removed");
+                    g.remove_member(&id);
+                }
+                // Removal happens even if the write fails: a restart brings the members back,
+                // and they expire again.
+                let _ = Self::persist_consumer(broker, &before, &g);
+            }
+            if retention_due && g.is_empty() {
+                empty.push(g.group_id.clone());
+            }
+        }
+        for id in empty {
+            // Classic lock first (lock order), then the group's.
+            let classic = self.get(&id);
+            let classic_guard = classic.as_ref().map(lock);
+            if classic_guard.as_ref().is_some_and(|c| !c.offsets.is_empty()) {
+                continue;
+            }
+            let Some(group) = self.consumer_group(&id) else { continue };
+            let g = lock_consumer(&group);
+            if g.is_empty() && store::append(broker, &id, consumer_store::tombstones(&g)).is_ok() {
+                drop(g);
+                self.consumer_map().remove(&id);
+            }
+        }
+    }
+
+    /// Startup: applies one replayed consumer-group record.
+    pub(super) fn load_consumer_record(&self, group_id: String, rec: consumer_store::ConsumerRecord, now: Instant) {
+        let group = self
+            .consumer_map()
+            .entry(group_id.clone())
+            .or_insert_with(|| Arc::new(Mutex::new(ConsumerGroup::new(&group_id))))
+            .clone();
+        let keep = consumer_store::apply(&mut lock_consumer(&group), rec, now);
+        if !keep {
+            self.consumer_map().remove(&group_id);
+        }
+    }
+
+    /// Startup, after replay: the subscribed metadata is recomputed from today's topics, so a
+    /// restart alone does not bump group epochs; static members that had left keep waiting.
+    pub(super) fn finish_consumer_load(&self, broker: &Broker) {
+        let image = topics_image(broker);
+        let groups: Vec<ConsumerGroupRef> = self.consumer_map().values().cloned().collect();
+        for group in groups {
+            let mut g = lock_consumer(&group);
+            g.subscribed_metadata = g.subscribed_metadata_for(&image);
+            let n = g.members.values().filter(|m| m.member_epoch != LEAVE_GROUP_STATIC_MEMBER_EPOCH).count();
+            tracing::info!(group = %g.group_id, epoch = g.group_epoch, members = n, "consumer group loaded");
+        }
+    }
+}

@@ -1,0 +1,379 @@
+//! Durable group state in the internal compacted topic `__consumer_offsets`, in Kafka's own
+//! record formats so the data reads the same as Kafka's:
+//! - offset commit: key v1 `[i16 1][group][topic][i32 partition]`, value v3
+//!   `[i16 3][i64 offset][i32 leader_epoch][metadata][i64 commit_timestamp]`;
+//! - group metadata: key v2 `[i16 2][group]`, value v3 `[i16 3][protocol_type][i32 generation]
+//!   [protocol?][leader?][i64 state_timestamp][members…]`;
+//! - KIP-848 consumer groups: key types 3 and 5–8 (see `consumer_store`);
+//! - a null value (tombstone) deletes the key; the log cleaner drops it later.
+//!
+//! A group lives in partition `abs(java_hash(group)) % offsets.topic.num.partitions`, as in Kafka.
+//! Writes are appended like a produce with acks=all (flush policy included) and only then
+//! acknowledged; startup replays every partition, last record per key winning.
+
+use std::sync::Arc;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use sluice_protocol::batch::BatchIter;
+use sluice_protocol::records::{BatchBuilder, Record};
+use sluice_storage::Partition;
+
+use crate::broker::{ApiError, Broker, LEADER_EPOCH};
+
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+/// Java's `String.hashCode`, which decides a group's partition in Kafka.
+pub fn java_string_hash(s: &str) -> i32 {
+    s.encode_utf16().fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(c as i32))
+}
+
+pub fn partition_for(group: &str, partitions: i32) -> i32 {
+    // Kafka's Utils.abs maps i32::MIN to 0 rather than overflowing.
+    let h = java_string_hash(group);
+    let abs = if h == i32::MIN { 0 } else { h.abs() };
+    abs % partitions.max(1)
+}
+
+/// A committed offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetAndMetadata {
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: String,
+    pub commit_timestamp: i64,
+}
+
+/// A persisted member of a classic group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMember {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub rebalance_timeout_ms: i32,
+    pub session_timeout_ms: i32,
+    pub subscription: Bytes,
+    pub assignment: Bytes,
+}
+
+/// Persisted classic group metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredGroup {
+    pub protocol_type: String,
+    pub generation: i32,
+    pub protocol: Option<String>,
+    pub leader: Option<String>,
+    pub state_timestamp: i64,
+    pub members: Vec<StoredMember>,
+}
+
+/// One replayed record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GroupRecord {
+    Offset {
+        group: String,
+        topic: String,
+        partition: i32,
+        value: Option<OffsetAndMetadata>,
+    },
+    Group {
+        group: String,
+        value: Option<StoredGroup>,
+    },
+    /// A KIP-848 consumer-group record (key types 3 and 5–8, see `consumer_store`).
+    Consumer {
+        group: String,
+        record: super::consumer_store::ConsumerRecord,
+    },
+}
+
+fn put_str(b: &mut BytesMut, s: &str) {
+    b.put_i16(s.len() as i16);
+    b.put_slice(s.as_bytes());
+}
+
+fn put_nullable_str(b: &mut BytesMut, s: Option<&str>) {
+    match s {
+        Some(s) => put_str(b, s),
+        None => b.put_i16(-1),
+    }
+}
+
+fn put_bytes(b: &mut BytesMut, v: &[u8]) {
+    b.put_i32(v.len() as i32);
+    b.put_slice(v);
+}
+
+fn get_str(b: &mut Bytes) -> Option<String> {
+    get_nullable_str(b)?
+}
+
+fn get_nullable_str(b: &mut Bytes) -> Option<Option<String>> {
+    if b.remaining() < 2 {
+        return None;
+    }
+    let n = b.get_i16();
+    if n < 0 {
+        return Some(None);
+    }
+    let n = n as usize;
+    if b.remaining() < n {
+        return None;
+    }
+    let s = b.split_to(n);
+    Some(Some(String::from_utf8(s.to_vec()).ok()?))
+}
+
+fn get_bytes(b: &mut Bytes) -> Option<Bytes> {
+    if b.remaining() < 4 {
+        return None;
+    }
+    let n = b.get_i32();
+    if n < 0 {
+        return Some(Bytes::new());
+    }
+    let n = n as usize;
+    if b.remaining() < n {
+        return None;
+    }
+    Some(b.split_to(n))
+}
+
+fn get_i16(b: &mut Bytes) -> Option<i16> {
+    (b.remaining() >= 2).then(|| b.get_i16())
+}
+fn get_i32(b: &mut Bytes) -> Option<i32> {
+    (b.remaining() >= 4).then(|| b.get_i32())
+}
+fn get_i64(b: &mut Bytes) -> Option<i64> {
+    (b.remaining() >= 8).then(|| b.get_i64())
+}
+
+pub fn offset_key(group: &str, topic: &str, partition: i32) -> Bytes {
+    let mut b = BytesMut::new();
+    b.put_i16(1);
+    put_str(&mut b, group);
+    put_str(&mut b, topic);
+    b.put_i32(partition);
+    b.freeze()
+}
+
+pub fn offset_value(v: &OffsetAndMetadata) -> Bytes {
+    let mut b = BytesMut::new();
+    b.put_i16(3);
+    b.put_i64(v.offset);
+    b.put_i32(v.leader_epoch);
+    put_str(&mut b, &v.metadata);
+    b.put_i64(v.commit_timestamp);
+    b.freeze()
+}
+
+pub fn group_key(group: &str) -> Bytes {
+    let mut b = BytesMut::new();
+    b.put_i16(2);
+    put_str(&mut b, group);
+    b.freeze()
+}
+
+pub fn group_value(g: &StoredGroup) -> Bytes {
+    let mut b = BytesMut::new();
+    b.put_i16(3);
+    put_str(&mut b, &g.protocol_type);
+    b.put_i32(g.generation);
+    put_nullable_str(&mut b, g.protocol.as_deref());
+    put_nullable_str(&mut b, g.leader.as_deref());
+    b.put_i64(g.state_timestamp);
+    b.put_i32(g.members.len() as i32);
+    for m in &g.members {
+        put_str(&mut b, &m.member_id);
+        put_nullable_str(&mut b, m.instance_id.as_deref());
+        put_str(&mut b, &m.client_id);
+        put_str(&mut b, &m.client_host);
+        b.put_i32(m.rebalance_timeout_ms);
+        b.put_i32(m.session_timeout_ms);
+        put_bytes(&mut b, &m.subscription);
+        put_bytes(&mut b, &m.assignment);
+    }
+    b.freeze()
+}
+
+/// Decodes one record of `__consumer_offsets`; `None` for keys this version does not know.
+pub fn decode_record(key: &Bytes, value: Option<&Bytes>) -> Option<GroupRecord> {
+    let mut k = key.clone();
+    match get_i16(&mut k)? {
+        0 | 1 => {
+            let group = get_str(&mut k)?;
+            let topic = get_str(&mut k)?;
+            let partition = get_i32(&mut k)?;
+            let value = match value {
+                None => None,
+                Some(v) => {
+                    let mut v = v.clone();
+                    let version = get_i16(&mut v)?;
+                    let offset = get_i64(&mut v)?;
+                    let leader_epoch = if version >= 3 { get_i32(&mut v)? } else { -1 };
+                    let metadata = get_str(&mut v)?;
+                    let commit_timestamp = get_i64(&mut v)?;
+                    Some(OffsetAndMetadata { offset, leader_epoch, metadata, commit_timestamp })
+                }
+            };
+            Some(GroupRecord::Offset { group, topic, partition, value })
+        }
+        2 => {
+            let group = get_str(&mut k)?;
+            let value = match value {
+                None => None,
+                Some(v) => {
+                    let mut v = v.clone();
+                    let version = get_i16(&mut v)?;
+                    let protocol_type = get_str(&mut v)?;
+                    let generation = get_i32(&mut v)?;
+                    let protocol = get_nullable_str(&mut v)?;
+                    let leader = get_nullable_str(&mut v)?;
+                    let state_timestamp = if version >= 2 { get_i64(&mut v)? } else { -1 };
+                    let n = get_i32(&mut v)?.max(0) as usize;
+                    let mut members = Vec::with_capacity(n.min(1024));
+                    for _ in 0..n {
+                        let member_id = get_str(&mut v)?;
+                        let instance_id = if version >= 3 { get_nullable_str(&mut v)? } else { None };
+                        let client_id = get_str(&mut v)?;
+                        let client_host = get_str(&mut v)?;
+                        let rebalance_timeout_ms = if version >= 1 { get_i32(&mut v)? } else { 0 };
+                        let session_timeout_ms = get_i32(&mut v)?;
+                        let subscription = get_bytes(&mut v)?;
+                        let assignment = get_bytes(&mut v)?;
+                        members.push(StoredMember {
+                            member_id,
+                            instance_id,
+                            client_id,
+                            client_host,
+                            rebalance_timeout_ms,
+                            session_timeout_ms,
+                            subscription,
+                            assignment,
+                        });
+                    }
+                    Some(StoredGroup { protocol_type, generation, protocol, leader, state_timestamp, members })
+                }
+            };
+            Some(GroupRecord::Group { group, value })
+        }
+        kind @ 3..=8 => {
+            let (group, record) = super::consumer_store::decode(kind, &mut k, value)?;
+            Some(GroupRecord::Consumer { group, record })
+        }
+        _ => None,
+    }
+}
+
+/// Appends records to the group's `__consumer_offsets` partition and advances its high watermark,
+/// exactly as an acks=all produce would; returns once the records are durable by that rule.
+pub fn append(broker: &Broker, group: &str, records: Vec<(Bytes, Option<Bytes>)>) -> Result<(), ApiError> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let meta = broker.metadata.topic(OFFSETS_TOPIC).ok_or_else(|| {
+        ApiError::new(kafka_protocol::ResponseError::CoordinatorNotAvailable, "offsets topic is missing")
+    })?;
+    let partition = broker.partition(&meta, partition_for(group, meta.partitions))?;
+    let now = crate::handlers::now_ms();
+    let builder = BatchBuilder {
+        base_timestamp: now,
+        records: records
+            .into_iter()
+            .enumerate()
+            .map(|(i, (k, v))| Record { offset_delta: i as i32, key: Some(k), value: v, ..Default::default() })
+            .collect(),
+        ..Default::default()
+    };
+    let bytes =
+        builder.build().map_err(|e| ApiError::new(kafka_protocol::ResponseError::UnknownServerError, e.to_string()))?;
+    let batch = sluice_protocol::batch::RecordBatch::new(bytes)
+        .map_err(|e| ApiError::new(kafka_protocol::ResponseError::UnknownServerError, e.to_string()))?;
+    let info = partition
+        .append(std::slice::from_ref(&batch), LEADER_EPOCH)
+        .map_err(|e| ApiError::new(crate::error::storage_error(&e), e.to_string()))?;
+    partition.advance_high_watermark(info.last_offset + 1);
+    Ok(())
+}
+
+/// Reads every record of one `__consumer_offsets` partition, in offset order.
+pub fn replay(
+    partition: &Arc<Partition>,
+    mut apply: impl FnMut(GroupRecord),
+) -> Result<usize, sluice_storage::StorageError> {
+    let offsets = partition.offsets();
+    let mut next = offsets.log_start_offset;
+    let mut count = 0;
+    while next < offsets.high_watermark {
+        let read = partition.read(next, 4 << 20, offsets.high_watermark, true)?;
+        if read.records.is_empty() {
+            break;
+        }
+        for batch in BatchIter::new(read.records) {
+            let Ok(batch) = batch else { break };
+            next = batch.next_offset();
+            if batch.is_control() {
+                continue;
+            }
+            let Ok(records) = batch.records(64 << 20) else {
+                tracing::warn!(partition = ?partition.topic_partition(), offset = batch.base_offset(), "skipping undecodable group batch");
+                continue;
+            };
+            for r in records {
+                let offset = batch.base_offset() + r.offset_delta as i64;
+                if offset < offsets.log_start_offset {
+                    continue;
+                }
+                if let Some(key) = &r.key {
+                    if let Some(rec) = decode_record(key, r.value.as_ref()) {
+                        apply(rec);
+                        count += 1;
+                    }
+                }
+            }
+        }
+    }
+    Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn java_hash_matches_kafka_partitioning() {
+        // "abc".hashCode() == 96354 in Java.
+        assert_eq!(java_string_hash("abc"), 96354);
+        assert_eq!(java_string_hash(""), 0);
+        assert_eq!(partition_for("abc", 50), 96354 % 50);
+    }
+
+    #[test]
+    fn records_round_trip() {
+        let v = OffsetAndMetadata { offset: 42, leader_epoch: 3, metadata: "m".into(), commit_timestamp: 99 };
+        let rec = decode_record(&offset_key("g", "t", 7), Some(&offset_value(&v))).expect("decode");
+        assert_eq!(rec, GroupRecord::Offset { group: "g".into(), topic: "t".into(), partition: 7, value: Some(v) });
+        let g = StoredGroup {
+            protocol_type: "consumer".into(),
+            generation: 5,
+            protocol: Some("range".into()),
+            leader: Some("m1".into()),
+            state_timestamp: 1,
+            members: vec![StoredMember {
+                member_id: "m1".into(),
+                instance_id: Some("i1".into()),
+                client_id: "c".into(),
+                client_host: "/127.0.0.1".into(),
+                rebalance_timeout_ms: 300000,
+                session_timeout_ms: 45000,
+                subscription: Bytes::from_static(b"sub"),
+                assignment: Bytes::from_static(b"asg"),
+            }],
+        };
+        let rec = decode_record(&group_key("g"), Some(&group_value(&g))).expect("decode");
+        assert_eq!(rec, GroupRecord::Group { group: "g".into(), value: Some(g) });
+        assert_eq!(decode_record(&group_key("g"), None), Some(GroupRecord::Group { group: "g".into(), value: None }));
+        assert_eq!(decode_record(&Bytes::from_static(b"\x00"), None), None);
+    }
+}

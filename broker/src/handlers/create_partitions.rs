@@ -1,0 +1,47 @@
+//! CreatePartitions (key 37), v0–v3: raises a topic's partition count (never lowers it:
+//! INVALID_PARTITIONS), with optional manual assignments that must place each new partition on
+//! this broker; `validate_only` stops after validation. A topic named twice is INVALID_REQUEST.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+
+use super::RequestContext;
+use crate::broker::{ApiError, Broker};
+
+pub async fn handle(
+    broker: &Arc<Broker>,
+    _ctx: &RequestContext,
+    req: CreatePartitionsRequest,
+) -> CreatePartitionsResponse {
+    let mut resp = CreatePartitionsResponse::default();
+    let mut seen = HashSet::new();
+    let duplicates: HashSet<String> =
+        req.topics.iter().filter(|t| !seen.insert(t.name.0.to_string())).map(|t| t.name.0.to_string()).collect();
+    for t in req.topics {
+        let name = t.name.0.to_string();
+        let mut r = CreatePartitionsTopicResult::default();
+        r.name = t.name.clone();
+        let outcome = if duplicates.contains(&name) {
+            Err(ApiError::new(ResponseError::InvalidRequest, format!("Duplicate topic {name} in the request.")))
+        } else {
+            // Null or empty: no manual assignment.
+            let assignments: Option<Vec<Vec<i32>>> = t
+                .assignments
+                .as_ref()
+                .filter(|a| !a.is_empty())
+                .map(|a| a.iter().map(|x| x.broker_ids.iter().map(|b| b.0).collect()).collect());
+            broker.create_partitions(&name, t.count, assignments.as_deref(), req.validate_only)
+        };
+        if let Err(e) = outcome {
+            r.error_code = e.code.code();
+            r.error_message = Some(StrBytes::from_string(e.message));
+        }
+        resp.results.push(r);
+    }
+    resp
+}

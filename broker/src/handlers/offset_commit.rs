@@ -1,0 +1,59 @@
+//! OffsetCommit (key 8), v2–v9: validated against the group's generation and membership, then
+//! written to `__consumer_offsets` before the answer. Commits with generation -1 and no member id
+//! (standalone consumers, admin tools) are accepted for groups without members.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
+use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
+
+use super::{now_ms, RequestContext};
+use crate::broker::Broker;
+use crate::group::store::OffsetAndMetadata;
+
+pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: OffsetCommitRequest) -> OffsetCommitResponse {
+    let now = now_ms();
+    let mut offsets = Vec::new();
+    for t in &req.topics {
+        for p in &t.partitions {
+            offsets.push((
+                t.name.0.to_string(),
+                p.partition_index,
+                OffsetAndMetadata {
+                    offset: p.committed_offset,
+                    leader_epoch: if ctx.api_version >= 6 { p.committed_leader_epoch } else { -1 },
+                    metadata: p.committed_metadata.as_deref().unwrap_or("").to_string(),
+                    commit_timestamp: now,
+                },
+            ));
+        }
+    }
+    let result = broker.groups.commit(
+        broker,
+        &req.group_id.0,
+        req.generation_id_or_member_epoch,
+        &req.member_id,
+        req.group_instance_id.as_deref(),
+        offsets,
+    );
+    let mut errors = match &result {
+        Ok(e) => e.clone().into_iter(),
+        Err(_) => Vec::new().into_iter(),
+    };
+    let mut resp = OffsetCommitResponse::default();
+    for t in req.topics {
+        let mut tr = OffsetCommitResponseTopic::default();
+        tr.name = t.name;
+        for p in t.partitions {
+            let mut pr = OffsetCommitResponsePartition::default();
+            pr.partition_index = p.partition_index;
+            pr.error_code = match &result {
+                Err(e) => e.code(),
+                Ok(_) => crate::error::code(errors.next().flatten()),
+            };
+            tr.partitions.push(pr);
+        }
+        resp.topics.push(tr);
+    }
+    resp
+}

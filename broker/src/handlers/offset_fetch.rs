@@ -1,0 +1,96 @@
+//! OffsetFetch (key 9), v1–v9: committed offsets by partition, all of a group's offsets when the
+//! topic list is null (v2+), and several groups per request from v8. Partitions without a commit
+//! answer offset -1. v9 (KIP-848) carries the member id and epoch, checked against a consumer
+//! group's member (UNKNOWN_MEMBER_ID / STALE_MEMBER_EPOCH as the group's error).
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions, OffsetFetchResponseTopic,
+    OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use super::RequestContext;
+use crate::broker::Broker;
+use crate::group::store::OffsetAndMetadata;
+
+type Found = Vec<((String, i32), Option<OffsetAndMetadata>)>;
+/// Offsets grouped by topic: (topic, [(partition, committed)]).
+type ByTopic = Vec<(String, Vec<(i32, Option<OffsetAndMetadata>)>)>;
+
+fn grouped(found: Found) -> ByTopic {
+    let mut out: ByTopic = Vec::new();
+    for ((topic, partition), v) in found {
+        match out.iter_mut().find(|(t, _)| *t == topic) {
+            Some((_, parts)) => parts.push((partition, v)),
+            None => out.push((topic, vec![(partition, v)])),
+        }
+    }
+    out
+}
+
+pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: OffsetFetchRequest) -> OffsetFetchResponse {
+    let mut resp = OffsetFetchResponse::default();
+    let epoch = |v: &Option<OffsetAndMetadata>| {
+        if ctx.api_version >= 5 {
+            v.as_ref().map(|v| v.leader_epoch).unwrap_or(-1)
+        } else {
+            -1
+        }
+    };
+    if ctx.api_version >= 8 {
+        for g in req.groups {
+            let wanted = g.topics.map(|ts| {
+                ts.iter().flat_map(|t| t.partition_indexes.iter().map(move |p| (t.name.0.to_string(), *p))).collect()
+            });
+            let mut gr = OffsetFetchResponseGroup::default();
+            if ctx.api_version >= 9 {
+                if let Err(e) =
+                    broker.groups.validate_offset_fetch(&g.group_id.0, g.member_id.as_deref(), g.member_epoch)
+                {
+                    gr.error_code = e.code();
+                    gr.group_id = g.group_id;
+                    resp.groups.push(gr);
+                    continue;
+                }
+            }
+            let found = broker.groups.fetch_offsets(&g.group_id.0, wanted);
+            gr.group_id = g.group_id;
+            for (topic, parts) in grouped(found) {
+                let mut tr = OffsetFetchResponseTopics::default();
+                tr.name = TopicName(StrBytes::from_string(topic));
+                for (p, v) in parts {
+                    let mut pr = OffsetFetchResponsePartitions::default();
+                    pr.partition_index = p;
+                    pr.committed_offset = v.as_ref().map(|v| v.offset).unwrap_or(-1);
+                    pr.committed_leader_epoch = epoch(&v);
+                    pr.metadata = Some(StrBytes::from_string(v.map(|v| v.metadata).unwrap_or_default()));
+                    tr.partitions.push(pr);
+                }
+                gr.topics.push(tr);
+            }
+            resp.groups.push(gr);
+        }
+        return resp;
+    }
+    let wanted = req.topics.map(|ts| {
+        ts.iter().flat_map(|t| t.partition_indexes.iter().map(move |p| (t.name.0.to_string(), *p))).collect()
+    });
+    let found = broker.groups.fetch_offsets(&req.group_id.0, wanted);
+    for (topic, parts) in grouped(found) {
+        let mut tr = OffsetFetchResponseTopic::default();
+        tr.name = TopicName(StrBytes::from_string(topic));
+        for (p, v) in parts {
+            let mut pr = OffsetFetchResponsePartition::default();
+            pr.partition_index = p;
+            pr.committed_offset = v.as_ref().map(|v| v.offset).unwrap_or(-1);
+            pr.committed_leader_epoch = epoch(&v);
+            pr.metadata = Some(StrBytes::from_string(v.map(|v| v.metadata).unwrap_or_default()));
+            tr.partitions.push(pr);
+        }
+        resp.topics.push(tr);
+    }
+    resp
+}

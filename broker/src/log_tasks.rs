@@ -1,0 +1,123 @@
+//! Background log maintenance owned by the broker: the retention task (every
+//! `log.retention.check.interval.ms`: time/size/log-start retention, idle segment rolls, removal
+//! of `.deleted` files after `file.delete.delay.ms`) and the log cleaner workers
+//! (`log.cleaner.threads`, each cleaning the filthiest compacted log, then backing off
+//! `log.cleaner.backoff.ms` when none is dirty enough).
+//!
+//! Intervals, the thread count and the dedupe buffer are read from the effective broker config
+//! on every round, so dynamic broker config changes apply without a restart. The disk work runs
+//! on blocking threads; every loop stops when shutdown begins (a cleaning in progress finishes
+//! first, and shutdown waits for it, so no half-swapped segment is left behind needlessly).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+
+use crate::broker::Broker;
+use crate::handlers::now_ms;
+
+/// Upper bound for any maintenance sleep, so a shortened interval takes effect quickly.
+const MAX_SLEEP: Duration = Duration::from_secs(30);
+/// Most cleaner workers, whatever `log.cleaner.threads` says.
+const MAX_CLEANER_THREADS: usize = 16;
+
+/// Starts the retention task and the cleaner supervisor.
+pub fn spawn(broker: &Arc<Broker>, tasks: &mut JoinSet<()>) {
+    tasks.spawn(retention_task(broker.clone()));
+    if broker.broker_config_value("log.cleaner.enable").is_none_or(|(v, _)| v == "true") {
+        tasks.spawn(cleaner_supervisor(broker.clone()));
+    }
+}
+
+fn millis(ms: i64) -> Duration {
+    Duration::from_millis(ms.max(1) as u64).min(MAX_SLEEP)
+}
+
+/// Sleeps `d` unless shutdown begins first; returns `false` on shutdown.
+async fn sleep_or_shutdown(broker: &Broker, d: Duration) -> bool {
+    let mut shutdown = broker.shutdown.clone();
+    if *shutdown.borrow() {
+        return false;
+    }
+    tokio::select! {
+        _ = shutdown.changed() => false,
+        _ = tokio::time::sleep(d) => !*broker.shutdown.borrow(),
+    }
+}
+
+async fn retention_task(broker: Arc<Broker>) {
+    loop {
+        let interval = millis(broker.broker_config_i64("log.retention.check.interval.ms", 300_000));
+        if !sleep_or_shutdown(&broker, interval).await {
+            return;
+        }
+        let logs = broker.logs.clone();
+        match tokio::task::spawn_blocking(move || logs.apply_retention(now_ms())).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(segments)) => tracing::debug!(segments, "retention pass deleted segments"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "retention pass failed"),
+            Err(e) => tracing::error!(error = %e, "retention task panicked"),
+        }
+    }
+}
+
+fn cleaner_threads(broker: &Broker) -> usize {
+    broker.cleaner_config().threads.min(MAX_CLEANER_THREADS)
+}
+
+async fn cleaner_supervisor(broker: Arc<Broker>) {
+    let mut workers = JoinSet::new();
+    let mut running = 0usize;
+    loop {
+        // Workers above the configured count stop by themselves; start missing ones.
+        while let Some(done) = workers.try_join_next() {
+            if done.is_ok() {
+                running = running.saturating_sub(1);
+            }
+        }
+        let wanted = cleaner_threads(&broker);
+        while running < wanted {
+            workers.spawn(cleaner_worker(broker.clone(), running));
+            running += 1;
+        }
+        let backoff = millis(broker.broker_config_i64("log.cleaner.backoff.ms", 15_000));
+        if !sleep_or_shutdown(&broker, backoff).await {
+            break;
+        }
+    }
+    while workers.join_next().await.is_some() {}
+}
+
+async fn cleaner_worker(broker: Arc<Broker>, index: usize) {
+    tracing::debug!(index, "log cleaner thread started");
+    loop {
+        if *broker.shutdown.borrow() || index >= cleaner_threads(&broker) {
+            tracing::debug!(index, "log cleaner thread stopped");
+            return;
+        }
+        let config = broker.cleaner_config();
+        let logs = broker.logs.clone();
+        let cleaned = match tokio::task::spawn_blocking(move || logs.clean_filthiest(&config, now_ms())).await {
+            Ok(Ok(Some((tp, stats)))) => {
+                tracing::debug!(topic = %tp.topic, partition = tp.partition, removed = stats.records_removed, "cleaner pass done");
+                true
+            }
+            Ok(Ok(None)) => false,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "log cleaning failed");
+                false
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "log cleaner panicked");
+                false
+            }
+        };
+        if !cleaned {
+            let backoff = millis(broker.broker_config_i64("log.cleaner.backoff.ms", 15_000));
+            if !sleep_or_shutdown(&broker, backoff).await {
+                return;
+            }
+        }
+    }
+}

@@ -6,7 +6,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(dirname "$here")"
-export SLUICE_BIN="${SLUICE_BIN:-$repo/target/release/sluice}"
+export SLUICE_BIN="${SLUICE_BIN:-${CARGO_TARGET_DIR:-$repo/target}/release/sluice}"
 export SLUICE_VENV="${SLUICE_VENV:-$HOME/.cache/sluice/compat-venv}"
 if [[ ! -x "$SLUICE_BIN" ]]; then
   echo "compat-tests: broker binary $SLUICE_BIN not found; run: cargo build --release -p sluice" >&2

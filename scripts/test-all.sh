@@ -55,7 +55,7 @@ if [[ " ${failed_steps[*]} " == *" build "* ]]; then
 fi
 step clippy cargo clippy --release --workspace --all-targets -- -D warnings
 step cargo-test run_cargo_tests
-export SLUICE_BIN="$PWD/target/release/sluice"
+export SLUICE_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/sluice"
 step compat run_compat
 
 # Totals from cargo's "test result:" lines and pytest's junit xml.

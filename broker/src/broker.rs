@@ -48,6 +48,10 @@ pub struct Broker {
     pub shutdown: watch::Receiver<bool>,
     /// This broker's Prometheus registry and metric handles.
     pub metrics: Arc<Metrics>,
+    /// The remote log manager when `remote.log.storage.system.enable=true` (KIP-405).
+    pub remote: Option<Arc<sluice_tiered::RemoteLogManager>>,
+    /// Producer ids for InitProducerId, persisted in blocks in the first log dir.
+    pub producer_ids: Arc<crate::producer_id::ProducerIdManager>,
 }
 
 impl Broker {
@@ -144,6 +148,32 @@ impl Broker {
         }
         tracing::info!(topic = name, partitions, topic_id = %meta.id, "created topic");
         Ok(meta)
+    }
+
+    /// [`create_topic`](Self::create_topic) on a blocking thread: creating thousands of
+    /// partition directories must not stall the runtime's workers.
+    pub async fn create_topic_blocking(
+        self: &Arc<Self>,
+        name: String,
+        num_partitions: i32,
+        replication_factor: i16,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<Arc<TopicMeta>, ApiError> {
+        let broker = self.clone();
+        tokio::task::spawn_blocking(move || {
+            broker.create_topic(&name, num_partitions, replication_factor, configs, validate_only)
+        })
+        .await
+        .unwrap_or_else(|e| Err(ApiError::new(ResponseError::UnknownServerError, e.to_string())))
+    }
+
+    /// [`delete_topic`](Self::delete_topic) on a blocking thread (it renames and removes files).
+    pub async fn delete_topic_blocking(self: &Arc<Self>, name: String) -> Result<Arc<TopicMeta>, ApiError> {
+        let broker = self.clone();
+        tokio::task::spawn_blocking(move || broker.delete_topic(&name))
+            .await
+            .unwrap_or_else(|e| Err(ApiError::new(ResponseError::UnknownServerError, e.to_string())))
     }
 
     /// Deletes a topic and its logs.

@@ -15,6 +15,8 @@ pub fn storage_error(e: &StorageError) -> ResponseError {
         StorageError::Deleted(_) => ResponseError::UnknownTopicOrPartition,
         StorageError::Corrupt { .. } => ResponseError::CorruptMessage,
         StorageError::PolicyViolation(_) => ResponseError::PolicyViolation,
+        StorageError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
+        StorageError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
     }
 }
 

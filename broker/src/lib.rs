@@ -15,6 +15,8 @@ pub mod log_tasks;
 pub mod metadata;
 pub mod metrics;
 pub mod network;
+pub mod producer_id;
+pub mod remote_log;
 pub mod server;
 pub mod topic_config;
 pub mod validate;

@@ -53,7 +53,12 @@ async fn retention_task(broker: Arc<Broker>) {
             return;
         }
         let logs = broker.logs.clone();
-        match tokio::task::spawn_blocking(move || logs.apply_retention(now_ms())).await {
+        let result = tokio::task::spawn_blocking(move || logs.apply_retention(now_ms())).await;
+        broker.metrics.maintenance.retention_passes.inc();
+        if let Ok(Ok(segments)) = &result {
+            broker.metrics.maintenance.retention_segments_deleted.inc_by(*segments as u64);
+        }
+        match result {
             Ok(Ok(0)) => {}
             Ok(Ok(segments)) => tracing::debug!(segments, "retention pass deleted segments"),
             Ok(Err(e)) => tracing::warn!(error = %e, "retention pass failed"),
@@ -98,13 +103,39 @@ async fn cleaner_worker(broker: Arc<Broker>, index: usize) {
         }
         let config = broker.cleaner_config();
         let logs = broker.logs.clone();
-        let cleaned = match tokio::task::spawn_blocking(move || logs.clean_filthiest(&config, now_ms())).await {
+        let started = std::time::Instant::now();
+        let cleaned = match tokio::task::spawn_blocking(move || {
+            let result = logs.clean_filthiest(&config, now_ms());
+            let now = now_ms();
+            let max_dirty = logs
+                .partitions()
+                .iter()
+                .filter_map(|p| p.cleanable(now).ok().flatten())
+                .map(|c| c.dirty_ratio)
+                .fold(0.0f64, f64::max);
+            result.map(|r| (r, max_dirty))
+        })
+        .await
+        .map(|r| {
+            r.map(|(cleaned, max_dirty)| {
+                broker.metrics.maintenance.cleaner_max_dirty_ratio.set(max_dirty);
+                cleaned
+            })
+        }) {
             Ok(Ok(Some((tp, stats)))) => {
+                let m = &broker.metrics.maintenance;
+                m.cleaner_runs.inc();
+                m.cleaner_bytes_read.inc_by(stats.bytes_before);
+                m.cleaner_bytes_written.inc_by(stats.bytes_after);
+                m.cleaner_records_removed.inc_by(stats.records_removed);
+                m.cleaner_tombstones_removed.inc_by(stats.tombstones_removed);
+                m.cleaner_run_seconds.observe(started.elapsed().as_secs_f64());
                 tracing::debug!(topic = %tp.topic, partition = tp.partition, removed = stats.records_removed, "cleaner pass done");
                 true
             }
             Ok(Ok(None)) => false,
             Ok(Err(e)) => {
+                broker.metrics.maintenance.cleaner_errors.inc();
                 tracing::warn!(error = %e, "log cleaning failed");
                 false
             }

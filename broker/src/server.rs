@@ -166,6 +166,8 @@ pub async fn start(config: Config) -> anyhow::Result<BrokerHandle> {
         advertised,
         shutdown: shutdown_rx,
         metrics,
+        remote: crate::remote_log::open(&config)?,
+        producer_ids: Arc::new(open_producer_ids(&config)?),
         config,
     });
     broker.remove_orphan_logs();
@@ -202,7 +204,9 @@ pub async fn start(config: Config) -> anyhow::Result<BrokerHandle> {
     }
     tasks.spawn(flush_task(broker.clone()));
     tasks.spawn(checkpoint_task(broker.clone()));
+    tasks.spawn(producer_expiration_task(broker.clone()));
     crate::log_tasks::spawn(&broker, &mut tasks);
+    crate::remote_log::spawn(&broker, &mut tasks);
     tasks.spawn(crate::group::GroupCoordinator::run(broker.clone()));
     broker.metrics.set_ready(true);
     Ok(BrokerHandle { broker, addrs, metrics_addr, shutdown_tx, tasks, conns })
@@ -237,6 +241,29 @@ async fn flush_task(broker: Arc<Broker>) {
     periodic(broker, interval, |b| {
         let now = crate::handlers::now_ms();
         b.logs.flush_due(now).map_err(|e| e.to_string())
+    })
+    .await
+}
+
+/// Opens the producer id allocator on the first log dir.
+fn open_producer_ids(config: &Config) -> anyhow::Result<crate::producer_id::ProducerIdManager> {
+    let dir = config.log_dirs.first().ok_or_else(|| anyhow::anyhow!("no log.dirs"))?;
+    crate::producer_id::ProducerIdManager::open(dir)
+        .map_err(|e| anyhow::anyhow!("reading producer id block in {}: {e}", dir.display()))
+}
+
+/// Forgets idempotent producers idle for `producer.id.expiration.ms`, every
+/// `producer.id.expiration.check.interval.ms` (Kafka's `removeExpiredProducers`).
+async fn producer_expiration_task(broker: Arc<Broker>) {
+    let ms = broker.broker_config_i64("producer.id.expiration.check.interval.ms", 600_000).max(100) as u64;
+    periodic(broker, Duration::from_millis(ms), |b| {
+        let expiration_ms = b.broker_config_i64("producer.id.expiration.ms", 86_400_000);
+        let now = crate::handlers::now_ms();
+        let expired: usize = b.logs.partitions().iter().map(|p| p.expire_producers(now, expiration_ms)).sum();
+        if expired > 0 {
+            tracing::debug!(expired, "expired idle producers");
+        }
+        Ok(())
     })
     .await
 }

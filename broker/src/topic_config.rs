@@ -373,6 +373,14 @@ pub fn validate_effective<B: BrokerLayers + ?Sized>(
     broker: &B,
 ) -> Result<(), ConfigError> {
     let n = |k: &str| effective_value(k, explicit, broker).and_then(|(v, _)| v.parse::<i64>().ok()).unwrap_or(0);
+    let s = |k: &str| effective_value(k, explicit, broker).map(|(v, _)| v).unwrap_or_default();
+    // Kafka: tiered storage is not supported on compacted topics.
+    if s("remote.storage.enable") == "true" && s("cleanup.policy").split(',').any(|p| p.trim() == "compact") {
+        return Err(ConfigError {
+            key: "remote.storage.enable".into(),
+            reason: "Remote log storage is unsupported for the compacted topics".into(),
+        });
+    }
     let min_lag = n("min.compaction.lag.ms");
     let max_lag = n("max.compaction.lag.ms");
     if min_lag > max_lag {
@@ -449,6 +457,12 @@ impl TopicConfig {
                 min_compaction_lag_ms: n("min.compaction.lag.ms"),
                 max_compaction_lag_ms: n("max.compaction.lag.ms"),
                 delete_retention_ms: n("delete.retention.ms"),
+                // Only with the broker's tier on: otherwise nothing would ever be uploaded and
+                // local retention (which waits for uploads) would never delete.
+                remote_storage_enable: s("remote.storage.enable") == "true"
+                    && broker.broker_value("remote.log.storage.system.enable").is_some_and(|(v, _)| v == "true"),
+                local_retention_ms: n("local.retention.ms"),
+                local_retention_bytes: n("local.retention.bytes"),
             },
             max_message_bytes: n("max.message.bytes").max(0) as usize,
             compression,

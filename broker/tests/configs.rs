@@ -467,6 +467,15 @@ async fn retention_and_cleaner_run_in_the_background() {
     }
     assert!(values.len() < 8, "compacted: {values:?}");
     assert!(values.last().expect("latest").starts_with("v7-"));
+    // The passes are visible in the metrics.
+    let m = &broker.broker().metrics.maintenance;
+    assert!(m.cleaner_runs.get() >= 1, "cleaner runs counted");
+    assert!(m.cleaner_records_removed.get() >= 1, "records removed counted");
+    assert!(m.cleaner_bytes_read.get() > m.cleaner_bytes_written.get(), "cleaning shrank the log");
+    assert!(m.retention_passes.get() >= 1);
+    assert!(m.retention_segments_deleted.get() >= 1, "retention deletions counted");
+    let text = broker.broker().metrics.render();
+    assert!(text.contains("sluice_cleaner_runs_total") && text.contains("sluice_retention_segments_deleted_total"));
     drop((ret, cmp));
     broker.shutdown().await.expect("shutdown");
 }

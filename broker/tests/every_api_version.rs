@@ -415,6 +415,24 @@ async fn every_advertised_version_round_trips() {
                     let p = &r.topics[0].partitions[0];
                     assert_eq!((p.error_code, p.low_watermark), (0, 0), "v{v}");
                 }
+                ApiKey::InitProducerId => {
+                    let mut req = InitProducerIdRequest::default();
+                    req.transactional_id = None;
+                    req.transaction_timeout_ms = 60000;
+                    req.producer_id = ProducerId(-1);
+                    req.producer_epoch = -1;
+                    let r: InitProducerIdResponse = c.call(*key, v, &req).await;
+                    assert_eq!(r.error_code, 0, "v{v}");
+                    assert!(r.producer_id.0 >= 0);
+                    assert_eq!(r.producer_epoch, 0);
+                    if v >= 3 {
+                        // KIP-360: the same id with the next epoch.
+                        req.producer_id = r.producer_id;
+                        req.producer_epoch = 0;
+                        let b: InitProducerIdResponse = c.call(*key, v, &req).await;
+                        assert_eq!((b.error_code, b.producer_id, b.producer_epoch), (0, r.producer_id, 1), "v{v}");
+                    }
+                }
                 ApiKey::DescribeLogDirs => {
                     let mut req = DescribeLogDirsRequest::default();
                     req.topics = None; // null = every topic

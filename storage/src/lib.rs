@@ -9,6 +9,7 @@
 //! - `segment`: one segment's files, bookkeeping and lock-free reads;
 //! - `log`: [`Partition`], one partition's log (append, read, flush, HW);
 //! - `recovery`: loading and recovering a partition dir at startup;
+//! - [`remote`]: the remote tier trait (KIP-405), remote segment metadata and its durable file;
 //! - `manager`: [`LogManager`], all logs across `log.dirs`, offline dirs, checkpoints.
 //!
 //! On disk everything is laid out exactly as Apache Kafka lays it out, so Kafka's tools
@@ -28,7 +29,9 @@ pub mod index;
 pub mod layout;
 mod log;
 mod manager;
+pub mod producer_state;
 mod recovery;
+pub mod remote;
 mod segment;
 mod util;
 
@@ -86,6 +89,13 @@ pub struct LogConfig {
     /// `delete.retention.ms` (default 1 day): how long tombstones survive after the cleaning that
     /// first saw them (KIP-534's delete horizon).
     pub delete_retention_ms: i64,
+    /// `remote.storage.enable` (KIP-405), with the broker's `remote.log.storage.system.enable`:
+    /// segments are copied to the remote tier and local retention applies locally.
+    pub remote_storage_enable: bool,
+    /// `local.retention.ms` (-2 = `retention.ms`): how long uploaded segments stay on local disk.
+    pub local_retention_ms: i64,
+    /// `local.retention.bytes` (-2 = `retention.bytes`): local size bound for uploaded segments.
+    pub local_retention_bytes: i64,
 }
 
 impl Default for LogConfig {
@@ -107,6 +117,9 @@ impl Default for LogConfig {
             min_compaction_lag_ms: 0,
             max_compaction_lag_ms: i64::MAX,
             delete_retention_ms: 24 * 3600 * 1000,
+            remote_storage_enable: false,
+            local_retention_ms: -2,
+            local_retention_bytes: -2,
         }
     }
 }
@@ -130,6 +143,12 @@ pub enum StorageError {
     /// a compact-only topic.
     #[error("{0}")]
     PolicyViolation(String),
+    /// OUT_OF_ORDER_SEQUENCE_NUMBER: an idempotent producer's batch does not follow its last one.
+    #[error("out of order sequence {received} for producer {producer_id} epoch {epoch} (last sequence {last_seq})")]
+    OutOfOrderSequence { producer_id: i64, epoch: i16, last_seq: i32, received: i32 },
+    /// INVALID_PRODUCER_EPOCH: a batch from an older epoch of a producer.
+    #[error("producer {producer_id} epoch {received} is older than the current epoch {current}")]
+    InvalidProducerEpoch { producer_id: i64, current: i16, received: i16 },
     /// Unreadable data found at read time (CORRUPT_MESSAGE on fetch; recovery truncates instead).
     #[error("corrupt data in {path} at position {position}: {reason}")]
     Corrupt { path: PathBuf, position: u64, reason: String },

@@ -26,6 +26,8 @@ use tokio::sync::watch;
 use crate::checkpoint::fsync_dir;
 use crate::header::HEADER_SIZE;
 use crate::manager::LogDir;
+use crate::producer_state::{self, BatchMetadata, ProducerEntry, ProducerStateManager, SequenceCheck, SequenceError};
+use crate::remote::{SegmentFiles, UploadCandidate};
 use crate::segment::{io_err, LogSegment, SegmentView};
 use crate::util::{now_ms, random_u64};
 use crate::{
@@ -55,6 +57,11 @@ pub(crate) struct LogState {
     /// cleaned whatever its dirty ratio. In memory only: after a restart it starts at 0 so every
     /// compacted log is checked once (the horizons themselves are in the batches).
     pub tombstone_horizon: Option<i64>,
+    /// Idempotent producers' last batches (sequence checks and duplicate detection).
+    pub producer_state: ProducerStateManager,
+    /// Last offset committed to the remote tier (-1 = none or not yet known): with
+    /// `remote.storage.enable`, only segments wholly at or below it may be deleted locally.
+    pub highest_remote_offset: i64,
 }
 
 /// A random `segment.jitter.ms` draw for a new segment.
@@ -77,6 +84,11 @@ impl LogState {
 
     /// Starts a new active segment at `base_offset`, closing the current one (Kafka's `roll`).
     pub(crate) fn roll(&mut self, tp: &TopicPartition, base_offset: i64, now: i64) -> Result<()> {
+        if !self.segments.is_empty() {
+            // As Kafka: a producer state snapshot at every roll, so recovery replays only the tail.
+            producer_state::write_snapshot(&self.dir, base_offset, &self.producer_state)
+                .map_err(|e| io_err(&self.dir, e))?;
+        }
         if let Some(active) = self.active_mut() {
             let path = active.log_path().to_path_buf();
             active.close_indexes(true).map_err(|e| io_err(&path, e))?;
@@ -113,6 +125,14 @@ impl LogState {
             base_offsets.push(next);
             next += i64::from(b.last_offset_delta()) + 1;
         }
+        if let Some(dup) = self.check_producers(batches, &base_offsets, now)? {
+            // A retry of a batch already in the log: answer with its offsets, write nothing.
+            return Ok(AppendInfo {
+                first_offset: dup.first_offset,
+                last_offset: dup.last_offset,
+                log_start_offset: self.log_start_offset,
+            });
+        }
         let patches: Vec<[u8; 16]> =
             batches.iter().zip(&base_offsets).map(|(b, &base)| b.header_patch(base, leader_epoch)).collect();
         if self.segments.is_empty() {
@@ -143,6 +163,53 @@ impl LogState {
             self.first_unflushed_append_ms = Some(now);
         }
         Ok(AppendInfo { first_offset, last_offset: next - 1, log_start_offset: self.log_start_offset })
+    }
+
+    /// Checks the producer sequences of `batches` (to be written at `base_offsets`) and records
+    /// them. A retry of one of a producer's last batches returns that batch's metadata; a retry
+    /// or a refused batch leaves the state as it was.
+    fn check_producers(
+        &mut self,
+        batches: &[RecordBatch],
+        base_offsets: &[i64],
+        now: i64,
+    ) -> Result<Option<BatchMetadata>> {
+        let mut saved: Vec<(i64, Option<ProducerEntry>)> = Vec::new();
+        let mut outcome: std::result::Result<Option<BatchMetadata>, SequenceError> = Ok(None);
+        for (b, &base) in batches.iter().zip(base_offsets) {
+            let Some((pid, epoch, first, last)) = producer_state::batch_producer_fields(b) else { continue };
+            match self.producer_state.check(pid, epoch, first, last) {
+                Ok(SequenceCheck::Append) => {
+                    if !saved.iter().any(|(p, _)| *p == pid) {
+                        saved.push((pid, self.producer_state.get(pid).cloned()));
+                    }
+                    let offsets = (base, base + i64::from(b.last_offset_delta()));
+                    // Wall time, not the batch's (possibly old) create time: expiry counts idleness.
+                    self.producer_state.update(pid, epoch, first, last, offsets, now.max(b.max_timestamp()));
+                }
+                Ok(SequenceCheck::Duplicate(m)) => {
+                    outcome = Ok(Some(m));
+                    break;
+                }
+                Err(e) => {
+                    outcome = Err(e);
+                    break;
+                }
+            }
+        }
+        if !matches!(outcome, Ok(None)) {
+            for (pid, entry) in saved.into_iter().rev() {
+                self.producer_state.restore(pid, entry);
+            }
+        }
+        outcome.map_err(|e| match e {
+            SequenceError::InvalidProducerEpoch { producer_id, current, received } => {
+                StorageError::InvalidProducerEpoch { producer_id, current, received }
+            }
+            SequenceError::OutOfOrderSequence { producer_id, epoch, last_seq, received } => {
+                StorageError::OutOfOrderSequence { producer_id, epoch, last_seq, received }
+            }
+        })
     }
 
     /// Writes batches (already tracked in the active segment's metadata) with one vectored write:
@@ -458,6 +525,11 @@ impl Partition {
         }
         if let Some(dir) = dir {
             fsync_dir(&dir).map_err(|e| self.fail(io_err(&dir, e)))?;
+            // The partition directory's own entry in the log dir (new partitions are created
+            // without fsyncs).
+            if let Some(parent) = dir.parent() {
+                fsync_dir(parent).map_err(|e| self.fail(io_err(parent, e)))?;
+            }
         }
         let mut st = self.lock();
         if flushed_leo > st.recovery_point {
@@ -484,7 +556,20 @@ impl Partition {
             let path = active.log_path().to_path_buf();
             active.close_indexes(true).map_err(|e| self.fail(io_err(&path, e)))?;
         }
+        // Restart then loads producer state without replaying the log.
+        let leo = st.log_end_offset;
+        producer_state::write_snapshot(&st.dir, leo, &st.producer_state).map_err(|e| self.fail(io_err(&st.dir, e)))?;
         Ok(())
+    }
+
+    /// Forgets producers idle for `producer.id.expiration.ms`; returns how many.
+    pub fn expire_producers(&self, now_ms: i64, expiration_ms: i64) -> usize {
+        self.lock().producer_state.remove_expired(now_ms, expiration_ms)
+    }
+
+    /// What this partition knows about a producer (DescribeProducers, tests).
+    pub fn producer_entry(&self, producer_id: i64) -> Option<ProducerEntry> {
+        self.lock().producer_state.get(producer_id).cloned()
     }
 
     /// Applies new settings (topic config changes take effect without a restart).
@@ -589,18 +674,26 @@ impl Partition {
             stats.rolled = true;
         }
         let config = st.config.clone();
-        let total: u64 = st.segments.values().map(LogSegment::size).sum();
-        let mut excess = if config.cleanup_delete && config.retention_bytes >= 0 {
-            total as i64 - config.retention_bytes
+        // Tiered logs: local retention (`local.retention.*`, -2 = `retention.*`) deletes only
+        // segments already committed remotely; whole-log retention is the remote tier's job.
+        let (retention_ms, retention_bytes, remote_limit) = if config.remote_storage_enable {
+            let ms = if config.local_retention_ms == -2 { config.retention_ms } else { config.local_retention_ms };
+            let bytes =
+                if config.local_retention_bytes == -2 { config.retention_bytes } else { config.local_retention_bytes };
+            (ms, bytes, Some(st.highest_remote_offset))
         } else {
-            i64::MIN
+            (config.retention_ms, config.retention_bytes, None)
         };
+        let total: u64 = st.segments.values().map(LogSegment::size).sum();
+        let mut excess =
+            if config.cleanup_delete && retention_bytes >= 0 { total as i64 - retention_bytes } else { i64::MIN };
         let before = st.segments.len();
         let bytes_before = total;
-        self.delete_segments_locked(&mut st, now, |seg, _| {
-            let by_time = config.cleanup_delete
-                && config.retention_ms >= 0
-                && now - seg.largest_timestamp() > config.retention_ms;
+        self.delete_segments_locked(&mut st, now, |seg, next_base| {
+            if remote_limit.is_some_and(|uploaded| next_base - 1 > uploaded) {
+                return false;
+            }
+            let by_time = config.cleanup_delete && retention_ms >= 0 && now - seg.largest_timestamp() > retention_ms;
             let by_size = excess != i64::MIN && excess - seg.size() as i64 >= 0;
             if by_size || by_time {
                 if excess != i64::MIN {
@@ -672,6 +765,64 @@ impl Partition {
         }
         self.log_dir.schedule_delete(paths, now.saturating_add(st.config.file_delete_delay_ms));
         Ok(doomed.len())
+    }
+
+    /// Rolled segments wholly below the high watermark whose data lies above `after_offset`
+    /// (the last offset already in the remote tier), oldest first: what may be copied to the
+    /// remote tier. The active segment is never a candidate.
+    pub fn upload_candidates(&self, after_offset: i64) -> Result<Vec<UploadCandidate>> {
+        self.check()?;
+        let st = self.lock();
+        let bases: Vec<i64> = st.segments.keys().copied().collect();
+        let mut out = Vec::new();
+        for w in bases.windows(2) {
+            let (base, next_base) = (w[0], w[1]);
+            if next_base > st.high_watermark {
+                break;
+            }
+            if next_base - 1 <= after_offset {
+                continue;
+            }
+            let Some(seg) = st.segments.get(&base) else { break };
+            if seg.size() == 0 {
+                continue;
+            }
+            let [log, offset_index, time_index] = seg.paths();
+            out.push(UploadCandidate {
+                base_offset: base,
+                end_offset: next_base - 1,
+                max_timestamp: seg.max_timestamp_so_far(),
+                size_bytes: seg.size(),
+                files: SegmentFiles { log, offset_index, time_index, producer_snapshot: None },
+            });
+        }
+        Ok(out)
+    }
+
+    /// Records that everything up to `offset` is committed in the remote tier (local retention
+    /// of a tiered log may then delete those segments).
+    pub fn set_highest_remote_offset(&self, offset: i64) {
+        let mut st = self.lock();
+        st.highest_remote_offset = st.highest_remote_offset.max(offset);
+    }
+
+    /// Bytes of the segments holding data above `offset` (the local-only part of a tiered log).
+    pub fn size_bytes_above(&self, offset: i64) -> u64 {
+        let st = self.lock();
+        let bases: Vec<i64> = st.segments.keys().copied().collect();
+        let mut total = 0;
+        for (i, base) in bases.iter().enumerate() {
+            let end = bases.get(i + 1).map(|n| n - 1).unwrap_or(i64::MAX);
+            if end > offset {
+                total += st.segments.get(base).map(LogSegment::size).unwrap_or(0);
+            }
+        }
+        total
+    }
+
+    /// The last offset committed remotely as last reported, or -1.
+    pub fn highest_remote_offset(&self) -> i64 {
+        self.lock().highest_remote_offset
     }
 
     /// Sizes for DescribeLogDirs.

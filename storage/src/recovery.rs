@@ -191,6 +191,7 @@ pub(crate) fn load_partition(
         "loaded log"
     );
     report.partitions_loaded += 1;
+    let producer_state = load_producer_state(dir, &segments, log_end_offset)?;
     let state = LogState {
         dir: dir.to_path_buf(),
         config,
@@ -203,8 +204,42 @@ pub(crate) fn load_partition(
         dir_needs_sync: false,
         cleaner_checkpoint: hints.cleaner_offset.map(|c| c.clamp(log_start_offset, log_end_offset)),
         tombstone_horizon: Some(0),
+        producer_state,
+        highest_remote_offset: -1,
     };
     Ok(Partition::from_state(tp, topic_id, log_dir, state))
+}
+
+/// Rebuilds producer state (Kafka's `rebuildProducerState`): the newest valid snapshot at or
+/// below the log end, then every batch from the snapshot's offset to the log end. Without a
+/// snapshot the whole log is replayed. State from a snapshot survives retention having deleted
+/// the segments it was built from.
+fn load_producer_state(
+    dir: &Path,
+    segments: &std::collections::BTreeMap<i64, LogSegment>,
+    log_end_offset: i64,
+) -> Result<crate::producer_state::ProducerStateManager> {
+    use crate::segment::{BatchScanner, Scanned};
+    let (start, mut state) =
+        match crate::producer_state::load_latest_snapshot(dir, log_end_offset).map_err(|e| io_err(dir, e))? {
+            Some((offset, mut state)) => {
+                state.truncate_from(offset);
+                (offset, state)
+            }
+            None => (i64::MIN, Default::default()),
+        };
+    let from_base = segments.range(..=start).next_back().map(|(b, _)| *b).unwrap_or(i64::MIN);
+    for (&base, seg) in segments.range(from_base..) {
+        let [(file, path), _, _] = seg.files();
+        let pos = if start > base { seg.offset_index.lookup(start).1 } else { 0 };
+        let mut scanner = BatchScanner::new(&file, seg.size(), pos);
+        while let Scanned::Batch { batch, .. } = scanner.next_batch().map_err(|e| io_err(&path, e))? {
+            if batch.last_offset() >= start && batch.base_offset() < log_end_offset {
+                state.replay(&batch);
+            }
+        }
+    }
+    Ok(state)
 }
 
 /// First step of loading (Kafka's `LogLoader.removeTempFilesAndCollectSwapFiles` and

@@ -50,7 +50,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: CreateTopic
         r.name = t.name.clone();
         r.num_partitions = -1;
         r.replication_factor = -1;
-        let outcome: Result<Arc<TopicMeta>, ApiError> = (|| {
+        let outcome: Result<(i32, i16, BTreeMap<String, String>), ApiError> = (|| {
             if duplicates.contains(&name) {
                 return Err(ApiError::new(
                     ResponseError::InvalidRequest,
@@ -105,8 +105,14 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: CreateTopic
                     }
                 }
             }
-            broker.create_topic(&name, partitions, rf, configs, req.validate_only)
+            Ok((partitions, rf, configs))
         })();
+        let outcome = match outcome {
+            Ok((partitions, rf, configs)) => {
+                broker.create_topic_blocking(name.clone(), partitions, rf, configs, req.validate_only).await
+            }
+            Err(e) => Err(e),
+        };
         match outcome {
             Ok(meta) => {
                 r.topic_id = meta.id;

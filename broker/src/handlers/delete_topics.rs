@@ -27,7 +27,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: DeleteTopic
             None => broker.metadata.topic_by_id(&id).map(|t| t.name.clone()).ok_or(ResponseError::UnknownTopicId),
         };
         let outcome = match resolved {
-            Ok(n) => broker.delete_topic(&n).map_err(|e| (e.code, Some(e.message))),
+            Ok(n) => broker.delete_topic_blocking(n).await.map_err(|e| (e.code, Some(e.message))),
             Err(code) => Err((code, None)),
         };
         match outcome {

@@ -106,6 +106,45 @@ fn read_pass(logs: &[PartitionToRead], max_bytes: usize, read_committed: bool) -
     (out, total)
 }
 
+/// Tiered topics (KIP-405): serves reads below the local log start offset from the remote tier
+/// and reports the whole log's start offset (remote, when it holds data).
+async fn remote_reads(
+    broker: &Broker,
+    logs: &[PartitionToRead],
+    mut reads: Vec<PartitionRead>,
+    max_bytes: usize,
+) -> Vec<PartitionRead> {
+    let Some(rlm) = &broker.remote else { return reads };
+    let mut remaining = max_bytes.saturating_sub(reads.iter().map(|r| r.records.len()).sum());
+    for ((_, st, log), read) in logs.iter().zip(reads.iter_mut()) {
+        let Ok(log) = log else { continue };
+        let tp = log.topic_partition();
+        let Some(remote_start) = rlm.log_start_offset(tp) else { continue };
+        let below_local = matches!(read.error, Some(ResponseError::OffsetOutOfRange))
+            && st.fetch_offset < read.log_start_offset
+            && st.fetch_offset >= remote_start;
+        if below_local {
+            let part_max = (st.max_bytes.max(0) as usize).min(remaining.max(1));
+            match rlm.read(tp, st.fetch_offset, part_max, read.high_watermark).await {
+                Ok(Some(records)) => {
+                    remaining = remaining.saturating_sub(records.len());
+                    read.error = None;
+                    read.records = records;
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::warn!(topic = %tp.topic, partition = tp.partition, offset = st.fetch_offset, %error, "remote fetch failed");
+                    read.error = Some(ResponseError::KafkaStorageError);
+                }
+            }
+        }
+        if read.log_start_offset >= 0 {
+            read.log_start_offset = read.log_start_offset.min(remote_start);
+        }
+    }
+    reads
+}
+
 pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: FetchRequest) -> FetchResponse {
     let by_id = ctx.api_version >= 13;
     let read_committed = req.isolation_level == 1;
@@ -190,6 +229,8 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: FetchReques
             break read_pass(&logs, max_bytes, read_committed).0;
         }
     };
+
+    let reads = remote_reads(broker, &logs, reads, max_bytes).await;
 
     let mut sent = Vec::new();
     for ((key, st, _), read) in logs.iter().zip(reads) {

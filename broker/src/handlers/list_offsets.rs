@@ -64,7 +64,11 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: ListOffsets
             r.leader_epoch = LEADER_EPOCH;
             let found = match p.timestamp {
                 LATEST => Ok(Some((-1, offsets.high_watermark))),
-                EARLIEST | EARLIEST_LOCAL => Ok(Some((-1, offsets.log_start_offset))),
+                EARLIEST => {
+                    let remote = broker.remote.as_ref().and_then(|r| r.log_start_offset(log.topic_partition()));
+                    Ok(Some((-1, remote.map_or(offsets.log_start_offset, |r| r.min(offsets.log_start_offset)))))
+                }
+                EARLIEST_LOCAL => Ok(Some((-1, offsets.log_start_offset))),
                 // No tier yet: nothing is pending upload.
                 EARLIEST_PENDING_UPLOAD => Ok(Some((-1, -1))),
                 MAX_TIMESTAMP => log.max_timestamp().map(|o| o.map(|o| (o.timestamp, o.offset))),

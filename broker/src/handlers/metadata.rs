@@ -106,7 +106,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: MetadataReq
                         error_topic(Some(name.clone()), uuid::Uuid::nil(), ResponseError::InvalidTopicException)
                     }
                     None if allow_auto_create => {
-                        match broker.create_topic(&name_str, -1, -1, Default::default(), false) {
+                        match broker.create_topic_blocking(name_str.clone(), -1, -1, Default::default(), false).await {
                             Ok(meta) => describe_topic(broker, &meta, include_ops),
                             // Another request created it between our lookup and create.
                             Err(e) if e.code == ResponseError::TopicAlreadyExists => {

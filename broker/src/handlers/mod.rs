@@ -24,6 +24,7 @@ pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
 pub mod incremental_alter_configs;
+pub mod init_producer_id;
 pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
@@ -78,6 +79,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::DescribeLogDirs, 1, 4),
+    (ApiKey::InitProducerId, 0, 5),
 ];
 
 /// The advertised version range of `key`, if Sluice serves it.
@@ -260,6 +262,7 @@ pub async fn dispatch(broker: &Arc<Broker>, ctx: &RequestContext, body: Bytes, c
         ApiKey::CreatePartitions => call!(create_partitions::handle),
         ApiKey::DeleteRecords => call!(delete_records::handle),
         ApiKey::DescribeLogDirs => call!(describe_log_dirs::handle),
+        ApiKey::InitProducerId => call!(init_producer_id::handle),
         other => Reply::Close(format!("no handler for {other:?}")),
     }
 }

@@ -24,6 +24,7 @@
 
 pub mod groups;
 pub mod http;
+pub mod maintenance;
 pub mod response_errors;
 pub mod storage;
 pub mod throughput;
@@ -73,6 +74,8 @@ pub struct Metrics {
     pub requests: RequestMetrics,
     /// Produce and fetch throughput per topic.
     pub topics: TopicMetrics,
+    /// Log cleaner and retention.
+    pub maintenance: maintenance::MaintenanceMetrics,
     // Future owners add their sub-struct here, e.g. `pub groups: GroupMetrics` (consumer groups:
     // members, rebalances, committed offsets and lag), `pub cleaner: CleanerMetrics`,
     // `pub transactions: TransactionMetrics`, `pub tier: TierMetrics`.
@@ -108,6 +111,7 @@ impl Metrics {
             network: NetworkMetrics::new(&registry),
             requests: RequestMetrics::new(&registry),
             topics: TopicMetrics::new(&registry),
+            maintenance: maintenance::MaintenanceMetrics::new(&registry),
             registry,
             ready: AtomicBool::new(false),
         }

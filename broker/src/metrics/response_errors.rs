@@ -239,3 +239,9 @@ impl ResponseErrorCodes for kafka_protocol::messages::ConsumerGroupDescribeRespo
         }
     }
 }
+
+impl ResponseErrorCodes for kafka_protocol::messages::InitProducerIdResponse {
+    fn for_each_error_code(&self, f: &mut dyn FnMut(i16)) {
+        f(self.error_code)
+    }
+}

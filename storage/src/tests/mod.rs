@@ -4,6 +4,7 @@
 mod cleaner;
 mod model;
 mod offline;
+mod producer;
 mod recovery;
 mod retention;
 mod unit;

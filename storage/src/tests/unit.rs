@@ -437,6 +437,8 @@ fn startup_finishes_deletions_and_removes_leftovers() {
             "00000000000000000000.index",
             "00000000000000000000.log",
             "00000000000000000000.timeindex",
+            // The producer state snapshot the clean shutdown wrote at the log end.
+            "00000000000000000002.snapshot",
             "partition.metadata"
         ]
     );
@@ -449,7 +451,8 @@ fn shutdown_writes_checkpoints_and_marker_which_startup_removes() {
     let dir = tempfile::tempdir().unwrap();
     {
         let (mgr, report) = open(&[dir.path()]);
-        assert_eq!(report.unclean_dirs, [dir.path().to_path_buf()]); // a fresh dir has no marker
+        // A fresh dir has no marker but nothing to recover either: not reported as unclean.
+        assert!(report.unclean_dirs.is_empty());
         let p = mgr.get_or_create(&tp("t", 1), TOPIC_ID, small_config()).unwrap();
         p.append(&[batch(5, 10, 0)], 0).unwrap();
         p.advance_high_watermark(3);
@@ -462,6 +465,11 @@ fn shutdown_writes_checkpoints_and_marker_which_startup_removes() {
     let (mgr, report) = open(&[dir.path()]);
     assert!(report.unclean_dirs.is_empty());
     assert!(!dir.path().join(".kafka_cleanshutdown").exists());
+    drop(mgr);
+    // Without the marker (a crash) and with a partition present, the dir is unclean.
+    let (_mgr, report) = open(&[dir.path()]);
+    assert_eq!(report.unclean_dirs, [dir.path().to_path_buf()]);
+    let (mgr, _) = open(&[dir.path()]);
     let p = mgr.get(&tp("t", 1)).unwrap();
     assert_eq!(p.offsets(), crate::LogOffsets { log_start_offset: 0, high_watermark: 3, log_end_offset: 5 });
     assert_eq!(p.recovery_point(), 5);

@@ -62,7 +62,17 @@ async fn task(broker: Arc<Broker>, rlm: Arc<RemoteLogManager>) {
             if !p.config().remote_storage_enable && rlm.log_start_offset(p.topic_partition()).is_none() {
                 continue;
             }
-            match rlm.sync(&p, now_ms()).await {
+            let result = rlm.sync(&p, now_ms()).await;
+            let m = &broker.metrics.tier;
+            match &result {
+                Ok(stats) => {
+                    m.segments_uploaded.inc_by(stats.segments_uploaded as u64);
+                    m.bytes_uploaded.inc_by(stats.bytes_uploaded);
+                    m.remote_segments_deleted.inc_by(stats.remote_segments_deleted as u64);
+                }
+                Err(_) => m.errors.with_label_values(&["upload"]).inc(),
+            }
+            match result {
                 Ok(stats) if stats != Default::default() => {
                     tracing::debug!(topic = %p.topic_partition().topic, partition = p.topic_partition().partition, ?stats, "remote log manager round");
                 }

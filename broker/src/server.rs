@@ -180,6 +180,13 @@ pub async fn start(config: Config) -> anyhow::Result<BrokerHandle> {
     if let Err(e) = broker
         .metrics
         .registry()
+        .register(Box::new(crate::metrics::tier::PartitionStateCollector::new(Arc::downgrade(&broker))))
+    {
+        tracing::warn!(error = %e, "tier and producer metrics unavailable");
+    }
+    if let Err(e) = broker
+        .metrics
+        .registry()
         .register(Box::new(crate::metrics::groups::GroupCollector::new(Arc::downgrade(&broker))))
     {
         tracing::warn!(error = %e, "group metrics unavailable");

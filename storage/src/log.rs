@@ -820,6 +820,11 @@ impl Partition {
         total
     }
 
+    /// Idempotent producers whose state this partition keeps (for metrics).
+    pub fn producer_count(&self) -> usize {
+        self.lock().producer_state.len()
+    }
+
     /// The last offset committed remotely as last reported, or -1.
     pub fn highest_remote_offset(&self) -> i64 {
         self.lock().highest_remote_offset

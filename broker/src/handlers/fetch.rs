@@ -125,14 +125,19 @@ async fn remote_reads(
             && st.fetch_offset >= remote_start;
         if below_local {
             let part_max = (st.max_bytes.max(0) as usize).min(remaining.max(1));
-            match rlm.read(tp, st.fetch_offset, part_max, read.high_watermark).await {
+            let started = std::time::Instant::now();
+            let result = rlm.read(tp, st.fetch_offset, part_max, read.high_watermark).await;
+            broker.metrics.tier.fetch_seconds.observe(started.elapsed().as_secs_f64());
+            match result {
                 Ok(Some(records)) => {
+                    broker.metrics.tier.fetch_bytes.inc_by(records.len() as u64);
                     remaining = remaining.saturating_sub(records.len());
                     read.error = None;
                     read.records = records;
                 }
                 Ok(None) => {}
                 Err(error) => {
+                    broker.metrics.tier.errors.with_label_values(&["fetch"]).inc();
                     tracing::warn!(topic = %tp.topic, partition = tp.partition, offset = st.fetch_offset, %error, "remote fetch failed");
                     read.error = Some(ResponseError::KafkaStorageError);
                 }

@@ -28,6 +28,7 @@ pub mod maintenance;
 pub mod response_errors;
 pub mod storage;
 pub mod throughput;
+pub mod tier;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -76,6 +77,8 @@ pub struct Metrics {
     pub topics: TopicMetrics,
     /// Log cleaner and retention.
     pub maintenance: maintenance::MaintenanceMetrics,
+    /// The remote tier: uploads, remote fetches, errors.
+    pub tier: tier::TierMetrics,
     // Future owners add their sub-struct here, e.g. `pub groups: GroupMetrics` (consumer groups:
     // members, rebalances, committed offsets and lag), `pub cleaner: CleanerMetrics`,
     // `pub transactions: TransactionMetrics`, `pub tier: TierMetrics`.
@@ -112,6 +115,7 @@ impl Metrics {
             requests: RequestMetrics::new(&registry),
             topics: TopicMetrics::new(&registry),
             maintenance: maintenance::MaintenanceMetrics::new(&registry),
+            tier: tier::TierMetrics::new(&registry),
             registry,
             ready: AtomicBool::new(false),
         }

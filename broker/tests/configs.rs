@@ -14,20 +14,7 @@ const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
 
 async fn create(c: &mut Client, topic: &str, partitions: i32, configs: &[(&str, &str)]) -> i16 {
-    let mut req = CreateTopicsRequest::default();
-    let mut t = create_topics_request::CreatableTopic::default();
-    t.name = name(topic);
-    t.num_partitions = partitions;
-    t.replication_factor = 1;
-    for (k, v) in configs {
-        let mut cfg = create_topics_request::CreatableTopicConfig::default();
-        cfg.name = StrBytes::from_string(k.to_string());
-        cfg.value = Some(StrBytes::from_string(v.to_string()));
-        t.configs.push(cfg);
-    }
-    req.topics.push(t);
-    let r: CreateTopicsResponse = c.call(ApiKey::CreateTopics, 7, &req).await;
-    r.topics[0].error_code
+    common::create_topic(c, topic, partitions, configs).await.topics[0].error_code
 }
 
 /// (error code, message) of one IncrementalAlterConfigs resource with `ops` = (key, op, value).

@@ -13,14 +13,7 @@ fn gid(s: &str) -> GroupId {
 }
 
 async fn create(c: &mut Client, topic: &str) {
-    let mut req = CreateTopicsRequest::default();
-    let mut t = create_topics_request::CreatableTopic::default();
-    t.name = name(topic);
-    t.num_partitions = 2;
-    t.replication_factor = 1;
-    req.topics.push(t);
-    let r: CreateTopicsResponse = c.call(ApiKey::CreateTopics, 7, &req).await;
-    assert_eq!(r.topics[0].error_code, 0);
+    assert_eq!(common::create_topic(c, topic, 2, &[]).await.topics[0].error_code, 0);
 }
 
 async fn commit(c: &mut Client, group: &str, topic: &str, offset: i64, generation: i32, member: &str) -> i16 {

@@ -5,20 +5,13 @@
 mod common;
 
 use bytes::Bytes;
-use common::{connect, name, now_ms, start_broker, Client};
+use common::{connect, now_ms, start_broker, Client};
 use kafka_protocol::messages::*;
 use sluice_protocol::batch::{BatchIter, RecordBatch};
 use sluice_protocol::records::{BatchBuilder, Record};
 
 async fn create(c: &mut Client, topic: &str) {
-    let mut req = CreateTopicsRequest::default();
-    let mut t = create_topics_request::CreatableTopic::default();
-    t.name = name(topic);
-    t.num_partitions = 1;
-    t.replication_factor = 1;
-    req.topics.push(t);
-    let r: CreateTopicsResponse = c.call(ApiKey::CreateTopics, 7, &req).await;
-    assert_eq!(r.topics[0].error_code, 0);
+    assert_eq!(common::create_topic(c, topic, 1, &[]).await.topics[0].error_code, 0);
 }
 
 async fn init_producer_id(c: &mut Client, pid: i64, epoch: i16) -> (i64, i16) {
@@ -53,33 +46,14 @@ fn idempotent_batch(pid: i64, epoch: i16, base_sequence: i32, values: &[&str]) -
 }
 
 async fn produce(c: &mut Client, topic: &str, records: Bytes) -> (i16, i64) {
-    let mut req = ProduceRequest::default();
-    req.acks = -1;
-    req.timeout_ms = 5000;
-    let mut td = produce_request::TopicProduceData::default();
-    td.name = name(topic);
-    let mut pd = produce_request::PartitionProduceData::default();
-    pd.index = 0;
-    pd.records = Some(records);
-    td.partition_data.push(pd);
-    req.topic_data.push(td);
-    let r: ProduceResponse = c.call(ApiKey::Produce, 9, &req).await;
+    let r: ProduceResponse = c.call(ApiKey::Produce, 9, &common::produce_request(topic, 0, records, -1)).await;
     let p = &r.responses[0].partition_responses[0];
     (p.error_code, p.base_offset)
 }
 
 /// Every record value in the partition, in offset order, with its offset.
 async fn fetch_all(c: &mut Client, topic: &str) -> Vec<(i64, String)> {
-    let mut req = FetchRequest::default();
-    req.replica_id = BrokerId(-1);
-    req.max_bytes = 1 << 20;
-    req.session_epoch = -1;
-    let mut ft = fetch_request::FetchTopic::default();
-    ft.topic = name(topic);
-    let mut fp = fetch_request::FetchPartition::default();
-    fp.partition_max_bytes = 1 << 20;
-    ft.partitions.push(fp);
-    req.topics.push(ft);
+    let req = common::fetch_request(topic, 0, 0, 0, 1 << 20, 1 << 20);
     let r: FetchResponse = c.call(ApiKey::Fetch, 12, &req).await;
     let p = &r.responses[0].partitions[0];
     assert_eq!(p.error_code, 0);

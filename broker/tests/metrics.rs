@@ -51,44 +51,17 @@ async fn start(dir: &std::path::Path, extra: &[(&str, &str)]) -> sluice::BrokerH
 }
 
 async fn create(c: &mut Client, topic: &str, partitions: i32) -> CreateTopicsResponse {
-    let mut req = CreateTopicsRequest::default();
-    let mut t = create_topics_request::CreatableTopic::default();
-    t.name = name(topic);
-    t.num_partitions = partitions;
-    t.replication_factor = 1;
-    req.topics.push(t);
-    c.call(ApiKey::CreateTopics, 7, &req).await
+    common::create_topic(c, topic, partitions, &[]).await
 }
 
 async fn produce(c: &mut Client, topic: &str, partition: i32, records: Bytes) -> i16 {
-    let mut req = ProduceRequest::default();
-    req.acks = -1;
-    req.timeout_ms = 5000;
-    let mut td = produce_request::TopicProduceData::default();
-    td.name = name(topic);
-    let mut pd = produce_request::PartitionProduceData::default();
-    pd.index = partition;
-    pd.records = Some(records);
-    td.partition_data.push(pd);
-    req.topic_data.push(td);
-    let r: ProduceResponse = c.call(ApiKey::Produce, 12, &req).await;
+    let r: ProduceResponse = c.call(ApiKey::Produce, 12, &common::produce_request(topic, partition, records, -1)).await;
     r.responses[0].partition_responses[0].error_code
 }
 
 async fn fetch(c: &mut Client, topic: &str, offset: i64) -> usize {
-    let mut req = FetchRequest::default();
-    req.replica_id = BrokerId(-1);
-    req.max_wait_ms = 0;
-    req.max_bytes = 1 << 20;
-    req.session_epoch = -1;
-    let mut ft = fetch_request::FetchTopic::default();
-    ft.topic = name(topic);
-    let mut fp = fetch_request::FetchPartition::default();
-    fp.fetch_offset = offset;
-    fp.partition_max_bytes = 1 << 20;
-    ft.partitions.push(fp);
-    req.topics.push(ft);
-    let r: FetchResponse = c.call(ApiKey::Fetch, 12, &req).await;
+    let r: FetchResponse =
+        c.call(ApiKey::Fetch, 12, &common::fetch_request(topic, offset, 0, 0, 1 << 20, 1 << 20)).await;
     assert_eq!(r.responses[0].partitions[0].error_code, 0);
     r.responses[0].partitions[0].records.as_ref().map_or(0, |b| b.len())
 }

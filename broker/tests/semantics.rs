@@ -17,33 +17,11 @@ use sluice_protocol::compression::Compression;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn create(c: &mut Client, topic: &str, partitions: i32, configs: &[(&str, &str)]) -> CreateTopicsResponse {
-    let mut req = CreateTopicsRequest::default();
-    let mut t = create_topics_request::CreatableTopic::default();
-    t.name = name(topic);
-    t.num_partitions = partitions;
-    t.replication_factor = 1;
-    for (k, v) in configs {
-        let mut cfg = create_topics_request::CreatableTopicConfig::default();
-        cfg.name = StrBytes::from_string(k.to_string());
-        cfg.value = Some(StrBytes::from_string(v.to_string()));
-        t.configs.push(cfg);
-    }
-    req.topics.push(t);
-    c.call(ApiKey::CreateTopics, 7, &req).await
+    common::create_topic(c, topic, partitions, configs).await
 }
 
 fn produce_req(topic: &str, partition: i32, records: Bytes, acks: i16) -> ProduceRequest {
-    let mut req = ProduceRequest::default();
-    req.acks = acks;
-    req.timeout_ms = 5000;
-    let mut td = produce_request::TopicProduceData::default();
-    td.name = name(topic);
-    let mut pd = produce_request::PartitionProduceData::default();
-    pd.index = partition;
-    pd.records = Some(records);
-    td.partition_data.push(pd);
-    req.topic_data.push(td);
-    req
+    common::produce_request(topic, partition, records, acks)
 }
 
 async fn produce(
@@ -64,20 +42,7 @@ fn fetch_req(
     partition_max: i32,
     max_bytes: i32,
 ) -> FetchRequest {
-    let mut req = FetchRequest::default();
-    req.replica_id = BrokerId(-1);
-    req.max_wait_ms = max_wait_ms;
-    req.min_bytes = min_bytes;
-    req.max_bytes = max_bytes;
-    req.session_epoch = -1;
-    let mut ft = fetch_request::FetchTopic::default();
-    ft.topic = name(topic);
-    let mut fp = fetch_request::FetchPartition::default();
-    fp.fetch_offset = offset;
-    fp.partition_max_bytes = partition_max;
-    ft.partitions.push(fp);
-    req.topics.push(ft);
-    req
+    common::fetch_request(topic, offset, max_wait_ms, min_bytes, partition_max, max_bytes)
 }
 
 fn batches(p: &fetch_response::PartitionData) -> Vec<RecordBatch> {

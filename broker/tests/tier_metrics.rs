@@ -7,9 +7,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{connect, name, now_ms, start_broker, Client};
+use common::{connect, now_ms, start_broker, Client};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::StrBytes;
 use sluice_protocol::batch::BatchIter;
 use sluice_protocol::records::{BatchBuilder, Record};
 
@@ -33,17 +32,7 @@ fn batch(pid: i64, seq: i32, n: usize) -> Bytes {
 }
 
 async fn fetch_from(c: &mut Client, topic: &str, offset: i64) -> (i16, Vec<i64>) {
-    let mut req = FetchRequest::default();
-    req.replica_id = BrokerId(-1);
-    req.max_bytes = 1 << 20;
-    req.session_epoch = -1;
-    let mut ft = fetch_request::FetchTopic::default();
-    ft.topic = name(topic);
-    let mut fp = fetch_request::FetchPartition::default();
-    fp.fetch_offset = offset;
-    fp.partition_max_bytes = 1 << 20;
-    ft.partitions.push(fp);
-    req.topics.push(ft);
+    let req = common::fetch_request(topic, offset, 0, 0, 1 << 20, 1 << 20);
     let r: FetchResponse = c.call(ApiKey::Fetch, 12, &req).await;
     let p = &r.responses[0].partitions[0];
     let bases =
@@ -65,24 +54,13 @@ async fn uploads_remote_reads_lag_and_producers_are_counted() {
     )
     .await;
     let mut c = connect(&broker).await;
-    let mut req = CreateTopicsRequest::default();
-    let mut t = create_topics_request::CreatableTopic::default();
-    t.name = name("tm");
-    t.num_partitions = 1;
-    t.replication_factor = 1;
-    for (k, v) in [
+    let configs = [
         ("remote.storage.enable", "true"),
         ("segment.bytes", "4096"),
         ("local.retention.ms", "300"),
         ("file.delete.delay.ms", "0"),
-    ] {
-        let mut cfg = create_topics_request::CreatableTopicConfig::default();
-        cfg.name = StrBytes::from_static_str(k);
-        cfg.value = Some(StrBytes::from_static_str(v));
-        t.configs.push(cfg);
-    }
-    req.topics.push(t);
-    let r: CreateTopicsResponse = c.call(ApiKey::CreateTopics, 7, &req).await;
+    ];
+    let r = common::create_topic(&mut c, "tm", 1, &configs).await;
     assert_eq!(r.topics[0].error_code, 0);
     let r: InitProducerIdResponse = c
         .call(ApiKey::InitProducerId, 4, &{
@@ -96,15 +74,7 @@ async fn uploads_remote_reads_lag_and_producers_are_counted() {
     assert_eq!(r.error_code, 0);
     let pid = r.producer_id.0;
     for i in 0..40 {
-        let mut req = ProduceRequest::default();
-        req.acks = -1;
-        req.timeout_ms = 5000;
-        let mut td = produce_request::TopicProduceData::default();
-        td.name = name("tm");
-        let mut pd = produce_request::PartitionProduceData::default();
-        pd.records = Some(batch(pid, i * 5, 5));
-        td.partition_data.push(pd);
-        req.topic_data.push(td);
+        let req = common::produce_request("tm", 0, batch(pid, i * 5, 5), -1);
         let r: ProduceResponse = c.call(ApiKey::Produce, 9, &req).await;
         assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
     }

@@ -4,6 +4,10 @@ A topic with remote.storage.enable=true, 4 KiB segments and local.retention.ms=5
 segments appear in the bucket under deterministic keys, local segment files go away, and a
 librdkafka consumer from offset 0 reads every record in order. With the S3 server stopped, produce
 and local consume keep working; when it is back, uploads catch up.
+
+A second test: offsets_for_times below the local log start is answered from the remote time
+indexes; DeleteRecords below the local log start deletes the objects of the segments wholly below
+it and moves the low watermark; deleting the topic deletes every object it had in the bucket.
 """
 
 import os
@@ -166,3 +170,66 @@ def object_keys_safe(s3):
         return object_keys(s3)
     except Exception:  # the server is down
         return []
+
+
+def test_time_lookup_delete_records_and_topic_deletion_on_s3(tmp_path, monkeypatch, topic):
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    moto = start_moto(port)
+    broker = None
+    try:
+        for k, v in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": "us-east-1",
+                     "AWS_ENDPOINT_URL": endpoint, "AWS_ALLOW_HTTP": "true"}.items():
+            monkeypatch.setenv(k, v)
+        s3 = s3_client(endpoint)
+        s3.create_bucket(Bucket=BUCKET)
+        broker = Broker(tmp_path / "data", tmp_path / "broker.log", {
+            "remote.log.storage.system.enable": "true",
+            "remote.log.storage.url": f"s3://{BUCKET}/{PREFIX}",
+            "remote.log.manager.task.interval.ms": "200",
+            "log.retention.check.interval.ms": "200",
+        }).start()
+        admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+        fs = admin.create_topics([NewTopic(topic, 1, 1, config={
+            "remote.storage.enable": "true", "segment.bytes": "4096",
+            "local.retention.ms": "500", "file.delete.delay.ms": "0"})])
+        fs[topic].result(30)
+
+        # Record i has timestamp t0 + 10 * i (recent: retention.ms must not delete them).
+        t0 = int(time.time() * 1000) - 60_000
+        p = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 5})
+        for chunk in range(0, 300, 20):
+            for i in range(chunk, chunk + 20):
+                p.produce(topic, value=f"record-{i:05}-{'x' * 100}".encode(), partition=0, timestamp=t0 + 10 * i)
+            assert p.flush(30) == 0
+        wait_for("local segments deleted", lambda: len(local_logs(broker.data_dir, topic)) <= 2)
+        local_start = int(local_logs(broker.data_dir, topic)[0][:20])
+        assert local_start > 100, local_start
+
+        c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "tiered-" + topic})
+        for ts, want in [(t0, 0), (t0 + 10 * 37, 37), (t0 + 10 * 37 - 5, 37), (t0 + 10 * 299, 299)]:
+            got = c.offsets_for_times([TopicPartition(topic, 0, ts)], timeout=10)[0]
+            assert got.error is None and got.offset == want, (ts, got)
+
+        keys = object_keys(s3)
+        topic_id = sorted(k for k in keys if k.endswith(".log"))[0].split("/")[1]
+        bases = sorted(int(k.rsplit("/", 1)[1][:20]) for k in keys if k.endswith(".log"))
+        target = bases[3] + 2
+        assert target < local_start
+        res = admin.delete_records([TopicPartition(topic, 0, target)])
+        low = list(res.values())[0].result(30)
+        assert low.low_watermark == target, low
+        wait_for("remote segments below the new start deleted", lambda: sorted(
+            int(k.rsplit("/", 1)[1][:20]) for k in object_keys(s3) if k.endswith(".log"))[0] == bases[3])
+        assert c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)[0] == target
+        c.close()
+
+        admin.delete_topics([topic])[topic].result(30)
+        wait_for("the deleted topic's objects gone", lambda: not [k for k in object_keys(s3) if f"/{topic_id}/" in k])
+        pending = Path(broker.data_dir) / "remote-log-pending-deletions.json"
+        wait_for("pending deletion record dropped", lambda: topic_id not in pending.read_text())
+    finally:
+        if broker is not None:
+            code = broker.stop()
+            assert code == 0, broker.log()
+        stop_moto(moto)

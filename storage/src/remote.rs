@@ -1,9 +1,10 @@
 //! What the local log needs from a remote (tiered) storage tier, KIP-405's `RemoteStorageManager`
 //! and `RemoteLogMetadataManager` reduced to what Sluice uses: the [`RemoteTier`] trait (copy a
-//! rolled segment with its indexes and producer snapshot, range-read a remote segment, delete
-//! one, list what the store holds), the [`RemoteLogSegmentMetadata`] of one remote segment, and
-//! the durable per-partition metadata file ([`RemoteLogMetadataFile`],
-//! `<partition dir>/remote-log-segments.json`).
+//! rolled segment with its indexes, producer snapshot and transaction index, range-read a remote
+//! segment, delete one, list what the store holds), the [`RemoteLogSegmentMetadata`] of one
+//! remote segment, and the durable per-partition metadata file ([`RemoteLogMetadataFile`],
+//! `<partition dir>/remote-log-segments.json`: the segment list and the log start offset
+//! DeleteRecords set, below which nothing is read and whole segments are deleted).
 //!
 //! Invariants: a segment appears in the metadata file as `CopySegmentFinished` only after every
 //! one of its objects is uploaded (the file is replaced atomically, so a crash leaves either the
@@ -73,11 +74,14 @@ pub struct RemoteLogSegmentMetadata {
     /// Whether a producer snapshot was uploaded with the segment.
     #[serde(default)]
     pub has_producer_snapshot: bool,
+    /// Whether a transaction index (`.txnindex`) was uploaded with the segment.
+    #[serde(default)]
+    pub has_transaction_index: bool,
 }
 
 impl RemoteLogSegmentMetadata {
     /// The object key stem `<topic id>/<partition>/<20-digit base offset>-<segment id>`; files
-    /// add `.log`, `.index`, `.timeindex`, `.snapshot`, `.json`.
+    /// add `.log`, `.index`, `.timeindex`, `.snapshot`, `.txnindex`, `.json`.
     pub fn key_stem(&self) -> String {
         format!("{}/{}/{:020}-{}", self.topic_id, self.partition, self.base_offset, self.segment_id)
     }
@@ -89,7 +93,10 @@ pub struct SegmentFiles {
     pub log: PathBuf,
     pub offset_index: PathBuf,
     pub time_index: PathBuf,
+    /// The producer-state snapshot taken at the segment's end offset + 1, when one is kept.
     pub producer_snapshot: Option<PathBuf>,
+    /// The segment's aborted-transaction index, when it has one.
+    pub transaction_index: Option<PathBuf>,
 }
 
 /// A rolled local segment that may be copied to the remote tier.
@@ -109,6 +116,7 @@ pub enum RemoteFileKind {
     OffsetIndex,
     TimeIndex,
     ProducerSnapshot,
+    TransactionIndex,
     /// The segment's metadata, written last: its presence marks a complete upload in the store.
     Manifest,
 }
@@ -120,6 +128,7 @@ impl RemoteFileKind {
             RemoteFileKind::OffsetIndex => ".index",
             RemoteFileKind::TimeIndex => ".timeindex",
             RemoteFileKind::ProducerSnapshot => ".snapshot",
+            RemoteFileKind::TransactionIndex => ".txnindex",
             RemoteFileKind::Manifest => ".json",
         }
     }
@@ -174,6 +183,11 @@ pub struct RemoteListing {
 pub struct RemoteLogMetadataFile {
     /// Sorted by base offset.
     pub segments: Vec<RemoteLogSegmentMetadata>,
+    /// The log start offset DeleteRecords set (0 when never moved): offsets below it are gone
+    /// even where a remote segment still holds them, and segments wholly below it are deleted by
+    /// the remote log manager (at its next round, or after a restart).
+    #[serde(default)]
+    pub log_start_offset_floor: i64,
 }
 
 impl RemoteLogMetadataFile {
@@ -212,9 +226,19 @@ impl RemoteLogMetadataFile {
         self.committed().map(|s| s.end_offset).max().unwrap_or(-1)
     }
 
-    /// First offset held remotely, if any.
+    /// First offset held remotely and not deleted by DeleteRecords, if any.
     pub fn log_start_offset(&self) -> Option<i64> {
-        self.committed().map(|s| s.base_offset).min()
+        self.readable().map(|s| s.base_offset.max(self.log_start_offset_floor)).min()
+    }
+
+    /// Committed segments holding data at or above the floor, oldest first.
+    pub fn readable(&self) -> impl Iterator<Item = &RemoteLogSegmentMetadata> {
+        self.committed().filter(|s| s.end_offset >= self.log_start_offset_floor)
+    }
+
+    /// Committed segments wholly below the floor: to delete.
+    pub fn below_floor(&self) -> impl Iterator<Item = &RemoteLogSegmentMetadata> {
+        self.committed().filter(|s| s.end_offset < self.log_start_offset_floor)
     }
 
     /// Total bytes held remotely.
@@ -222,8 +246,11 @@ impl RemoteLogMetadataFile {
         self.committed().map(|s| s.size_bytes).sum()
     }
 
-    /// The committed segment holding `offset`.
+    /// The committed segment holding `offset` (none below the floor).
     pub fn segment_for(&self, offset: i64) -> Option<&RemoteLogSegmentMetadata> {
+        if offset < self.log_start_offset_floor {
+            return None;
+        }
         self.committed().find(|s| s.base_offset <= offset && offset <= s.end_offset)
     }
 }
@@ -243,6 +270,7 @@ mod tests {
             segment_id: "0123456789abcdef0123456789abcdef".into(),
             state,
             has_producer_snapshot: false,
+            has_transaction_index: false,
         }
     }
 
@@ -256,6 +284,7 @@ mod tests {
                 meta(10, 19, RemoteSegmentState::CopySegmentFinished),
                 meta(20, 29, RemoteSegmentState::CopySegmentStarted),
             ],
+            log_start_offset_floor: 0,
         };
         file.store(dir.path()).unwrap();
         let loaded = RemoteLogMetadataFile::load(dir.path()).unwrap().unwrap();
@@ -269,5 +298,30 @@ mod tests {
             meta(10, 19, RemoteSegmentState::CopySegmentFinished).key_stem(),
             "AAAAAAAAAAAAAAAAAAAAAA/3/00000000000000000010-0123456789abcdef0123456789abcdef"
         );
+    }
+
+    #[test]
+    fn the_delete_records_floor_hides_and_dooms_segments_below_it() {
+        let mut file = RemoteLogMetadataFile {
+            segments: vec![
+                meta(0, 9, RemoteSegmentState::CopySegmentFinished),
+                meta(10, 19, RemoteSegmentState::CopySegmentFinished),
+                meta(20, 29, RemoteSegmentState::CopySegmentFinished),
+            ],
+            log_start_offset_floor: 0,
+        };
+        assert_eq!(file.log_start_offset(), Some(0));
+        file.log_start_offset_floor = 15;
+        assert_eq!(file.log_start_offset(), Some(15));
+        assert_eq!(file.below_floor().map(|s| s.base_offset).collect::<Vec<_>>(), vec![0]);
+        assert_eq!(file.readable().map(|s| s.base_offset).collect::<Vec<_>>(), vec![10, 20]);
+        assert!(file.segment_for(12).is_none(), "below the floor");
+        assert_eq!(file.segment_for(15).map(|s| s.base_offset), Some(10));
+        file.log_start_offset_floor = 30;
+        assert_eq!(file.log_start_offset(), None);
+        assert_eq!(file.below_floor().count(), 3);
+        // Files written before the floor existed load with floor 0.
+        let old = br#"{"segments":[]}"#;
+        assert_eq!(serde_json::from_slice::<RemoteLogMetadataFile>(old).unwrap().log_start_offset_floor, 0);
     }
 }

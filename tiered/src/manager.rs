@@ -14,28 +14,62 @@
 //!   deleting the oldest remote segments (`DeleteSegmentStarted` first, so a crash mid-delete
 //!   finishes the delete at the next load);
 //! - serves reads below the local log start offset: finds the remote segment, looks the offset
-//!   up in its (cached, bounded) remote offset index and range-reads whole batches.
+//!   up in its (cached, bounded) remote offset index and range-reads whole batches;
+//! - answers ListOffsets by timestamp below the local log start from the remote time indexes
+//!   (cached, bounded), as Kafka's `findOffsetByTimestamp` does;
+//! - DeleteRecords on a tiered partition: the new log start offset is committed durably in the
+//!   metadata file (`log_start_offset_floor`), then the segments wholly below it are deleted
+//!   (`DeleteSegmentStarted` first), at once or — after a crash — at the next round;
+//! - topic deletion: a durable record of the deleted topic id
+//!   (`<state dir>/remote-log-pending-deletions.json`) is written before the topic's metadata is
+//!   deleted, and every object of its partitions is deleted afterwards, resumed after a restart.
+//!   A record whose topic still exists (the deletion failed, or the broker crashed before it)
+//!   is dropped, never acted on.
 //!
-//! Thread-safety: one sync at a time per partition (an async mutex per partition); reads only
-//! take short `std` mutex sections to copy metadata and never wait on a sync.
+//! Every write of a metadata file runs on a blocking thread (`spawn_blocking`): it fsyncs.
+//!
+//! Thread-safety: one sync at a time per partition (an async mutex per partition); metadata file
+//! writes of one partition are serialized by a `std` mutex held only on the blocking thread;
+//! reads only take short `std` mutex sections to copy metadata and never wait on a sync.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::{Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
+use sluice_protocol::batch::{RecordBatch, TimestampType};
 use sluice_storage::layout::encode_topic_id;
 use sluice_storage::remote::{
     RemoteFileKind, RemoteLogMetadataFile, RemoteLogSegmentMetadata, RemoteSegmentState, RemoteStorageError, RemoteTier,
 };
-use sluice_storage::{Partition, TopicPartition};
+use sluice_storage::{Partition, TimestampOffset, TopicPartition};
 
-/// Most remote offset indexes kept in memory.
+/// Most remote offset indexes kept in memory (and, separately, most remote time indexes).
 const INDEX_CACHE_ENTRIES_MAX: usize = 256;
+/// Bytes of a remote segment read per range read while scanning for a timestamp.
+const TIME_SCAN_CHUNK_BYTES: u64 = 1 << 20;
+/// Largest decompressed batch decoded while scanning for a timestamp.
+const DECOMPRESSED_BATCH_BYTES_MAX: usize = 256 << 20;
+/// File (in the manager's state dir) of topic deletions whose remote data is not yet deleted.
+pub const PENDING_DELETIONS_FILE: &str = "remote-log-pending-deletions.json";
 /// Bytes read past `max_bytes` in one range read, so the batch that crosses the limit is whole.
 const READ_SLACK_BYTES: u64 = 64 << 10;
 /// Size of a record batch header up to and including `last_offset_delta`.
 const BATCH_HEADER_PREFIX: usize = 27;
+
+/// A deleted topic whose remote objects are still to be deleted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingTopicDeletion {
+    /// Kafka's base64url topic id (the first component of its object keys).
+    pub topic_id: String,
+    pub partitions: i32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct PendingDeletionsFile {
+    topics: Vec<PendingTopicDeletion>,
+}
 
 /// What one [`RemoteLogManager::sync`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -57,19 +91,56 @@ pub enum UploadCrashPoint {
 
 /// A remote segment's offset index as `(offset, position)` pairs, by segment id.
 type OffsetIndexEntries = Arc<Vec<(i64, u64)>>;
+/// A remote segment's time index as `(timestamp, offset)` pairs, by segment id.
+type TimeIndexEntries = Arc<Vec<(i64, i64)>>;
 
 struct PartitionRemote {
     sync_lock: tokio::sync::Mutex<()>,
+    /// Held (on a blocking thread) while the metadata file is written: one writer at a time.
+    commit_lock: Mutex<()>,
     metadata: Mutex<RemoteLogMetadataFile>,
     dir: PathBuf,
+    /// A re-created topic of the same name has the same dir but another id.
+    topic_id: String,
+}
+
+/// A bounded map of parsed remote indexes by segment id (cleared when full).
+struct IndexCache<T>(Mutex<HashMap<String, T>>);
+
+impl<T: Clone> IndexCache<T> {
+    fn get(&self, segment_id: &str) -> Option<T> {
+        lock(&self.0).get(segment_id).cloned()
+    }
+
+    fn insert(&self, segment_id: &str, value: T) {
+        let mut cache = lock(&self.0);
+        if cache.len() >= INDEX_CACHE_ENTRIES_MAX {
+            cache.clear();
+        }
+        cache.insert(segment_id.to_string(), value);
+    }
+
+    fn remove(&self, segment_id: &str) {
+        lock(&self.0).remove(segment_id);
+    }
 }
 
 /// See the module docs.
 pub struct RemoteLogManager {
     tier: Arc<dyn RemoteTier>,
     partitions: Mutex<HashMap<TopicPartition, Arc<PartitionRemote>>>,
-    index_cache: Mutex<HashMap<String, OffsetIndexEntries>>,
+    /// Serializes the loading of partition states, so two callers never load one twice.
+    load_lock: tokio::sync::Mutex<()>,
+    index_cache: IndexCache<OffsetIndexEntries>,
+    time_index_cache: IndexCache<TimeIndexEntries>,
     crash_point: Option<UploadCrashPoint>,
+    /// Where the pending topic deletions file lives; `None` keeps them in memory only.
+    state_dir: Option<PathBuf>,
+    /// The pending topic deletions (mirrors the file); the lock is held while the file is written.
+    pending: Mutex<PendingDeletionsFile>,
+    /// Topic ids whose deletion is under way right now (recorded, metadata not yet deleted).
+    deletions_in_flight: Mutex<HashMap<String, usize>>,
+    deletion_wakeup: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for RemoteLogManager {
@@ -86,9 +157,48 @@ fn new_segment_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
+fn join_err(e: tokio::task::JoinError) -> RemoteStorageError {
+    RemoteStorageError::Store { key: String::new(), reason: format!("blocking task failed: {e}") }
+}
+
+/// Runs file work on a blocking thread.
+async fn blocking<R: Send + 'static>(
+    f: impl FnOnce() -> Result<R, RemoteStorageError> + Send + 'static,
+) -> Result<R, RemoteStorageError> {
+    tokio::task::spawn_blocking(f).await.map_err(join_err)?
+}
+
 impl RemoteLogManager {
     pub fn new(tier: Arc<dyn RemoteTier>) -> Self {
-        Self { tier, partitions: Mutex::default(), index_cache: Mutex::default(), crash_point: None }
+        Self {
+            tier,
+            partitions: Mutex::default(),
+            load_lock: tokio::sync::Mutex::new(()),
+            index_cache: IndexCache(Mutex::default()),
+            time_index_cache: IndexCache(Mutex::default()),
+            crash_point: None,
+            state_dir: None,
+            pending: Mutex::default(),
+            deletions_in_flight: Mutex::default(),
+            deletion_wakeup: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Keeps pending topic deletions durable in `dir` (the broker's first log dir), loading
+    /// those a previous run left unfinished.
+    pub fn with_state_dir(mut self, dir: PathBuf) -> Result<Self, RemoteStorageError> {
+        let path = dir.join(PENDING_DELETIONS_FILE);
+        let pending = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| RemoteStorageError::Io {
+                path: path.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => PendingDeletionsFile::default(),
+            Err(source) => return Err(RemoteStorageError::Io { path, source }),
+        };
+        self.pending = Mutex::new(pending);
+        self.state_dir = Some(dir);
+        Ok(self)
     }
 
     /// A manager whose uploads stop at `point` with an error, as if the process died there.
@@ -104,10 +214,15 @@ impl RemoteLogManager {
     async fn state(&self, partition: &Partition, topic_id: &str) -> Result<Arc<PartitionRemote>, RemoteStorageError> {
         let tp = partition.topic_partition().clone();
         let dir = partition.dir();
-        if let Some(s) = lock(&self.partitions).get(&tp).filter(|s| s.dir == dir) {
+        if let Some(s) = lock(&self.partitions).get(&tp).filter(|s| s.dir == dir && s.topic_id == topic_id) {
             return Ok(s.clone());
         }
-        let mut file = match RemoteLogMetadataFile::load(&dir)? {
+        let _one_load = self.load_lock.lock().await;
+        if let Some(s) = lock(&self.partitions).get(&tp).filter(|s| s.dir == dir && s.topic_id == topic_id) {
+            return Ok(s.clone());
+        }
+        let load_dir = dir.clone();
+        let mut file = match blocking(move || RemoteLogMetadataFile::load(&load_dir)).await? {
             Some(f) => f,
             None => {
                 // No local metadata: rebuild from the store, dropping incomplete uploads.
@@ -116,11 +231,12 @@ impl RemoteLogManager {
                     self.tier.delete_stem(stem).await?;
                     tracing::info!(topic = %tp.topic, partition = tp.partition, key = %stem, "deleted orphaned remote objects");
                 }
-                let file = RemoteLogMetadataFile { segments: listing.complete };
+                let file = RemoteLogMetadataFile { segments: listing.complete, log_start_offset_floor: 0 };
                 if !file.segments.is_empty() {
                     tracing::info!(topic = %tp.topic, partition = tp.partition, segments = file.segments.len(), "rebuilt remote log metadata from the store");
                 }
-                file.store(&dir)?;
+                let (f, d) = (file.clone(), dir.clone());
+                blocking(move || f.store(&d)).await?;
                 file
             }
         };
@@ -132,11 +248,17 @@ impl RemoteLogManager {
         }
         if !leftovers.is_empty() {
             file.segments.retain(|s| s.state == RemoteSegmentState::CopySegmentFinished);
-            file.store(&dir)?;
+            let (f, d) = (file.clone(), dir.clone());
+            blocking(move || f.store(&d)).await?;
         }
         partition.set_highest_remote_offset(file.highest_offset());
-        let state =
-            Arc::new(PartitionRemote { sync_lock: tokio::sync::Mutex::new(()), metadata: Mutex::new(file), dir });
+        let state = Arc::new(PartitionRemote {
+            sync_lock: tokio::sync::Mutex::new(()),
+            commit_lock: Mutex::new(()),
+            metadata: Mutex::new(file),
+            dir,
+            topic_id: topic_id.to_string(),
+        });
         lock(&self.partitions).insert(tp, state.clone());
         Ok(state)
     }
@@ -167,9 +289,11 @@ impl RemoteLogManager {
                     segment_id: new_segment_id(),
                     state: RemoteSegmentState::CopySegmentStarted,
                     has_producer_snapshot: candidate.files.producer_snapshot.is_some(),
+                    has_transaction_index: candidate.files.transaction_index.is_some(),
                 };
                 // Step 1.
-                self.commit(&state, |f| f.segments.push(meta.clone()))?;
+                let started = meta.clone();
+                self.commit(&state, move |f| f.segments.push(started)).await?;
                 if self.crash_point == Some(UploadCrashPoint::AfterStartedCommit) {
                     return Err(simulated_crash());
                 }
@@ -177,7 +301,8 @@ impl RemoteLogManager {
                 if let Err(e) = self.tier.copy_segment(&meta, &candidate.files).await {
                     // Best effort: drop the started entry now; if that fails, the next load does.
                     let _ = self.tier.delete_segment(&meta).await;
-                    let _ = self.commit(&state, |f| f.segments.retain(|s| s.segment_id != meta.segment_id));
+                    let id = meta.segment_id.clone();
+                    let _ = self.commit(&state, move |f| f.segments.retain(|s| s.segment_id != id)).await;
                     return Err(e);
                 }
                 if self.crash_point == Some(UploadCrashPoint::AfterCopy) {
@@ -185,40 +310,125 @@ impl RemoteLogManager {
                 }
                 // Step 3.
                 meta.state = RemoteSegmentState::CopySegmentFinished;
-                self.commit(&state, |f| {
-                    if let Some(s) = f.segments.iter_mut().find(|s| s.segment_id == meta.segment_id) {
+                let id = meta.segment_id.clone();
+                self.commit(&state, move |f| {
+                    if let Some(s) = f.segments.iter_mut().find(|s| s.segment_id == id) {
                         s.state = RemoteSegmentState::CopySegmentFinished;
                     }
-                })?;
+                })
+                .await?;
                 partition.set_highest_remote_offset(meta.end_offset);
                 stats.segments_uploaded += 1;
                 stats.bytes_uploaded += meta.size_bytes;
                 tracing::debug!(topic = %tp.topic, partition = tp.partition, base_offset = meta.base_offset, end_offset = meta.end_offset, bytes = meta.size_bytes, "copied segment to remote storage");
             }
         }
+        // A blocked deletion below the floor must not hold up retention: both run, then report.
+        let below_floor = self.delete_below_floor(partition, &state).await;
         stats.remote_segments_deleted = self.apply_remote_retention(partition, &state, now_ms).await?;
+        stats.remote_segments_deleted += below_floor?;
         Ok(stats)
     }
 
-    /// Applies `edit` to the metadata and stores it durably; on failure the in-memory copy is
-    /// left as it was.
-    fn commit(
+    /// Applies `edit` to the metadata and stores it durably, on a blocking thread (the write
+    /// fsyncs); on failure the in-memory copy is left as it was. Readers keep reading the old
+    /// copy meanwhile.
+    async fn commit(
         &self,
-        state: &PartitionRemote,
-        edit: impl FnOnce(&mut RemoteLogMetadataFile),
+        state: &Arc<PartitionRemote>,
+        edit: impl FnOnce(&mut RemoteLogMetadataFile) + Send + 'static,
     ) -> Result<(), RemoteStorageError> {
-        let mut guard = lock(&state.metadata);
-        let mut next = guard.clone();
-        edit(&mut next);
-        next.store(&state.dir)?;
-        *guard = next;
+        let state = state.clone();
+        blocking(move || {
+            let _one_writer = lock(&state.commit_lock);
+            let mut next = lock(&state.metadata).clone();
+            edit(&mut next);
+            next.store(&state.dir)?;
+            *lock(&state.metadata) = next;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Deletes one committed remote segment: `DeleteSegmentStarted`, the objects, the entry.
+    async fn delete_remote_segment(
+        &self,
+        state: &Arc<PartitionRemote>,
+        seg: &RemoteLogSegmentMetadata,
+    ) -> Result<(), RemoteStorageError> {
+        let id = seg.segment_id.clone();
+        self.commit(state, move |f| {
+            if let Some(s) = f.segments.iter_mut().find(|s| s.segment_id == id) {
+                s.state = RemoteSegmentState::DeleteSegmentStarted;
+            }
+        })
+        .await?;
+        self.tier.delete_segment(seg).await?;
+        let id = seg.segment_id.clone();
+        self.commit(state, move |f| f.segments.retain(|s| s.segment_id != id)).await?;
+        self.index_cache.remove(&seg.segment_id);
+        self.time_index_cache.remove(&seg.segment_id);
         Ok(())
+    }
+
+    /// Deletes the remote segments wholly below the log start offset DeleteRecords set, and
+    /// retries deletions that failed earlier (`DeleteSegmentStarted`). Goes on past a failure
+    /// (the first error is returned at the end; the next round retries).
+    async fn delete_below_floor(
+        &self,
+        partition: &Partition,
+        state: &Arc<PartitionRemote>,
+    ) -> Result<usize, RemoteStorageError> {
+        let doomed: Vec<_> = {
+            let f = lock(&state.metadata);
+            let retry = f.segments.iter().filter(|s| s.state == RemoteSegmentState::DeleteSegmentStarted);
+            retry.chain(f.below_floor()).cloned().collect()
+        };
+        let tp = partition.topic_partition();
+        let (mut deleted, mut first_error) = (0, None);
+        for seg in &doomed {
+            match self.delete_remote_segment(state, seg).await {
+                Ok(()) => {
+                    deleted += 1;
+                    tracing::info!(topic = %tp.topic, partition = tp.partition, base_offset = seg.base_offset, end_offset = seg.end_offset, "deleted remote segment below the log start offset");
+                }
+                Err(error) => {
+                    tracing::warn!(topic = %tp.topic, partition = tp.partition, base_offset = seg.base_offset, %error, "deleting remote segment failed, retrying later");
+                    first_error.get_or_insert(error);
+                }
+            }
+        }
+        first_error.map_or(Ok(deleted), Err)
+    }
+
+    /// DeleteRecords on a tiered partition, after the local log accepted `offset` (resolved: not
+    /// -1): commits `offset` as the remote log start durably; the remote segments wholly below
+    /// it are deleted by [`delete_below_log_start`](Self::delete_below_log_start) or the next
+    /// round (also after a crash). Returns the first offset the remote tier still serves
+    /// (`None`: nothing remote is left).
+    pub async fn delete_records(&self, partition: &Partition, offset: i64) -> Result<Option<i64>, RemoteStorageError> {
+        let Some(topic_id) = partition.topic_id().map(|id| encode_topic_id(&id)) else { return Ok(None) };
+        let state = self.state(partition, &topic_id).await?;
+        if offset > lock(&state.metadata).log_start_offset_floor {
+            self.commit(&state, move |f| f.log_start_offset_floor = f.log_start_offset_floor.max(offset)).await?;
+        }
+        let start = lock(&state.metadata).log_start_offset();
+        Ok(start)
+    }
+
+    /// Deletes the remote segments wholly below the DeleteRecords log start offset now (waits for
+    /// a round in progress on the partition). Returns how many were deleted.
+    pub async fn delete_below_log_start(&self, partition: &Partition) -> Result<usize, RemoteStorageError> {
+        let Some(topic_id) = partition.topic_id().map(|id| encode_topic_id(&id)) else { return Ok(0) };
+        let state = self.state(partition, &topic_id).await?;
+        let _one_sync = state.sync_lock.lock().await;
+        self.delete_below_floor(partition, &state).await
     }
 
     async fn apply_remote_retention(
         &self,
         partition: &Partition,
-        state: &PartitionRemote,
+        state: &Arc<PartitionRemote>,
         now_ms: i64,
     ) -> Result<usize, RemoteStorageError> {
         let config = partition.config();
@@ -227,7 +437,7 @@ impl RemoteLogManager {
         }
         let (segments, remote_bytes, highest) = {
             let f = lock(&state.metadata);
-            (f.committed().cloned().collect::<Vec<_>>(), f.size_bytes(), f.highest_offset())
+            (f.readable().cloned().collect::<Vec<_>>(), f.size_bytes(), f.highest_offset())
         };
         let mut total = remote_bytes + partition.size_bytes_above(highest);
         let mut deleted = 0;
@@ -238,14 +448,7 @@ impl RemoteLogManager {
             if !by_time && !by_size {
                 break;
             }
-            self.commit(state, |f| {
-                if let Some(s) = f.segments.iter_mut().find(|s| s.segment_id == seg.segment_id) {
-                    s.state = RemoteSegmentState::DeleteSegmentStarted;
-                }
-            })?;
-            self.tier.delete_segment(&seg).await?;
-            self.commit(state, |f| f.segments.retain(|s| s.segment_id != seg.segment_id))?;
-            lock(&self.index_cache).remove(&seg.segment_id);
+            self.delete_remote_segment(state, &seg).await?;
             total = total.saturating_sub(seg.size_bytes);
             deleted += 1;
             // The whole log now starts after this segment; local data below it goes too.
@@ -265,11 +468,11 @@ impl RemoteLogManager {
         f.log_start_offset()
     }
 
-    /// The committed remote segments of `tp` (loaded state only).
+    /// The committed remote segments of `tp` not wholly below its log start (loaded state only).
     pub fn segments(&self, tp: &TopicPartition) -> Vec<RemoteLogSegmentMetadata> {
         let Some(state) = lock(&self.partitions).get(tp).cloned() else { return Vec::new() };
         let f = lock(&state.metadata);
-        f.committed().cloned().collect()
+        f.readable().cloned().collect()
     }
 
     /// Forgets a deleted partition's state.
@@ -349,8 +552,8 @@ impl RemoteLogManager {
     }
 
     async fn offset_index(&self, seg: &RemoteLogSegmentMetadata) -> Result<OffsetIndexEntries, RemoteStorageError> {
-        if let Some(idx) = lock(&self.index_cache).get(&seg.segment_id) {
-            return Ok(idx.clone());
+        if let Some(idx) = self.index_cache.get(&seg.segment_id) {
+            return Ok(idx);
         }
         let bytes = self.tier.fetch(seg, RemoteFileKind::OffsetIndex, 0, u64::MAX).await?;
         let mut entries = Vec::with_capacity(bytes.len() / 8);
@@ -365,13 +568,238 @@ impl RemoteLogManager {
             entries.push((offset, u64::from(pos)));
         }
         let entries = Arc::new(entries);
-        let mut cache = lock(&self.index_cache);
-        if cache.len() >= INDEX_CACHE_ENTRIES_MAX {
-            cache.clear();
-        }
-        cache.insert(seg.segment_id.clone(), entries.clone());
+        self.index_cache.insert(&seg.segment_id, entries.clone());
         Ok(entries)
     }
+
+    async fn time_index(&self, seg: &RemoteLogSegmentMetadata) -> Result<TimeIndexEntries, RemoteStorageError> {
+        if let Some(idx) = self.time_index_cache.get(&seg.segment_id) {
+            return Ok(idx);
+        }
+        let bytes = self.tier.fetch(seg, RemoteFileKind::TimeIndex, 0, u64::MAX).await?;
+        let entries = Arc::new(parse_time_index(seg.base_offset, &bytes));
+        self.time_index_cache.insert(&seg.segment_id, entries.clone());
+        Ok(entries)
+    }
+
+    /// How many remote time indexes are cached (tests: a second lookup must not refetch).
+    pub fn cached_time_indexes(&self) -> usize {
+        lock(&self.time_index_cache.0).len()
+    }
+
+    /// ListOffsets by timestamp in the remote tier (Kafka's `findOffsetByTimestamp`): the first
+    /// record at or above the log start whose timestamp is `>= timestamp`, searched in the
+    /// remote segments that start below `local_log_start_offset` (data the local log may no
+    /// longer hold). `None` when the answer is not there: the caller searches the local log.
+    ///
+    /// Each candidate segment (largest timestamp reaching the target, oldest first) is searched:
+    /// its time index (cached) gives the offset to start from, its offset index (cached) the
+    /// position, and range reads of [`TIME_SCAN_CHUNK_BYTES`] walk whole batches from there.
+    pub async fn offset_for_timestamp(
+        &self,
+        tp: &TopicPartition,
+        timestamp: i64,
+        local_log_start_offset: i64,
+    ) -> Result<Option<TimestampOffset>, RemoteStorageError> {
+        let Some(state) = lock(&self.partitions).get(tp).cloned() else { return Ok(None) };
+        let (candidates, floor) = {
+            let f = lock(&state.metadata);
+            let segs: Vec<_> = f
+                .readable()
+                .filter(|s| s.max_timestamp >= timestamp && s.base_offset < local_log_start_offset)
+                .cloned()
+                .collect();
+            (segs, f.log_start_offset_floor)
+        };
+        for seg in candidates {
+            let start_offset = seg.base_offset.max(floor);
+            let time_index = self.time_index(&seg).await?;
+            // The last entry below the target: no record before its offset reaches the target.
+            let n = time_index.partition_point(|&(ts, _)| ts < timestamp);
+            let from = n.checked_sub(1).map_or(seg.base_offset, |i| time_index[i].1).max(start_offset);
+            let offset_index = self.offset_index(&seg).await?;
+            let n = offset_index.partition_point(|&(o, _)| o <= from);
+            let mut pos = n.checked_sub(1).map_or(0, |i| offset_index[i].1);
+            let mut buf = Bytes::new();
+            while let Some(batch) = self.next_batch(&seg, &mut buf, &mut pos).await? {
+                if batch.max_timestamp() < timestamp || batch.last_offset() < start_offset {
+                    continue;
+                }
+                let records = batch.records(DECOMPRESSED_BATCH_BYTES_MAX).map_err(|e| RemoteStorageError::Store {
+                    key: seg.key_stem(),
+                    reason: format!("corrupt batch at offset {}: {e}", batch.base_offset()),
+                })?;
+                let log_append_time = batch.timestamp_type() == TimestampType::LogAppendTime;
+                for r in &records {
+                    let ts = if log_append_time {
+                        batch.max_timestamp()
+                    } else {
+                        batch.base_timestamp().wrapping_add(r.timestamp_delta)
+                    };
+                    let offset = batch.base_offset() + i64::from(r.offset_delta);
+                    if ts >= timestamp && offset >= start_offset {
+                        return Ok(Some(TimestampOffset {
+                            timestamp: ts,
+                            offset,
+                            leader_epoch: batch.partition_leader_epoch(),
+                        }));
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// The whole batch at `pos` of a remote segment's log, reading ahead by range reads into
+    /// `buf` (which holds the bytes from `pos` on); `None` at the end of the segment.
+    async fn next_batch(
+        &self,
+        seg: &RemoteLogSegmentMetadata,
+        buf: &mut Bytes,
+        pos: &mut u64,
+    ) -> Result<Option<RecordBatch>, RemoteStorageError> {
+        const LOG_OVERHEAD: usize = 12;
+        if *pos >= seg.size_bytes {
+            return Ok(None);
+        }
+        if buf.len() < LOG_OVERHEAD {
+            *buf = self.tier.fetch(seg, RemoteFileKind::Log, *pos, *pos + TIME_SCAN_CHUNK_BYTES).await?;
+        }
+        let corrupt = |reason: String| RemoteStorageError::Store { key: seg.key_stem(), reason };
+        if buf.len() < LOG_OVERHEAD {
+            return Err(corrupt(format!("truncated batch header at position {pos}")));
+        }
+        let len = i32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]);
+        let Ok(len) = usize::try_from(len) else { return Err(corrupt(format!("corrupt batch at position {pos}"))) };
+        let size = LOG_OVERHEAD + len;
+        if buf.len() < size {
+            let end = *pos + (size as u64).max(TIME_SCAN_CHUNK_BYTES);
+            *buf = self.tier.fetch(seg, RemoteFileKind::Log, *pos, end).await?;
+            if buf.len() < size {
+                return Err(corrupt(format!("truncated batch at position {pos}")));
+            }
+        }
+        let batch = RecordBatch::new(buf.split_to(size)).map_err(|e| corrupt(format!("position {pos}: {e}")))?;
+        *pos += size as u64;
+        Ok(Some(batch))
+    }
+
+    /// Records, before a topic's metadata is deleted, that its remote data must be deleted
+    /// (durably when a state dir is set: call it on a blocking thread). The record is not acted
+    /// on before [`end_topic_deletion`](Self::end_topic_deletion).
+    pub fn begin_topic_deletion(&self, topic_id: &str, partitions: i32) -> Result<(), RemoteStorageError> {
+        *lock(&self.deletions_in_flight).entry(topic_id.to_string()).or_default() += 1;
+        let entry = PendingTopicDeletion { topic_id: topic_id.to_string(), partitions };
+        let result = self.edit_pending(|p| {
+            if !p.topics.contains(&entry) {
+                p.topics.push(entry);
+            }
+        });
+        if result.is_err() {
+            self.deletion_over(topic_id);
+        }
+        result
+    }
+
+    fn deletion_over(&self, topic_id: &str) {
+        let mut in_flight = lock(&self.deletions_in_flight);
+        if let Some(n) = in_flight.get_mut(topic_id) {
+            *n -= 1;
+            if *n == 0 {
+                in_flight.remove(topic_id);
+            }
+        }
+    }
+
+    /// The topic's metadata deletion is over (done or failed): forgets its partitions' state and
+    /// wakes the remote log manager task to delete its remote data (a record whose topic still
+    /// exists is dropped instead).
+    pub fn end_topic_deletion(&self, topic_id: &str, topic: &str) {
+        lock(&self.partitions).retain(|tp, _| tp.topic != topic);
+        self.deletion_over(topic_id);
+        self.deletion_wakeup.notify_one();
+    }
+
+    /// Waits until a topic deletion asks for remote deletion (the task's wake-up).
+    pub async fn topic_deletion_requested(&self) {
+        self.deletion_wakeup.notified().await;
+    }
+
+    /// Topic deletions whose remote data is not deleted yet.
+    pub fn pending_topic_deletions(&self) -> Vec<PendingTopicDeletion> {
+        lock(&self.pending).topics.clone()
+    }
+
+    /// Edits the pending deletions and writes them durably (blocking: file write and fsync).
+    fn edit_pending(&self, edit: impl FnOnce(&mut PendingDeletionsFile)) -> Result<(), RemoteStorageError> {
+        let mut guard = lock(&self.pending);
+        let mut next = guard.clone();
+        edit(&mut next);
+        if let Some(dir) = &self.state_dir {
+            store_pending(dir, &next)?;
+        }
+        *guard = next;
+        Ok(())
+    }
+
+    /// Deletes the remote data of every deleted topic recorded as pending, then its record;
+    /// `topic_exists` tells whether a topic id is still live (its record is then stale and
+    /// dropped, its data kept). Returns the number of remote segments (and orphaned uploads)
+    /// deleted. The broker's task calls it at every round, so a deletion interrupted by a crash
+    /// or a store failure resumes.
+    pub async fn resume_topic_deletions(
+        self: &Arc<Self>,
+        topic_exists: impl Fn(&str) -> bool,
+    ) -> Result<usize, RemoteStorageError> {
+        let mut deleted = 0;
+        for entry in self.pending_topic_deletions() {
+            if lock(&self.deletions_in_flight).contains_key(&entry.topic_id) {
+                continue;
+            }
+            if topic_exists(&entry.topic_id) {
+                tracing::info!(topic_id = %entry.topic_id, "dropping remote deletion record of a topic that still exists");
+            } else {
+                for partition in 0..entry.partitions {
+                    let listing = self.tier.list_segments(&entry.topic_id, partition).await?;
+                    for seg in &listing.complete {
+                        self.tier.delete_segment(seg).await?;
+                        self.index_cache.remove(&seg.segment_id);
+                        self.time_index_cache.remove(&seg.segment_id);
+                    }
+                    for stem in &listing.orphan_stems {
+                        self.tier.delete_stem(stem).await?;
+                    }
+                    deleted += listing.complete.len() + listing.orphan_stems.len();
+                }
+                tracing::info!(topic_id = %entry.topic_id, partitions = entry.partitions, "deleted remote data of a deleted topic");
+            }
+            let this = self.clone();
+            blocking(move || this.edit_pending(|p| p.topics.retain(|t| *t != entry))).await?;
+        }
+        Ok(deleted)
+    }
+}
+
+fn store_pending(dir: &Path, pending: &PendingDeletionsFile) -> Result<(), RemoteStorageError> {
+    let path = dir.join(PENDING_DELETIONS_FILE);
+    let json = serde_json::to_vec_pretty(pending)
+        .map_err(|e| RemoteStorageError::Io { path: path.clone(), source: std::io::Error::other(e) })?;
+    sluice_storage::checkpoint::write_atomically(&path, &json).map_err(|source| RemoteStorageError::Io { path, source })
+}
+
+/// A remote time index as `(timestamp, offset)` pairs; a zero tail or anything not increasing
+/// ends it.
+fn parse_time_index(base_offset: i64, bytes: &[u8]) -> Vec<(i64, i64)> {
+    let mut entries: Vec<(i64, i64)> = Vec::with_capacity(bytes.len() / 12);
+    for e in bytes.chunks_exact(12) {
+        let ts = i64::from_be_bytes([e[0], e[1], e[2], e[3], e[4], e[5], e[6], e[7]]);
+        let offset = base_offset + i64::from(u32::from_be_bytes([e[8], e[9], e[10], e[11]]));
+        if entries.last().is_some_and(|&(t, o)| ts <= t || offset < o) {
+            break;
+        }
+        entries.push((ts, offset));
+    }
+    entries
 }
 
 fn simulated_crash() -> RemoteStorageError {

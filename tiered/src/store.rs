@@ -1,7 +1,8 @@
 //! [`ObjectStoreTier`]: the remote tier on an `object_store` backend, and [`open_url`].
 //!
 //! Object keys are deterministic: `<prefix>/<topic id>/<partition>/<20-digit base offset>-<segment
-//! id>.{log,index,timeindex,snapshot,json}`. The `.json` manifest (the segment's metadata) is
+//! id>.{log,index,timeindex,snapshot,txnindex,json}` (the producer snapshot and transaction index
+//! only when the segment has them). The `.json` manifest (the segment's metadata) is
 //! written last, so a listing tells complete uploads from orphans. Segments larger than
 //! [`MULTIPART_THRESHOLD`] go up as multipart uploads, streamed from the file in
 //! [`MULTIPART_PART_BYTES`] parts (never the whole segment in memory).
@@ -132,6 +133,9 @@ impl ObjectStoreTier {
         if let Some(snapshot) = &files.producer_snapshot {
             self.upload_file(&self.object(metadata, RemoteFileKind::ProducerSnapshot), snapshot).await?;
         }
+        if let Some(txn_index) = &files.transaction_index {
+            self.upload_file(&self.object(metadata, RemoteFileKind::TransactionIndex), txn_index).await?;
+        }
         let manifest = self.object(metadata, RemoteFileKind::Manifest);
         let json = serde_json_bytes(metadata);
         self.store.put(&manifest, PutPayload::from(json)).await.map_err(|e| store_err(manifest.as_ref(), e))?;
@@ -146,6 +150,7 @@ impl ObjectStoreTier {
             RemoteFileKind::OffsetIndex,
             RemoteFileKind::TimeIndex,
             RemoteFileKind::ProducerSnapshot,
+            RemoteFileKind::TransactionIndex,
         ] {
             let location = Path::from(self.key(&format!("{stem}{}", kind.suffix())));
             match self.store.delete(&location).await {

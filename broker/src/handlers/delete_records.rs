@@ -1,7 +1,9 @@
 //! DeleteRecords (key 21), v0–v2: moves each partition's log start offset up to the requested
 //! offset (`-1` = the high watermark) and answers with the new low watermark. An offset above the
 //! high watermark is OFFSET_OUT_OF_RANGE; a compact-only topic POLICY_VIOLATION. The log start
-//! offsets are checkpointed before answering so they survive a crash.
+//! offsets are checkpointed before answering so they survive a crash. On a tiered topic the new
+//! log start is also committed in the partition's remote metadata (durable too) and the remote
+//! segments wholly below it are deleted (`remote_log::delete_records`).
 
 use std::sync::Arc;
 
@@ -31,10 +33,16 @@ pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: DeleteReco
                 Err(code) => pr.error_code = code.code(),
                 Ok(log) => {
                     let offset = p.offset;
-                    match tokio::task::spawn_blocking(move || log.delete_records(offset)).await {
+                    let local = log.clone();
+                    match tokio::task::spawn_blocking(move || local.delete_records(offset)).await {
                         Ok(Ok(low)) => {
-                            pr.low_watermark = low;
                             moved = true;
+                            // -1 resolved to the high watermark, which the local log answered.
+                            let target = if offset == -1 { low } else { offset };
+                            match crate::remote_log::delete_records(broker, &log, target, low).await {
+                                Ok(low) => pr.low_watermark = low,
+                                Err(code) => pr.error_code = code.code(),
+                            }
                         }
                         Ok(Err(e)) => {
                             tracing::debug!(topic = %t.name.0, partition = p.partition_index, error = %e, "delete records refused");

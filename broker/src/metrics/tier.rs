@@ -18,7 +18,8 @@ pub struct TierMetrics {
     pub segments_uploaded: IntCounter,
     pub bytes_uploaded: IntCounter,
     pub remote_segments_deleted: IntCounter,
-    /// `op` = `upload` (a manager round failed) or `fetch` (a remote read failed).
+    /// `op` = `upload` (a manager round failed), `fetch` (a remote read or timestamp search
+    /// failed) or `delete` (deleting a deleted topic's remote data failed).
     pub errors: IntCounterVec,
     pub fetch_bytes: IntCounter,
     pub fetch_seconds: Histogram,
@@ -34,7 +35,7 @@ impl TierMetrics {
                 .expect("valid metric"),
         );
         // Export both series from the start (at 0) so dashboards and alerts see them.
-        for op in ["upload", "fetch"] {
+        for op in ["upload", "fetch", "delete"] {
             errors.with_label_values(&[op]);
         }
         TierMetrics {

@@ -52,6 +52,8 @@ pub struct Broker {
     pub remote: Option<Arc<sluice_tiered::RemoteLogManager>>,
     /// Producer ids for InitProducerId, persisted in blocks in the first log dir.
     pub producer_ids: Arc<crate::producer_id::ProducerIdManager>,
+    /// Transactional ids and their transactions.
+    pub txns: crate::txn::TxnCoordinator,
 }
 
 impl Broker {
@@ -80,6 +82,29 @@ impl Broker {
         self.logs
             .get_or_create(&tp, *topic.id.as_bytes(), topic.config.log.clone())
             .map_err(|e| ApiError::new(crate::error::storage_error(&e), e.to_string()))
+    }
+
+    /// Creates an internal compacted topic (`__consumer_offsets`, `__transaction_state`) on
+    /// first start, as Kafka does on first use; creating it up front keeps that latency out of
+    /// client requests.
+    pub fn ensure_internal_topic(
+        &self,
+        name: &str,
+        partitions_key: &str,
+        segment_bytes_key: &str,
+    ) -> anyhow::Result<()> {
+        if self.metadata.topic(name).is_some() {
+            return Ok(());
+        }
+        let partitions = self.config.get_i64(partitions_key).unwrap_or(50) as i32;
+        let mut configs = BTreeMap::new();
+        configs.insert("cleanup.policy".to_string(), "compact".to_string());
+        configs
+            .insert("segment.bytes".to_string(), self.config.get(segment_bytes_key).unwrap_or("104857600").to_string());
+        configs.insert("compression.type".to_string(), "producer".to_string());
+        self.create_topic(name, partitions, 1, configs, false)
+            .map_err(|e| anyhow::anyhow!("creating {name}: {}", e.message))?;
+        Ok(())
     }
 
     /// Creates a topic: validates it, records it in the metadata, creates its partition logs.
@@ -181,6 +206,8 @@ impl Broker {
         if !self.config.delete_topic_enable {
             return Err(ApiError::new(ResponseError::TopicDeletionDisabled, "Topic deletion is disabled."));
         }
+        // Durable before the metadata goes; its data is deleted when this guard drops.
+        let _remote_deletion = crate::remote_log::begin_topic_deletion(self, name)?;
         let meta = self.metadata.delete_topic(name).map_err(|e| match e {
             MetadataError::UnknownTopic(_) => ApiError::new(ResponseError::UnknownTopicOrPartition, e.to_string()),
             _ => ApiError::new(ResponseError::KafkaStorageError, e.to_string()),

@@ -17,6 +17,7 @@ pub fn storage_error(e: &StorageError) -> ResponseError {
         StorageError::PolicyViolation(_) => ResponseError::PolicyViolation,
         StorageError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
         StorageError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
+        StorageError::InvalidTxnState { .. } => ResponseError::InvalidTxnState,
     }
 }
 

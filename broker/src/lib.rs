@@ -19,6 +19,7 @@ pub mod producer_id;
 pub mod remote_log;
 pub mod server;
 pub mod topic_config;
+pub mod txn;
 pub mod validate;
 
 pub use config::{Config, ConfigError};

@@ -168,6 +168,7 @@ pub async fn start(config: Config) -> anyhow::Result<BrokerHandle> {
         metrics,
         remote: crate::remote_log::open(&config)?,
         producer_ids: Arc::new(open_producer_ids(&config)?),
+        txns: crate::txn::TxnCoordinator::new(crate::txn::TxnConfig::from_broker(&config)),
         config,
     });
     broker.remove_orphan_logs();
@@ -176,7 +177,16 @@ pub async fn start(config: Config) -> anyhow::Result<BrokerHandle> {
     for p in broker.logs.partitions() {
         p.advance_high_watermark(p.offsets().log_end_offset);
     }
-    ensure_offsets_topic(&broker)?;
+    broker.ensure_internal_topic(
+        crate::group::store::OFFSETS_TOPIC,
+        "offsets.topic.num.partitions",
+        "offsets.topic.segment.bytes",
+    )?;
+    broker.ensure_internal_topic(
+        crate::txn::store::TXN_TOPIC,
+        "transaction.state.log.num.partitions",
+        "transaction.state.log.segment.bytes",
+    )?;
     if let Err(e) = broker
         .metrics
         .registry()
@@ -193,6 +203,15 @@ pub async fn start(config: Config) -> anyhow::Result<BrokerHandle> {
     }
     let loaded = broker.groups.load(&broker);
     tracing::info!(records = loaded, "group metadata loaded");
+    let loaded = broker.txns.load(&broker);
+    tracing::info!(transactional_ids = loaded, "transaction state loaded");
+    if let Err(e) = broker
+        .metrics
+        .registry()
+        .register(Box::new(crate::metrics::transactions::TransactionCollector::new(Arc::downgrade(&broker))))
+    {
+        tracing::warn!(error = %e, "transaction metrics unavailable");
+    }
 
     let slots = Arc::new(Semaphore::new(broker.config.max_connections.min(Semaphore::MAX_PERMITS)));
     let conns = Arc::new(tokio::sync::Mutex::new(JoinSet::new()));
@@ -215,28 +234,9 @@ pub async fn start(config: Config) -> anyhow::Result<BrokerHandle> {
     crate::log_tasks::spawn(&broker, &mut tasks);
     crate::remote_log::spawn(&broker, &mut tasks);
     tasks.spawn(crate::group::GroupCoordinator::run(broker.clone()));
+    tasks.spawn(crate::txn::TxnCoordinator::run(broker.clone()));
     broker.metrics.set_ready(true);
     Ok(BrokerHandle { broker, addrs, metrics_addr, shutdown_tx, tasks, conns })
-}
-
-/// Creates the compacted `__consumer_offsets` topic on first start (Kafka creates it on the first
-/// FindCoordinator; creating it up front keeps group requests free of that latency).
-fn ensure_offsets_topic(broker: &Broker) -> anyhow::Result<()> {
-    use crate::group::store::OFFSETS_TOPIC;
-    if broker.metadata.topic(OFFSETS_TOPIC).is_some() {
-        return Ok(());
-    }
-    let c = &broker.config;
-    let partitions = c.get_i64("offsets.topic.num.partitions").unwrap_or(50) as i32;
-    let mut configs = std::collections::BTreeMap::new();
-    configs.insert("cleanup.policy".to_string(), "compact".to_string());
-    configs
-        .insert("segment.bytes".to_string(), c.get("offsets.topic.segment.bytes").unwrap_or("104857600").to_string());
-    configs.insert("compression.type".to_string(), "producer".to_string());
-    broker
-        .create_topic(OFFSETS_TOPIC, partitions, 1, configs, false)
-        .map_err(|e| anyhow::anyhow!("creating {OFFSETS_TOPIC}: {}", e.message))?;
-    Ok(())
 }
 
 /// Flushes logs whose `flush.ms` has elapsed (Kafka's `log.flush.scheduler.interval.ms` loop).

@@ -502,6 +502,151 @@ async fn every_advertised_version_round_trips() {
                     // A classic group is not a consumer group.
                     assert_eq!(r.groups[1].error_code, 69, "GROUP_ID_NOT_FOUND v{v}");
                 }
+                ApiKey::AddPartitionsToTxn => {
+                    let id = format!("rt-txn-apt-{v}");
+                    let (pid, epoch) = init_txn(&mut c, &id).await;
+                    let mut topic = add_partitions_to_txn_request::AddPartitionsToTxnTopic::default();
+                    topic.name = name("rt");
+                    topic.partitions = vec![0];
+                    let mut req = AddPartitionsToTxnRequest::default();
+                    if v <= 3 {
+                        req.v3_and_below_transactional_id = TransactionalId(StrBytes::from_string(id.clone()));
+                        req.v3_and_below_producer_id = pid;
+                        req.v3_and_below_producer_epoch = epoch;
+                        req.v3_and_below_topics = vec![topic];
+                        let r: AddPartitionsToTxnResponse = c.call(*key, v, &req).await;
+                        let p = &r.results_by_topic_v3_and_below[0].results_by_partition[0];
+                        assert_eq!((p.partition_index, p.partition_error_code), (0, 0), "v{v}");
+                    } else {
+                        let mut t = add_partitions_to_txn_request::AddPartitionsToTxnTransaction::default();
+                        t.transactional_id = TransactionalId(StrBytes::from_string(id.clone()));
+                        t.producer_id = pid;
+                        t.producer_epoch = epoch;
+                        t.verify_only = true;
+                        t.topics = vec![topic];
+                        req.transactions = vec![t.clone()];
+                        let r: AddPartitionsToTxnResponse = c.call(*key, v, &req).await;
+                        let p = &r.results_by_transaction[0].topic_results[0].results_by_partition[0];
+                        assert_eq!(p.partition_error_code, 48, "INVALID_TXN_STATE: not in the transaction yet, v{v}");
+                        t.verify_only = false;
+                        req.transactions = vec![t];
+                        let r: AddPartitionsToTxnResponse = c.call(*key, v, &req).await;
+                        let p = &r.results_by_transaction[0].topic_results[0].results_by_partition[0];
+                        assert_eq!(p.partition_error_code, 0, "v{v}");
+                    }
+                    end_txn(&mut c, &id, pid, epoch, false).await;
+                }
+                ApiKey::AddOffsetsToTxn => {
+                    let id = format!("rt-txn-aot-{v}");
+                    let (pid, epoch) = init_txn(&mut c, &id).await;
+                    let mut req = AddOffsetsToTxnRequest::default();
+                    req.transactional_id = TransactionalId(StrBytes::from_string(id.clone()));
+                    req.producer_id = pid;
+                    req.producer_epoch = epoch;
+                    req.group_id = GroupId(StrBytes::from_string(format!("rt-txn-group-{v}")));
+                    let r: AddOffsetsToTxnResponse = c.call(*key, v, &req).await;
+                    assert_eq!(r.error_code, 0, "v{v}");
+                    req.producer_epoch = epoch - 1;
+                    let r: AddOffsetsToTxnResponse = c.call(*key, v, &req).await;
+                    let fenced = if v >= 2 { 90 } else { 47 };
+                    assert_eq!(r.error_code, fenced, "PRODUCER_FENCED / INVALID_PRODUCER_EPOCH v{v}");
+                    end_txn(&mut c, &id, pid, epoch, false).await;
+                }
+                ApiKey::EndTxn => {
+                    let id = format!("rt-txn-end-{v}");
+                    let (pid, epoch) = init_txn(&mut c, &id).await;
+                    add_partition(&mut c, &id, pid, epoch).await;
+                    let mut req = EndTxnRequest::default();
+                    req.transactional_id = TransactionalId(StrBytes::from_string(id));
+                    req.producer_id = pid;
+                    req.producer_epoch = epoch;
+                    req.committed = true;
+                    let r: EndTxnResponse = c.call(*key, v, &req).await;
+                    assert_eq!(r.error_code, 0, "v{v}");
+                    // A retry of the same EndTxn succeeds; the opposite outcome is INVALID_TXN_STATE.
+                    let r: EndTxnResponse = c.call(*key, v, &req).await;
+                    assert_eq!(r.error_code, 0, "retry v{v}");
+                    req.committed = false;
+                    let r: EndTxnResponse = c.call(*key, v, &req).await;
+                    assert_eq!(r.error_code, 48, "v{v}");
+                }
+                ApiKey::TxnOffsetCommit => {
+                    let id = format!("rt-txn-toc-{v}");
+                    let group = format!("rt-txn-toc-group-{v}");
+                    let (pid, epoch) = init_txn(&mut c, &id).await;
+                    let mut add = AddOffsetsToTxnRequest::default();
+                    add.transactional_id = TransactionalId(StrBytes::from_string(id.clone()));
+                    add.producer_id = pid;
+                    add.producer_epoch = epoch;
+                    add.group_id = GroupId(StrBytes::from_string(group.clone()));
+                    let r: AddOffsetsToTxnResponse = c.call(ApiKey::AddOffsetsToTxn, 0, &add).await;
+                    assert_eq!(r.error_code, 0);
+                    let mut req = TxnOffsetCommitRequest::default();
+                    req.transactional_id = TransactionalId(StrBytes::from_string(id.clone()));
+                    req.group_id = GroupId(StrBytes::from_string(group.clone()));
+                    req.producer_id = pid;
+                    req.producer_epoch = epoch;
+                    req.generation_id = -1;
+                    let mut p = txn_offset_commit_request::TxnOffsetCommitRequestPartition::default();
+                    p.partition_index = 0;
+                    p.committed_offset = 1;
+                    p.committed_leader_epoch = -1;
+                    let mut t = txn_offset_commit_request::TxnOffsetCommitRequestTopic::default();
+                    t.name = name("rt");
+                    t.partitions = vec![p];
+                    req.topics = vec![t];
+                    let r: TxnOffsetCommitResponse = c.call(*key, v, &req).await;
+                    assert_eq!(r.topics[0].partitions[0].error_code, 0, "v{v}");
+                    end_txn(&mut c, &id, pid, epoch, true).await;
+                    let mut of = OffsetFetchRequest::default();
+                    of.group_id = GroupId(StrBytes::from_string(group));
+                    of.topics = None; // every committed offset of the group
+                    let r: OffsetFetchResponse = c.call(ApiKey::OffsetFetch, 2, &of).await;
+                    assert_eq!(r.topics[0].partitions[0].committed_offset, 1, "committed with the transaction, v{v}");
+                }
+                ApiKey::DescribeTransactions => {
+                    let mut req = DescribeTransactionsRequest::default();
+                    req.transactional_ids = vec![
+                        TransactionalId(StrBytes::from_static_str("rt-txn-end-0")),
+                        TransactionalId(StrBytes::from_static_str("rt-nobody")),
+                    ];
+                    let r: DescribeTransactionsResponse = c.call(*key, v, &req).await;
+                    let s = &r.transaction_states[0];
+                    assert_eq!((s.error_code, s.transaction_state.as_str()), (0, "CompleteCommit"), "v{v}");
+                    assert_eq!(s.transaction_timeout_ms, 60000);
+                    assert_eq!(r.transaction_states[1].error_code, 105, "TRANSACTIONAL_ID_NOT_FOUND v{v}");
+                }
+                ApiKey::ListTransactions => {
+                    let mut req = ListTransactionsRequest::default();
+                    req.state_filters =
+                        vec![StrBytes::from_static_str("CompleteCommit"), StrBytes::from_static_str("Bogus")];
+                    req.duration_filter = -1;
+                    if v >= 2 {
+                        req.transactional_id_pattern = Some(StrBytes::from_static_str("rt-txn-end-.*"));
+                    }
+                    let r: ListTransactionsResponse = c.call(*key, v, &req).await;
+                    assert_eq!(r.error_code, 0, "v{v}");
+                    assert_eq!(r.unknown_state_filters, vec![StrBytes::from_static_str("Bogus")]);
+                    let ids: Vec<&str> = r.transaction_states.iter().map(|s| s.transactional_id.0.as_str()).collect();
+                    assert!(ids.contains(&"rt-txn-end-0"), "v{v}: {ids:?}");
+                    assert!(r.transaction_states.iter().all(|s| s.transaction_state.as_str() == "CompleteCommit"));
+                    if v >= 2 {
+                        assert!(ids.iter().all(|i| i.starts_with("rt-txn-end-")), "v{v}: {ids:?}");
+                    }
+                }
+                ApiKey::DescribeProducers => {
+                    let mut req = DescribeProducersRequest::default();
+                    let mut t = describe_producers_request::TopicRequest::default();
+                    t.name = name("rt");
+                    t.partition_indexes = vec![0, 7];
+                    req.topics = vec![t];
+                    let r: DescribeProducersResponse = c.call(*key, v, &req).await;
+                    let p = &r.topics[0].partitions[0];
+                    assert_eq!(p.error_code, 0, "v{v}");
+                    assert!(!p.active_producers.is_empty(), "transaction markers left producer state");
+                    assert!(p.active_producers.iter().all(|s| s.current_txn_start_offset == -1), "no open transaction");
+                    assert_eq!(r.topics[0].partitions[1].error_code, 3, "UNKNOWN_TOPIC_OR_PARTITION v{v}");
+                }
                 other => panic!("{other:?} is advertised but this test has no sample for it"),
             }
             checked += 1;
@@ -510,4 +655,41 @@ async fn every_advertised_version_round_trips() {
     println!("round-tripped {checked} api versions");
     assert!(checked > 50);
     broker.shutdown().await.expect("shutdown");
+}
+
+/// InitProducerId v4 for a transactional id: (producer id, epoch).
+async fn init_txn(c: &mut Client, id: &str) -> (ProducerId, i16) {
+    let mut req = InitProducerIdRequest::default();
+    req.transactional_id = Some(TransactionalId(StrBytes::from_string(id.to_string())));
+    req.transaction_timeout_ms = 60000;
+    req.producer_id = ProducerId(-1);
+    req.producer_epoch = -1;
+    let r: InitProducerIdResponse = c.call(ApiKey::InitProducerId, 4, &req).await;
+    assert_eq!(r.error_code, 0, "InitProducerId for {id}");
+    (r.producer_id, r.producer_epoch)
+}
+
+/// AddPartitionsToTxn v3 of partition rt-0.
+async fn add_partition(c: &mut Client, id: &str, pid: ProducerId, epoch: i16) {
+    let mut topic = add_partitions_to_txn_request::AddPartitionsToTxnTopic::default();
+    topic.name = name("rt");
+    topic.partitions = vec![0];
+    let mut req = AddPartitionsToTxnRequest::default();
+    req.v3_and_below_transactional_id = TransactionalId(StrBytes::from_string(id.to_string()));
+    req.v3_and_below_producer_id = pid;
+    req.v3_and_below_producer_epoch = epoch;
+    req.v3_and_below_topics = vec![topic];
+    let r: AddPartitionsToTxnResponse = c.call(ApiKey::AddPartitionsToTxn, 3, &req).await;
+    assert_eq!(r.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code, 0);
+}
+
+/// EndTxn v3.
+async fn end_txn(c: &mut Client, id: &str, pid: ProducerId, epoch: i16, commit: bool) {
+    let mut req = EndTxnRequest::default();
+    req.transactional_id = TransactionalId(StrBytes::from_string(id.to_string()));
+    req.producer_id = pid;
+    req.producer_epoch = epoch;
+    req.committed = commit;
+    let r: EndTxnResponse = c.call(ApiKey::EndTxn, 3, &req).await;
+    assert_eq!(r.error_code, 0, "EndTxn for {id}");
 }

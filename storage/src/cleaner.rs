@@ -16,7 +16,10 @@
 //!    preserved (gaps are fine), batches keep their codec, producer id/epoch/sequence and leader
 //!    epoch; a batch whose records all go is dropped unless it is its producer's last batch in
 //!    the log (then an empty batch keeps the producer state, as Kafka does). Control batches are
-//!    kept untouched (the transactions issue extends this).
+//!    kept untouched, and so are the
+//!    aborted-transaction indexes; batches of aborted transactions are dropped (and never enter
+//!    the offset map, so an aborted write never hides the committed value of its key); the
+//!    cleanable range ends at the last stable offset.
 //! 4. Tombstones (null values) get a delete horizon (KIP-534): a rewritten batch with tombstones
 //!    and no horizon gets attribute bit 0x40 and `base_timestamp = now + delete.retention.ms`
 //!    (record timestamps stay `base_timestamp + delta`); a later cleaning after the horizon drops
@@ -144,6 +147,20 @@ struct Snapshot {
     first_dirty: i64,
     first_uncleanable: i64,
     tombstone_horizon: Option<i64>,
+    /// Aborted transactions: producer id -> (first offset, marker offset) ranges.
+    aborted: HashMap<i64, Vec<(i64, i64)>>,
+}
+
+impl Snapshot {
+    /// Whether `batch` belongs to an aborted transaction (its records are never kept, and never
+    /// shadow an older committed value of their key).
+    fn is_aborted(&self, batch: &RecordBatch) -> bool {
+        batch.is_transactional()
+            && !batch.is_control()
+            && self.aborted.get(&batch.producer_id()).is_some_and(|ranges| {
+                ranges.iter().any(|(first, last)| *first <= batch.base_offset() && batch.base_offset() <= *last)
+            })
+    }
 }
 
 fn corrupt(path: &Path, position: u64, reason: impl Into<String>) -> StorageError {
@@ -173,7 +190,8 @@ impl Partition {
             .collect();
         let active_base = bases.last().copied().unwrap_or(st.log_end_offset);
         let first_dirty = st.cleaner_checkpoint.unwrap_or(st.log_start_offset).max(st.log_start_offset);
-        let mut first_uncleanable = active_base.min(st.high_watermark);
+        // Open transactions are not cleaned: whether their records stay is not decided yet.
+        let mut first_uncleanable = active_base.min(st.last_stable_offset());
         if st.config.min_compaction_lag_ms > 0 {
             let horizon = now.saturating_sub(st.config.min_compaction_lag_ms);
             if let Some(young) = segments
@@ -192,6 +210,10 @@ impl Partition {
             first_dirty,
             first_uncleanable: first_uncleanable.max(st.log_start_offset),
             tombstone_horizon: st.tombstone_horizon,
+            aborted: st.txn_index.all().into_iter().fold(HashMap::new(), |mut m, t| {
+                m.entry(t.producer_id).or_insert_with(Vec::new).push((t.first_offset, t.last_offset));
+                m
+            }),
         }))
     }
 
@@ -310,8 +332,13 @@ impl Partition {
                         Scanned::Invalid { position, reason } => return Err(corrupt(&seg.view.path, position, reason)),
                         Scanned::Batch { batch, .. } => batch,
                     };
-                    let (filtered, horizon) = filter_batch(&batch, map, now, snap.config.delete_retention_ms, stats)
-                        .map_err(|e| corrupt(&seg.view.path, 0, e.to_string()))?;
+                    let (filtered, horizon) = if snap.is_aborted(&batch) {
+                        stats.records_removed += batch.records_count().max(0) as u64;
+                        (Filtered::Empty, None)
+                    } else {
+                        filter_batch(&batch, map, now, snap.config.delete_retention_ms, stats)
+                            .map_err(|e| corrupt(&seg.view.path, 0, e.to_string()))?
+                    };
                     if let Some(h) = horizon {
                         *min_horizon = Some(min_horizon.map_or(h, |m: i64| m.min(h)));
                     }
@@ -538,7 +565,7 @@ fn build_offset_map(snap: &Snapshot, map: &mut OffsetMap, stats: &mut CleanerSta
             if batch.next_offset() > snap.first_uncleanable {
                 return Ok(end);
             }
-            if !batch.is_control() {
+            if !batch.is_control() && !snap.is_aborted(&batch) {
                 if map.map.len() + batch.records_count().max(0) as usize > map.capacity {
                     // Full: the map covers everything before this batch.
                     return Ok(end);

@@ -33,6 +33,7 @@ pub mod producer_state;
 mod recovery;
 pub mod remote;
 mod segment;
+pub mod txn_index;
 mod util;
 
 #[cfg(test)]
@@ -149,6 +150,9 @@ pub enum StorageError {
     /// INVALID_PRODUCER_EPOCH: a batch from an older epoch of a producer.
     #[error("producer {producer_id} epoch {received} is older than the current epoch {current}")]
     InvalidProducerEpoch { producer_id: i64, current: i16, received: i16 },
+    /// INVALID_TXN_STATE: a non-transactional batch while the producer's transaction is open.
+    #[error("producer {producer_id} has an open transaction; its batches must be transactional")]
+    InvalidTxnState { producer_id: i64 },
     /// Unreadable data found at read time (CORRUPT_MESSAGE on fetch; recovery truncates instead).
     #[error("corrupt data in {path} at position {position}: {reason}")]
     Corrupt { path: PathBuf, position: u64, reason: String },
@@ -193,6 +197,9 @@ pub struct TimestampOffset {
 pub struct LogOffsets {
     pub log_start_offset: i64,
     pub high_watermark: i64,
+    /// The last stable offset: the high watermark, or the first offset of the oldest open
+    /// transaction if that is lower (`read_committed` consumers read below it).
+    pub last_stable_offset: i64,
     pub log_end_offset: i64,
 }
 

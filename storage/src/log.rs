@@ -29,11 +29,46 @@ use crate::manager::LogDir;
 use crate::producer_state::{self, BatchMetadata, ProducerEntry, ProducerStateManager, SequenceCheck, SequenceError};
 use crate::remote::{SegmentFiles, UploadCandidate};
 use crate::segment::{io_err, LogSegment, SegmentView};
+use crate::txn_index::{AbortedTxn, TxnIndex};
 use crate::util::{now_ms, random_u64};
 use crate::{
     AppendInfo, LogConfig, LogOffsets, PartitionDirInfo, ReadResult, Result, RetentionStats, StorageError,
     TimestampOffset, TopicPartition,
 };
+
+/// A COMMIT/ABORT control batch (Kafka's `EndTransactionMarker`): one record whose key is
+/// `[i16 version 0][i16 type]` (0 abort, 1 commit) and value `[i16 version 0][i32 coordinator epoch]`.
+pub fn marker_batch(
+    producer_id: i64,
+    producer_epoch: i16,
+    coordinator_epoch: i32,
+    commit: bool,
+    now: i64,
+) -> Result<RecordBatch> {
+    let mut key = Vec::with_capacity(4);
+    key.extend_from_slice(&0i16.to_be_bytes());
+    key.extend_from_slice(&(commit as i16).to_be_bytes());
+    let mut value = Vec::with_capacity(6);
+    value.extend_from_slice(&0i16.to_be_bytes());
+    value.extend_from_slice(&coordinator_epoch.to_be_bytes());
+    let builder = sluice_protocol::records::BatchBuilder {
+        transactional: true,
+        control: true,
+        producer_id,
+        producer_epoch,
+        base_sequence: -1,
+        base_timestamp: now,
+        records: vec![sluice_protocol::records::Record {
+            key: Some(Bytes::from(key)),
+            value: Some(Bytes::from(value)),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let corrupt = |reason: String| StorageError::Corrupt { path: PathBuf::new(), position: 0, reason };
+    let bytes = builder.build().map_err(|e| corrupt(e.to_string()))?;
+    RecordBatch::new(bytes).map_err(|e| corrupt(e.to_string()))
+}
 
 /// Kafka's segment files use int positions.
 const MAX_SEGMENT_BYTES: u64 = i32::MAX as u64;
@@ -62,6 +97,8 @@ pub(crate) struct LogState {
     /// Last offset committed to the remote tier (-1 = none or not yet known): with
     /// `remote.storage.enable`, only segments wholly at or below it may be deleted locally.
     pub highest_remote_offset: i64,
+    /// Aborted transactions (`.txnindex` files).
+    pub txn_index: TxnIndex,
 }
 
 /// A random `segment.jitter.ms` draw for a new segment.
@@ -125,14 +162,17 @@ impl LogState {
             base_offsets.push(next);
             next += i64::from(b.last_offset_delta()) + 1;
         }
-        if let Some(dup) = self.check_producers(batches, &base_offsets, now)? {
-            // A retry of a batch already in the log: answer with its offsets, write nothing.
-            return Ok(AppendInfo {
-                first_offset: dup.first_offset,
-                last_offset: dup.last_offset,
-                log_start_offset: self.log_start_offset,
-            });
-        }
+        let aborted = match self.check_producers(batches, &base_offsets, now)? {
+            ProducerCheck::Duplicate(dup) => {
+                // A retry of a batch already in the log: answer with its offsets, write nothing.
+                return Ok(AppendInfo {
+                    first_offset: dup.first_offset,
+                    last_offset: dup.last_offset,
+                    log_start_offset: self.log_start_offset,
+                });
+            }
+            ProducerCheck::Append { aborted } => aborted,
+        };
         let patches: Vec<[u8; 16]> =
             batches.iter().zip(&base_offsets).map(|(b, &base)| b.header_patch(base, leader_epoch)).collect();
         if self.segments.is_empty() {
@@ -158,6 +198,12 @@ impl LogState {
             }
         }
         self.write_group(&patches[group_start..], &batches[group_start..])?;
+        for txn in aborted {
+            // The file of the segment the marker went to.
+            let base = self.segments.range(..=txn.last_offset).next_back().map(|(b, _)| *b).unwrap_or(first_offset);
+            let dir = self.dir.clone();
+            self.txn_index.append(&dir, base, txn).map_err(|e| io_err(&dir, e))?;
+        }
         self.log_end_offset = next;
         if self.first_unflushed_append_ms.is_none() && !batches.is_empty() {
             self.first_unflushed_append_ms = Some(now);
@@ -168,17 +214,41 @@ impl LogState {
     /// Checks the producer sequences of `batches` (to be written at `base_offsets`) and records
     /// them. A retry of one of a producer's last batches returns that batch's metadata; a retry
     /// or a refused batch leaves the state as it was.
-    fn check_producers(
-        &mut self,
-        batches: &[RecordBatch],
-        base_offsets: &[i64],
-        now: i64,
-    ) -> Result<Option<BatchMetadata>> {
+    fn check_producers(&mut self, batches: &[RecordBatch], base_offsets: &[i64], now: i64) -> Result<ProducerCheck> {
         let mut saved: Vec<(i64, Option<ProducerEntry>)> = Vec::new();
         let mut outcome: std::result::Result<Option<BatchMetadata>, SequenceError> = Ok(None);
+        let mut aborted = Vec::new();
         for (b, &base) in batches.iter().zip(base_offsets) {
+            // Batches the coordinators write: transaction markers, and transactional offset
+            // commits without sequence numbers. Only their epoch is checked.
+            let marker = if b.is_control() { producer_state::control_commit(b) } else { None };
+            if b.producer_id() >= 0 && (marker.is_some() || ProducerStateManager::is_unsequenced_txn(b)) {
+                let pid = b.producer_id();
+                if let Err(e) = self.producer_state.check_marker(pid, b.producer_epoch()) {
+                    outcome = Err(e);
+                    break;
+                }
+                if !saved.iter().any(|(p, _)| *p == pid) {
+                    saved.push((pid, self.producer_state.get(pid).cloned()));
+                }
+                match marker {
+                    Some(commit) => {
+                        let coordinator_epoch = producer_state::control_coordinator_epoch(b);
+                        aborted.extend(self.producer_state.complete_txn(
+                            pid,
+                            b.producer_epoch(),
+                            coordinator_epoch,
+                            commit,
+                            base,
+                            now,
+                        ));
+                    }
+                    None => self.producer_state.begin_unsequenced(pid, b.producer_epoch(), base, now),
+                }
+                continue;
+            }
             let Some((pid, epoch, first, last)) = producer_state::batch_producer_fields(b) else { continue };
-            match self.producer_state.check(pid, epoch, first, last) {
+            match self.producer_state.check_batch(pid, epoch, first, last, b.is_transactional()) {
                 Ok(SequenceCheck::Append) => {
                     if !saved.iter().any(|(p, _)| *p == pid) {
                         saved.push((pid, self.producer_state.get(pid).cloned()));
@@ -186,6 +256,9 @@ impl LogState {
                     let offsets = (base, base + i64::from(b.last_offset_delta()));
                     // Wall time, not the batch's (possibly old) create time: expiry counts idleness.
                     self.producer_state.update(pid, epoch, first, last, offsets, now.max(b.max_timestamp()));
+                    if b.is_transactional() {
+                        self.producer_state.begin_txn(pid, base);
+                    }
                 }
                 Ok(SequenceCheck::Duplicate(m)) => {
                     outcome = Ok(Some(m));
@@ -202,14 +275,22 @@ impl LogState {
                 self.producer_state.restore(pid, entry);
             }
         }
-        outcome.map_err(|e| match e {
-            SequenceError::InvalidProducerEpoch { producer_id, current, received } => {
-                StorageError::InvalidProducerEpoch { producer_id, current, received }
+        match outcome {
+            Ok(Some(dup)) => Ok(ProducerCheck::Duplicate(dup)),
+            Ok(None) => Ok(ProducerCheck::Append { aborted }),
+            Err(SequenceError::InvalidProducerEpoch { producer_id, current, received }) => {
+                Err(StorageError::InvalidProducerEpoch { producer_id, current, received })
             }
-            SequenceError::OutOfOrderSequence { producer_id, epoch, last_seq, received } => {
-                StorageError::OutOfOrderSequence { producer_id, epoch, last_seq, received }
+            Err(SequenceError::OutOfOrderSequence { producer_id, epoch, last_seq, received }) => {
+                Err(StorageError::OutOfOrderSequence { producer_id, epoch, last_seq, received })
             }
-        })
+            Err(SequenceError::InvalidTxnState { producer_id }) => Err(StorageError::InvalidTxnState { producer_id }),
+        }
+    }
+
+    /// `min(high watermark, first unstable offset)`: consumers in `read_committed` read below it.
+    pub(crate) fn last_stable_offset(&self) -> i64 {
+        self.producer_state.first_unstable_offset().map_or(self.high_watermark, |f| f.min(self.high_watermark))
     }
 
     /// Writes batches (already tracked in the active segment's metadata) with one vectored write:
@@ -256,9 +337,18 @@ impl LogState {
         LogOffsets {
             log_start_offset: self.log_start_offset,
             high_watermark: self.high_watermark,
+            last_stable_offset: self.last_stable_offset(),
             log_end_offset: self.log_end_offset,
         }
     }
+}
+
+/// What the producer checks of one append decided.
+enum ProducerCheck {
+    /// A retry of a batch already in the log.
+    Duplicate(BatchMetadata),
+    /// Write the batches; these transactions are aborted by markers among them.
+    Append { aborted: Vec<AbortedTxn> },
 }
 
 /// One partition's log: the ordered segments and the append lock. Thread-safe; appends to one
@@ -507,7 +597,7 @@ impl Partition {
     /// fsyncs everything written so far and advances the recovery point.
     pub fn flush(&self) -> Result<()> {
         self.check()?;
-        let (files, flushed_leo, dir) = {
+        let (files, flushed_leo, dir, txn_files) = {
             let mut st = self.lock();
             self.check()?;
             if st.recovery_point >= st.log_end_offset && !st.dir_needs_sync {
@@ -516,8 +606,13 @@ impl Partition {
             let from = st.segments.range(..=st.recovery_point).next_back().map(|(b, _)| *b).unwrap_or(i64::MIN);
             let files: Vec<_> = st.segments.range(from..).flat_map(|(_, s)| s.files()).collect();
             let dir = std::mem::take(&mut st.dir_needs_sync).then(|| st.dir.clone());
-            (files, st.log_end_offset, dir)
+            let log_dir = st.dir.clone();
+            let txn_files = st.txn_index.take_dirty(&log_dir);
+            (files, st.log_end_offset, dir, txn_files)
         };
+        for path in &txn_files {
+            crate::txn_index::sync(path).map_err(|e| self.fail(io_err(path, e)))?;
+        }
         // fsync outside the lock. Never retried: a failed fsync may have dropped dirty pages, so
         // the dir goes offline instead.
         for (file, path) in &files {
@@ -560,6 +655,38 @@ impl Partition {
         let leo = st.log_end_offset;
         producer_state::write_snapshot(&st.dir, leo, &st.producer_state).map_err(|e| self.fail(io_err(&st.dir, e)))?;
         Ok(())
+    }
+
+    /// Writes a transaction marker (a control batch: COMMIT or ABORT) for `producer_id` at
+    /// `producer_epoch`, closing its transaction in this partition, and moves the high watermark
+    /// past it. An epoch older than the producer's is `InvalidProducerEpoch`.
+    pub fn append_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        coordinator_epoch: i32,
+        commit: bool,
+        leader_epoch: i32,
+    ) -> Result<AppendInfo> {
+        let batch = marker_batch(producer_id, producer_epoch, coordinator_epoch, commit, now_ms())?;
+        let info = self.append(std::slice::from_ref(&batch), leader_epoch)?;
+        self.advance_high_watermark(info.last_offset + 1);
+        Ok(info)
+    }
+
+    /// The aborted transactions overlapping `[fetch_offset, upper_bound)` (read_committed fetches).
+    pub fn aborted_transactions(&self, fetch_offset: i64, upper_bound: i64) -> Vec<AbortedTxn> {
+        self.lock().txn_index.collect(fetch_offset, upper_bound)
+    }
+
+    /// Every aborted transaction this partition knows of, in marker order.
+    pub fn all_aborted_transactions(&self) -> Vec<AbortedTxn> {
+        self.lock().txn_index.all()
+    }
+
+    /// Every producer with state in this partition (DescribeProducers).
+    pub fn producer_entries(&self) -> Vec<(i64, ProducerEntry)> {
+        self.lock().producer_state.entries()
     }
 
     /// Forgets producers idle for `producer.id.expiration.ms`; returns how many.
@@ -756,6 +883,14 @@ impl Partition {
             seg.rename_with_suffix(&dir, crate::layout::DELETED_SUFFIX).map_err(|e| io_err(&dir, e))?;
             paths.extend(seg.paths());
         }
+        let first_remaining = st.segments.keys().next().copied().unwrap_or(st.log_end_offset);
+        let dir = st.dir.clone();
+        let keep_entries = st.config.remote_storage_enable;
+        for path in st.txn_index.take_files_below(&dir, first_remaining, keep_entries) {
+            let deleted = crate::layout::with_suffix(&path, crate::layout::DELETED_SUFFIX);
+            std::fs::rename(&path, &deleted).map_err(|e| io_err(&path, e))?;
+            paths.push(deleted);
+        }
         fsync_dir(&st.dir).map_err(|e| io_err(&st.dir, e))?;
         if let Some(first) = st.segments.keys().next().copied() {
             st.log_start_offset = st.log_start_offset.max(first);
@@ -767,7 +902,7 @@ impl Partition {
         Ok(doomed.len())
     }
 
-    /// Rolled segments wholly below the high watermark whose data lies above `after_offset`
+    /// Rolled segments wholly below the last stable offset whose data lies above `after_offset`
     /// (the last offset already in the remote tier), oldest first: what may be copied to the
     /// remote tier. The active segment is never a candidate.
     pub fn upload_candidates(&self, after_offset: i64) -> Result<Vec<UploadCandidate>> {
@@ -775,9 +910,11 @@ impl Partition {
         let st = self.lock();
         let bases: Vec<i64> = st.segments.keys().copied().collect();
         let mut out = Vec::new();
+        // Below the last stable offset too: an open transaction's data is not final yet.
+        let upper = st.last_stable_offset();
         for w in bases.windows(2) {
             let (base, next_base) = (w[0], w[1]);
-            if next_base > st.high_watermark {
+            if next_base > upper {
                 break;
             }
             if next_base - 1 <= after_offset {
@@ -793,7 +930,16 @@ impl Partition {
                 end_offset: next_base - 1,
                 max_timestamp: seg.max_timestamp_so_far(),
                 size_bytes: seg.size(),
-                files: SegmentFiles { log, offset_index, time_index, producer_snapshot: None },
+                files: SegmentFiles {
+                    log,
+                    offset_index,
+                    time_index,
+                    // Taken at every roll, so the one at `next_base` is this segment's end state;
+                    // only the newest are kept, so older segments go up without one.
+                    producer_snapshot: Some(crate::producer_state::snapshot_file(&st.dir, next_base))
+                        .filter(|p| p.exists()),
+                    transaction_index: st.txn_index.file_for_segment(&st.dir, base, next_base),
+                },
             });
         }
         Ok(out)
@@ -818,6 +964,11 @@ impl Partition {
             }
         }
         total
+    }
+
+    /// Transactions with data but no marker yet in this partition (for metrics).
+    pub fn open_transactions(&self) -> usize {
+        self.lock().producer_state.open_transactions()
     }
 
     /// Idempotent producers whose state this partition keeps (for metrics).

@@ -459,6 +459,7 @@ fn create_partition(
         tombstone_horizon: None,
         producer_state: Default::default(),
         highest_remote_offset: -1,
+        txn_index: Default::default(),
     };
     Ok(Partition::from_state(tp.clone(), Some(topic_id), dir.clone(), state))
 }

@@ -12,6 +12,12 @@
 //! - an unknown producer (never seen, expired, or its data deleted) is accepted at any sequence
 //!   (KIP-360: the broker no longer answers UNKNOWN_PRODUCER_ID).
 //!
+//! Transactions: a producer's first transactional batch opens its transaction in the partition
+//! (`current_txn_first_offset`, also kept in `ongoing` by first offset, whose minimum is the
+//! first unstable offset and so bounds the last stable offset); a COMMIT or ABORT control batch
+//! closes it ([`ProducerStateManager::complete_txn`]). A non-transactional batch while the
+//! producer's transaction is open is `InvalidTxnState`, a marker with an older epoch is fenced.
+//!
 //! Durability: the state is written to `<offset>.snapshot` (Kafka's v1 snapshot format: version,
 //! CRC-32C, one entry per producer with its last batch) when a segment rolls and at clean
 //! shutdown, and rebuilt at load from the newest valid snapshot plus the batches after it.
@@ -19,11 +25,13 @@
 //!
 //! Not thread-safe: the owner ([`crate::log::LogState`]) holds the partition's mutex.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use sluice_protocol::batch::RecordBatch;
+
+use crate::txn_index::AbortedTxn;
 
 /// Kafka keeps the metadata of this many batches per producer for duplicate detection (and
 /// clients keep at most this many requests in flight with idempotence).
@@ -56,9 +64,23 @@ pub struct ProducerEntry {
     pub batches: VecDeque<BatchMetadata>,
     /// Max timestamp of the last batch (expiration is measured from it, as in Kafka).
     pub last_timestamp: i64,
+    /// Offset of the first batch of the producer's open transaction in this partition.
+    pub current_txn_first_offset: Option<i64>,
+    /// Epoch of the coordinator that wrote the producer's last marker (-1: none).
+    pub coordinator_epoch: i32,
 }
 
 impl ProducerEntry {
+    fn new(epoch: i16, timestamp: i64) -> Self {
+        Self {
+            epoch,
+            batches: VecDeque::new(),
+            last_timestamp: timestamp,
+            current_txn_first_offset: None,
+            coordinator_epoch: -1,
+        }
+    }
+
     fn last_seq(&self) -> Option<i32> {
         self.batches.back().map(|b| b.last_seq)
     }
@@ -78,6 +100,8 @@ pub enum SequenceError {
     InvalidProducerEpoch { producer_id: i64, current: i16, received: i16 },
     /// OUT_OF_ORDER_SEQUENCE_NUMBER (45).
     OutOfOrderSequence { producer_id: i64, epoch: i16, last_seq: i32, received: i32 },
+    /// INVALID_TXN_STATE (48): a non-transactional write while the producer's transaction is open.
+    InvalidTxnState { producer_id: i64 },
 }
 
 /// The outcome of checking one batch.
@@ -120,10 +144,41 @@ pub fn batch_producer_fields(b: &RecordBatch) -> Option<(i64, i16, i32, i32)> {
     Some((b.producer_id(), b.producer_epoch(), first, increment_sequence(first, b.last_offset_delta())))
 }
 
+/// What a control batch says: the transaction committed (`true`) or aborted.
+pub fn control_commit(b: &RecordBatch) -> Option<bool> {
+    if !b.is_control() {
+        return None;
+    }
+    let records = b.records(1 << 16).ok()?;
+    let key = records.first()?.key.as_ref()?;
+    // Key: i16 version, i16 type (0 = ABORT, 1 = COMMIT).
+    if key.len() < 4 {
+        return None;
+    }
+    match i16::from_be_bytes([key[2], key[3]]) {
+        0 => Some(false),
+        1 => Some(true),
+        _ => None,
+    }
+}
+
+/// The coordinator epoch a control batch carries (value: i16 version, i32 coordinator epoch).
+pub fn control_coordinator_epoch(b: &RecordBatch) -> i32 {
+    b.records(1 << 16)
+        .ok()
+        .and_then(|r| r.into_iter().next())
+        .and_then(|r| r.value)
+        .filter(|v| v.len() >= 6)
+        .map(|v| i32::from_be_bytes([v[2], v[3], v[4], v[5]]))
+        .unwrap_or(-1)
+}
+
 /// All producers of one partition (see the module docs).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProducerStateManager {
     producers: HashMap<i64, ProducerEntry>,
+    /// Open transactions by first offset -> producer id.
+    ongoing: BTreeMap<i64, i64>,
 }
 
 impl ProducerStateManager {
@@ -151,6 +206,18 @@ impl ProducerStateManager {
         first_seq: i32,
         last_seq: i32,
     ) -> Result<SequenceCheck, SequenceError> {
+        self.check_batch(producer_id, epoch, first_seq, last_seq, false)
+    }
+
+    /// [`Self::check`] for a batch that is transactional or not.
+    pub fn check_batch(
+        &self,
+        producer_id: i64,
+        epoch: i16,
+        first_seq: i32,
+        last_seq: i32,
+        transactional: bool,
+    ) -> Result<SequenceCheck, SequenceError> {
         let Some(entry) = self.producers.get(&producer_id) else {
             return Ok(SequenceCheck::Append);
         };
@@ -159,6 +226,9 @@ impl ProducerStateManager {
         }
         if epoch < entry.epoch {
             return Err(SequenceError::InvalidProducerEpoch { producer_id, current: entry.epoch, received: epoch });
+        }
+        if !transactional && entry.current_txn_first_offset.is_some() {
+            return Err(SequenceError::InvalidTxnState { producer_id });
         }
         if epoch != entry.epoch {
             if first_seq != 0 && entry.epoch != NO_PRODUCER_EPOCH {
@@ -189,11 +259,7 @@ impl ProducerStateManager {
         meta_offsets: (i64, i64),
         timestamp: i64,
     ) {
-        let entry = self.producers.entry(producer_id).or_insert_with(|| ProducerEntry {
-            epoch,
-            batches: VecDeque::new(),
-            last_timestamp: timestamp,
-        });
+        let entry = self.producers.entry(producer_id).or_insert_with(|| ProducerEntry::new(epoch, timestamp));
         if epoch == entry.epoch && entry.batches.back().is_some_and(|b| b.last_offset >= meta_offsets.1) {
             return; // replaying a batch the state already holds
         }
@@ -216,6 +282,10 @@ impl ProducerStateManager {
 
     /// Puts back an entry saved before a refused multi-batch append changed it.
     pub fn restore(&mut self, producer_id: i64, entry: Option<ProducerEntry>) {
+        self.ongoing.retain(|_, pid| *pid != producer_id);
+        if let Some(first) = entry.as_ref().and_then(|e| e.current_txn_first_offset) {
+            self.ongoing.insert(first, producer_id);
+        }
         match entry {
             Some(e) => {
                 self.producers.insert(producer_id, e);
@@ -231,21 +301,141 @@ impl ProducerStateManager {
     pub fn truncate_from(&mut self, offset: i64) {
         for e in self.producers.values_mut() {
             e.batches.retain(|b| b.last_offset < offset);
+            if e.current_txn_first_offset.is_some_and(|f| f >= offset) {
+                e.current_txn_first_offset = None;
+            }
         }
-        self.producers.retain(|_, e| !e.batches.is_empty());
+        self.producers.retain(|_, e| !e.batches.is_empty() || e.current_txn_first_offset.is_some());
+        self.ongoing.retain(|first, _| *first < offset);
     }
 
-    /// Replays a batch read from the log (no checks: the log is the truth).
-    pub fn replay(&mut self, b: &RecordBatch) {
+    /// Opens the producer's transaction at `first_offset` unless one is open already.
+    pub fn begin_txn(&mut self, producer_id: i64, first_offset: i64) {
+        if let Some(e) = self.producers.get_mut(&producer_id) {
+            if e.current_txn_first_offset.is_none() {
+                e.current_txn_first_offset = Some(first_offset);
+                self.ongoing.insert(first_offset, producer_id);
+            }
+        }
+    }
+
+    /// A transactional batch a coordinator wrote without sequence numbers (offset commits of a
+    /// transaction): no sequence checks, but it opens the producer's transaction here.
+    pub fn begin_unsequenced(&mut self, producer_id: i64, epoch: i16, first_offset: i64, timestamp: i64) {
+        let entry = self.producers.entry(producer_id).or_insert_with(|| ProducerEntry::new(epoch, timestamp));
+        if epoch > entry.epoch {
+            entry.epoch = epoch;
+            entry.batches.clear();
+        }
+        entry.last_timestamp = entry.last_timestamp.max(timestamp);
+        self.begin_txn(producer_id, first_offset);
+    }
+
+    /// Whether a batch is one a coordinator wrote for a transaction, without sequence numbers.
+    pub fn is_unsequenced_txn(b: &RecordBatch) -> bool {
+        b.producer_id() >= 0 && b.is_transactional() && !b.is_control() && b.base_sequence() < 0
+    }
+
+    /// Checks a COMMIT/ABORT marker of `producer_id` at `epoch` (Kafka's `appendEndTxnMarker`):
+    /// an older epoch than the producer's is fenced.
+    pub fn check_marker(&self, producer_id: i64, epoch: i16) -> Result<(), SequenceError> {
+        match self.producers.get(&producer_id) {
+            Some(e) if epoch < e.epoch => {
+                Err(SequenceError::InvalidProducerEpoch { producer_id, current: e.epoch, received: epoch })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Closes the producer's transaction with the marker at `marker_offset`. A newer epoch resets
+    /// the producer's sequences (its next batch starts at 0). Returns the aborted transaction to
+    /// index, for an ABORT.
+    pub fn complete_txn(
+        &mut self,
+        producer_id: i64,
+        epoch: i16,
+        coordinator_epoch: i32,
+        commit: bool,
+        marker_offset: i64,
+        timestamp: i64,
+    ) -> Option<AbortedTxn> {
+        let entry = self.producers.entry(producer_id).or_insert_with(|| ProducerEntry::new(epoch, timestamp));
+        if epoch != entry.epoch {
+            entry.epoch = epoch;
+            entry.batches.clear();
+        }
+        entry.coordinator_epoch = coordinator_epoch;
+        entry.last_timestamp = entry.last_timestamp.max(timestamp);
+        let first = entry.current_txn_first_offset.take();
+        if let Some(f) = first {
+            self.ongoing.remove(&f);
+        }
+        if commit {
+            return None;
+        }
+        // Kafka's lastStableOffset(completedTxn): the first other open transaction, or the
+        // offset after the marker.
+        let last_stable_offset = self.ongoing.keys().next().copied().unwrap_or(marker_offset + 1);
+        Some(AbortedTxn {
+            producer_id,
+            first_offset: first.unwrap_or(marker_offset),
+            last_offset: marker_offset,
+            last_stable_offset,
+        })
+    }
+
+    /// The first offset of the oldest open transaction: the last stable offset can not pass it.
+    pub fn first_unstable_offset(&self) -> Option<i64> {
+        self.ongoing.keys().next().copied()
+    }
+
+    /// How many transactions are open in this partition.
+    pub fn open_transactions(&self) -> usize {
+        self.ongoing.len()
+    }
+
+    /// Every producer with its state (DescribeProducers).
+    pub fn entries(&self) -> Vec<(i64, ProducerEntry)> {
+        let mut v: Vec<_> = self.producers.iter().map(|(k, e)| (*k, e.clone())).collect();
+        v.sort_unstable_by_key(|(k, _)| *k);
+        v
+    }
+
+    /// Replays a batch read from the log (no checks: the log is the truth). Returns the aborted
+    /// transaction an ABORT marker closes.
+    pub fn replay(&mut self, b: &RecordBatch) -> Option<AbortedTxn> {
+        if b.producer_id() >= 0 && b.is_control() {
+            let commit = control_commit(b)?;
+            let coordinator_epoch = control_coordinator_epoch(b);
+            return self.complete_txn(
+                b.producer_id(),
+                b.producer_epoch(),
+                coordinator_epoch,
+                commit,
+                b.base_offset(),
+                b.max_timestamp(),
+            );
+        }
+        if Self::is_unsequenced_txn(b) {
+            self.begin_unsequenced(b.producer_id(), b.producer_epoch(), b.base_offset(), b.max_timestamp());
+            return None;
+        }
         if let Some((pid, epoch, first, last)) = batch_producer_fields(b) {
             self.update(pid, epoch, first, last, (b.base_offset(), b.last_offset()), b.max_timestamp());
+            if b.is_transactional() {
+                self.begin_txn(pid, b.base_offset());
+            }
         }
+        None
     }
 
-    /// Forgets producers idle for `expiration_ms` (`producer.id.expiration.ms`). Returns how many.
+    /// Forgets producers idle for `expiration_ms` (`producer.id.expiration.ms`), except those
+    /// with an open transaction (as Kafka). Returns how many.
     pub fn remove_expired(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
         let before = self.producers.len();
-        self.producers.retain(|_, e| now_ms.saturating_sub(e.last_timestamp) < expiration_ms);
+        self.producers.retain(|_, e| {
+            e.current_txn_first_offset.is_some() || now_ms.saturating_sub(e.last_timestamp) < expiration_ms
+        });
         before - self.producers.len()
     }
 
@@ -271,8 +461,8 @@ impl ProducerStateManager {
             let offset_delta = (last.last_offset - last.first_offset) as i32;
             body.extend_from_slice(&offset_delta.to_be_bytes());
             body.extend_from_slice(&e.last_timestamp.to_be_bytes());
-            body.extend_from_slice(&(-1i32).to_be_bytes()); // coordinator epoch
-            body.extend_from_slice(&(-1i64).to_be_bytes()); // current txn first offset
+            body.extend_from_slice(&e.coordinator_epoch.to_be_bytes());
+            body.extend_from_slice(&e.current_txn_first_offset.unwrap_or(-1).to_be_bytes());
         }
         let mut out = Vec::with_capacity(6 + body.len());
         out.extend_from_slice(&SNAPSHOT_VERSION.to_be_bytes());
@@ -301,6 +491,7 @@ impl ProducerStateManager {
             return Err(format!("snapshot entry count {count} does not match its {} bytes", entries.len()));
         }
         let mut producers = HashMap::with_capacity(count as usize);
+        let mut ongoing = BTreeMap::new();
         for e in entries.chunks_exact(ENTRY_SIZE) {
             let i64_at = |at: usize| {
                 let mut a = [0u8; 8];
@@ -314,6 +505,11 @@ impl ProducerStateManager {
             let last_offset = i64_at(14);
             let offset_delta = i32_at(22);
             let timestamp = i64_at(26);
+            let coordinator_epoch = i32_at(34);
+            let current_txn_first_offset = Some(i64_at(38)).filter(|o| *o >= 0);
+            if let Some(f) = current_txn_first_offset {
+                ongoing.insert(f, producer_id);
+            }
             let mut batches = VecDeque::new();
             if last_offset >= 0 {
                 batches.push_back(BatchMetadata {
@@ -324,9 +520,18 @@ impl ProducerStateManager {
                     timestamp,
                 });
             }
-            producers.insert(producer_id, ProducerEntry { epoch, batches, last_timestamp: timestamp });
+            producers.insert(
+                producer_id,
+                ProducerEntry {
+                    epoch,
+                    batches,
+                    last_timestamp: timestamp,
+                    current_txn_first_offset,
+                    coordinator_epoch,
+                },
+            );
         }
-        Ok(Self { producers })
+        Ok(Self { producers, ongoing })
     }
 }
 

@@ -191,7 +191,9 @@ pub(crate) fn load_partition(
         "loaded log"
     );
     report.partitions_loaded += 1;
-    let producer_state = load_producer_state(dir, &segments, log_end_offset)?;
+    let mut txn_index =
+        crate::txn_index::TxnIndex::load(dir, first_base, log_end_offset).map_err(|e| io_err(dir, e))?;
+    let producer_state = load_producer_state(dir, &segments, log_end_offset, &mut txn_index)?;
     let state = LogState {
         dir: dir.to_path_buf(),
         config,
@@ -206,6 +208,7 @@ pub(crate) fn load_partition(
         tombstone_horizon: Some(0),
         producer_state,
         highest_remote_offset: -1,
+        txn_index,
     };
     Ok(Partition::from_state(tp, topic_id, log_dir, state))
 }
@@ -218,6 +221,7 @@ fn load_producer_state(
     dir: &Path,
     segments: &std::collections::BTreeMap<i64, LogSegment>,
     log_end_offset: i64,
+    txn_index: &mut crate::txn_index::TxnIndex,
 ) -> Result<crate::producer_state::ProducerStateManager> {
     use crate::segment::{BatchScanner, Scanned};
     let (start, mut state) =
@@ -235,7 +239,10 @@ fn load_producer_state(
         let mut scanner = BatchScanner::new(&file, seg.size(), pos);
         while let Scanned::Batch { batch, .. } = scanner.next_batch().map_err(|e| io_err(&path, e))? {
             if batch.last_offset() >= start && batch.base_offset() < log_end_offset {
-                state.replay(&batch);
+                // Aborts in the replayed tail whose index entries a crash lost are re-indexed.
+                if let Some(aborted) = state.replay(&batch) {
+                    txn_index.append(dir, base, aborted).map_err(|e| io_err(dir, e))?;
+                }
             }
         }
     }

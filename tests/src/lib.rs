@@ -28,6 +28,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, Timestamp, TopicPartitionList};
 
 pub use rdkafka;
+pub mod chaos;
 
 /// Default deadline for anything a test waits for.
 pub const WAIT: Duration = Duration::from_secs(30);
@@ -164,6 +165,17 @@ impl TestBroker {
     /// Clean shutdown followed by a start on the same data dir (same overrides, new port).
     pub fn restart(mut self) -> TestBroker {
         self.stop_and_join().unwrap_or_else(|e| panic!("{e}"));
+        let dir = self.dir.take();
+        let mut b = Self::spawn(self.data_dir.clone(), std::mem::take(&mut self.overrides));
+        b.dir = dir;
+        b
+    }
+
+    /// Clean shutdown, then `while_down` (given the data dir) runs with the broker stopped, then a
+    /// start on the same data dir (same overrides, new port).
+    pub fn restart_with(mut self, while_down: impl FnOnce(&Path)) -> TestBroker {
+        self.stop_and_join().unwrap_or_else(|e| panic!("{e}"));
+        while_down(&self.data_dir);
         let dir = self.dir.take();
         let mut b = Self::spawn(self.data_dir.clone(), std::mem::take(&mut self.overrides));
         b.dir = dir;

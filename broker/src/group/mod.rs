@@ -117,6 +117,18 @@ pub struct GroupCoordinator {
     groups: Mutex<HashMap<String, GroupRef>>,
     /// KIP-848 consumer groups by id (see `consumer_ops`).
     consumer_groups: Mutex<HashMap<String, consumer_ops::ConsumerGroupRef>>,
+    /// Offsets committed inside open transactions (TxnOffsetCommit), by producer id and
+    /// `__consumer_offsets` partition; the transaction's marker applies or drops them.
+    pending_txn: Mutex<HashMap<(i64, i32), Vec<PendingTxnOffset>>>,
+}
+
+/// One offset committed inside a transaction.
+#[derive(Debug, Clone)]
+struct PendingTxnOffset {
+    group: String,
+    topic: String,
+    partition: i32,
+    value: OffsetAndMetadata,
 }
 
 fn lock(g: &GroupRef) -> MutexGuard<'_, ClassicGroup> {
@@ -154,7 +166,12 @@ pub fn subscribed_topics(metadata: &Bytes) -> Vec<String> {
 
 impl GroupCoordinator {
     pub fn new(config: GroupConfig) -> Self {
-        Self { config, groups: Mutex::new(HashMap::new()), consumer_groups: Mutex::new(HashMap::new()) }
+        Self {
+            config,
+            groups: Mutex::new(HashMap::new()),
+            consumer_groups: Mutex::new(HashMap::new()),
+            pending_txn: Mutex::new(HashMap::new()),
+        }
     }
 
     fn map(&self) -> MutexGuard<'_, HashMap<String, GroupRef>> {
@@ -201,7 +218,19 @@ impl GroupCoordinator {
                 GroupRecord::Consumer { group, record } => self.load_consumer_record(group, record, now),
             });
             match result {
-                Ok(n) => total += n,
+                Ok((n, open)) => {
+                    total += n;
+                    // Transactions still open at the crash: their marker comes later.
+                    let mut pending = self.pending();
+                    for (pid, records) in open {
+                        let entry = pending.entry((pid, p)).or_default();
+                        for rec in records {
+                            if let GroupRecord::Offset { group, topic, partition, value: Some(value) } = rec {
+                                entry.push(PendingTxnOffset { group, topic, partition, value });
+                            }
+                        }
+                    }
+                }
                 Err(e) => tracing::warn!(partition = p, error = %e, "loading group partition failed"),
             }
         }
@@ -615,6 +644,10 @@ impl GroupCoordinator {
         }
     }
 
+    fn pending(&self) -> MutexGuard<'_, HashMap<(i64, i32), Vec<PendingTxnOffset>>> {
+        self.pending_txn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// OffsetCommit: validates membership and generation, then persists every valid offset.
     /// Returns a top-level error, or per-partition errors keyed like the input.
     pub fn commit(
@@ -625,6 +658,55 @@ impl GroupCoordinator {
         member_id: &str,
         instance_id: Option<&str>,
         offsets: Vec<(String, i32, OffsetAndMetadata)>,
+    ) -> Result<Vec<Option<ResponseError>>, ResponseError> {
+        self.commit_inner(broker, group_id, generation, member_id, instance_id, offsets, None)
+    }
+
+    /// TxnOffsetCommit: the same checks as OffsetCommit, but the offsets are written as part of
+    /// the producer's transaction and take effect only when it commits.
+    #[allow(clippy::too_many_arguments)]
+    pub fn txn_commit(
+        &self,
+        broker: &Broker,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+        offsets: Vec<(String, i32, OffsetAndMetadata)>,
+        producer: (i64, i16),
+    ) -> Result<Vec<Option<ResponseError>>, ResponseError> {
+        self.commit_inner(broker, group_id, generation, member_id, instance_id, offsets, Some(producer))
+    }
+
+    /// Applies (commit) or drops (abort) the offsets `producer_id` committed in its transaction
+    /// through `__consumer_offsets` partition `offsets_partition`, once its marker is written.
+    pub fn complete_txn(&self, producer_id: i64, offsets_partition: i32, commit: bool) {
+        let Some(pending) = self.pending().remove(&(producer_id, offsets_partition)) else { return };
+        if !commit {
+            return;
+        }
+        for p in pending {
+            let g = self.get_or_create(&p.group);
+            lock(&g).offsets.insert((p.topic, p.partition), p.value);
+        }
+    }
+
+    /// Whether an open transaction holds an offset commit for this group partition
+    /// (OffsetFetch with `require_stable` answers UNSTABLE_OFFSET_COMMIT then).
+    pub fn has_pending_txn_offset(&self, group_id: &str, topic: &str, partition: i32) -> bool {
+        self.pending().values().flatten().any(|p| p.group == group_id && p.topic == topic && p.partition == partition)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn commit_inner(
+        &self,
+        broker: &Broker,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+        offsets: Vec<(String, i32, OffsetAndMetadata)>,
+        txn: Option<(i64, i16)>,
     ) -> Result<Vec<Option<ResponseError>>, ResponseError> {
         if group_id.is_empty() {
             return Err(ResponseError::InvalidGroupId);
@@ -677,16 +759,34 @@ impl GroupCoordinator {
                 errors.push(None);
             }
         }
-        if let Err(e) = store::append(broker, group_id, records) {
-            tracing::warn!(group = group_id, error = %e.message, "persisting offsets failed");
-            return Err(if e.code == ResponseError::KafkaStorageError {
-                ResponseError::CoordinatorNotAvailable
-            } else {
-                e.code
-            });
-        }
-        for (topic, partition, value) in accepted {
-            g.offsets.insert((topic, partition), value);
+        let appended = match txn {
+            None => store::append(broker, group_id, records).map(|()| None),
+            Some(producer) => store::append_txn(broker, group_id, records, producer).map(Some),
+        };
+        let offsets_partition = match appended {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(group = group_id, error = %e.message, "persisting offsets failed");
+                return Err(if e.code == ResponseError::KafkaStorageError {
+                    ResponseError::CoordinatorNotAvailable
+                } else {
+                    e.code
+                });
+            }
+        };
+        match (txn, offsets_partition) {
+            (Some((producer_id, _)), Some(p)) => {
+                let mut pending = self.pending();
+                let entry = pending.entry((producer_id, p)).or_default();
+                for (topic, partition, value) in accepted {
+                    entry.push(PendingTxnOffset { group: group_id.to_string(), topic, partition, value });
+                }
+            }
+            _ => {
+                for (topic, partition, value) in accepted {
+                    g.offsets.insert((topic, partition), value);
+                }
+            }
         }
         Ok(errors)
     }

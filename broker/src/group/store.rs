@@ -11,6 +11,7 @@
 //! Writes are appended like a produce with acks=all (flush policy included) and only then
 //! acknowledged; startup replays every partition, last record per key winning.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -104,7 +105,8 @@ fn put_bytes(b: &mut BytesMut, v: &[u8]) {
     b.put_slice(v);
 }
 
-fn get_str(b: &mut Bytes) -> Option<String> {
+/// A non-null Kafka STRING (i16 length, UTF-8).
+pub(crate) fn get_str(b: &mut Bytes) -> Option<String> {
     get_nullable_str(b)?
 }
 
@@ -276,9 +278,43 @@ pub fn append(broker: &Broker, group: &str, records: Vec<(Bytes, Option<Bytes>)>
         ApiError::new(kafka_protocol::ResponseError::CoordinatorNotAvailable, "offsets topic is missing")
     })?;
     let partition = broker.partition(&meta, partition_for(group, meta.partitions))?;
+    append_to(&partition, records, None)
+}
+
+/// Appends the records of a transactional offset commit (TxnOffsetCommit) to the group's
+/// partition, as part of `producer`'s transaction. Returns the partition.
+pub fn append_txn(
+    broker: &Broker,
+    group: &str,
+    records: Vec<(Bytes, Option<Bytes>)>,
+    producer: (i64, i16),
+) -> Result<i32, ApiError> {
+    let meta = broker.metadata.topic(OFFSETS_TOPIC).ok_or_else(|| {
+        ApiError::new(kafka_protocol::ResponseError::CoordinatorNotAvailable, "offsets topic is missing")
+    })?;
+    let index = partition_for(group, meta.partitions);
+    let partition = broker.partition(&meta, index)?;
+    if !records.is_empty() {
+        append_to(&partition, records, Some(producer))?;
+    }
+    Ok(index)
+}
+
+/// Appends one batch of records to an internal partition and advances its high watermark. With
+/// `txn` (producer id, epoch) the batch is transactional and unsequenced, as Kafka's coordinators
+/// write transactional offset commits: it takes effect only with its producer's COMMIT marker.
+pub fn append_to(
+    partition: &Partition,
+    records: Vec<(Bytes, Option<Bytes>)>,
+    txn: Option<(i64, i16)>,
+) -> Result<(), ApiError> {
     let now = crate::handlers::now_ms();
+    let (producer_id, producer_epoch) = txn.unwrap_or((-1, -1));
     let builder = BatchBuilder {
         base_timestamp: now,
+        transactional: txn.is_some(),
+        producer_id,
+        producer_epoch,
         records: records
             .into_iter()
             .enumerate()
@@ -297,14 +333,13 @@ pub fn append(broker: &Broker, group: &str, records: Vec<(Bytes, Option<Bytes>)>
     Ok(())
 }
 
-/// Reads every record of one `__consumer_offsets` partition, in offset order.
-pub fn replay(
-    partition: &Arc<Partition>,
-    mut apply: impl FnMut(GroupRecord),
-) -> Result<usize, sluice_storage::StorageError> {
+/// Calls `apply` with every batch of an internal partition below its high watermark, in order.
+pub fn scan_batches(
+    partition: &Partition,
+    mut apply: impl FnMut(&sluice_protocol::batch::RecordBatch),
+) -> Result<(), sluice_storage::StorageError> {
     let offsets = partition.offsets();
     let mut next = offsets.log_start_offset;
-    let mut count = 0;
     while next < offsets.high_watermark {
         let read = partition.read(next, 4 << 20, offsets.high_watermark, true)?;
         if read.records.is_empty() {
@@ -313,28 +348,54 @@ pub fn replay(
         for batch in BatchIter::new(read.records) {
             let Ok(batch) = batch else { break };
             next = batch.next_offset();
-            if batch.is_control() {
-                continue;
-            }
-            let Ok(records) = batch.records(64 << 20) else {
-                tracing::warn!(partition = ?partition.topic_partition(), offset = batch.base_offset(), "skipping undecodable group batch");
-                continue;
-            };
-            for r in records {
-                let offset = batch.base_offset() + r.offset_delta as i64;
-                if offset < offsets.log_start_offset {
-                    continue;
-                }
-                if let Some(key) = &r.key {
-                    if let Some(rec) = decode_record(key, r.value.as_ref()) {
-                        apply(rec);
-                        count += 1;
-                    }
-                }
-            }
+            apply(&batch);
         }
     }
-    Ok(count)
+    Ok(())
+}
+
+/// Decodes the records of one non-control batch of `__consumer_offsets` (offsets below the log
+/// start are skipped).
+pub fn decode_batch(batch: &sluice_protocol::batch::RecordBatch, log_start_offset: i64) -> Vec<GroupRecord> {
+    let Ok(records) = batch.records(64 << 20) else {
+        tracing::warn!(offset = batch.base_offset(), "skipping undecodable group batch");
+        return Vec::new();
+    };
+    records
+        .into_iter()
+        .filter(|r| batch.base_offset() + r.offset_delta as i64 >= log_start_offset)
+        .filter_map(|r| decode_record(r.key.as_ref()?, r.value.as_ref()))
+        .collect()
+}
+
+/// Reads every record of one `__consumer_offsets` partition, in offset order. Records of
+/// transactional offset commits are applied when their COMMIT marker is read and dropped at an
+/// ABORT; those still open at the end are returned by producer id.
+pub fn replay(
+    partition: &Arc<Partition>,
+    mut apply: impl FnMut(GroupRecord),
+) -> Result<(usize, HashMap<i64, Vec<GroupRecord>>), sluice_storage::StorageError> {
+    let log_start = partition.offsets().log_start_offset;
+    let mut count = 0;
+    let mut open: HashMap<i64, Vec<GroupRecord>> = HashMap::new();
+    scan_batches(partition, |batch| {
+        if batch.is_control() {
+            let pending = open.remove(&batch.producer_id()).unwrap_or_default();
+            if sluice_storage::producer_state::control_commit(batch) == Some(true) {
+                count += pending.len();
+                pending.into_iter().for_each(&mut apply);
+            }
+            return;
+        }
+        let records = decode_batch(batch, log_start);
+        if batch.is_transactional() {
+            open.entry(batch.producer_id()).or_default().extend(records);
+        } else {
+            count += records.len();
+            records.into_iter().for_each(&mut apply);
+        }
+    })?;
+    Ok((count, open))
 }
 
 #[cfg(test)]

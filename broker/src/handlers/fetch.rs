@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::select_all;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::fetch_response::{AbortedTransaction, FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ProducerId, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use sluice_storage::Partition;
@@ -30,6 +30,8 @@ struct PartitionRead {
     last_stable_offset: i64,
     log_start_offset: i64,
     records: Bytes,
+    /// read_committed: the aborted transactions overlapping `records`.
+    aborted: Vec<sluice_storage::txn_index::AbortedTxn>,
 }
 
 impl PartitionRead {
@@ -40,8 +42,28 @@ impl PartitionRead {
             last_stable_offset: -1,
             log_start_offset: -1,
             records: Bytes::new(),
+            aborted: Vec::new(),
         }
     }
+}
+
+/// The last offset of the last whole batch in `records` (a walk over batch headers).
+fn last_offset(records: &Bytes) -> Option<i64> {
+    let mut pos = 0usize;
+    let mut last = None;
+    while records.len() >= pos + 12 {
+        let base = i64::from_be_bytes(records[pos..pos + 8].try_into().ok()?);
+        let len = i32::from_be_bytes(records[pos + 8..pos + 12].try_into().ok()?);
+        let end = pos + 12 + usize::try_from(len).ok()?;
+        if len < 49 || end > records.len() {
+            break;
+        }
+        // lastOffsetDelta sits 23 bytes into the batch (after the length field).
+        let delta = i32::from_be_bytes(records[pos + 23..pos + 27].try_into().ok()?);
+        last = Some(base + i64::from(delta));
+        pos = end;
+    }
+    last
 }
 
 fn check_leader_epoch(requested: i32) -> Option<ResponseError> {
@@ -73,9 +95,7 @@ fn read_pass(logs: &[PartitionToRead], max_bytes: usize, read_committed: bool) -
             continue;
         }
         let offsets = log.offsets();
-        // Transactions (and so an LSO below the HW) arrive with the transactions issue; until then
-        // the last stable offset is the high watermark.
-        let lso = offsets.high_watermark;
+        let lso = offsets.last_stable_offset;
         let bound = if read_committed { lso } else { offsets.high_watermark };
         let part_max = (st.max_bytes.max(0) as usize).min(remaining);
         let min_one = total == 0;
@@ -83,12 +103,20 @@ fn read_pass(logs: &[PartitionToRead], max_bytes: usize, read_committed: bool) -
             Ok(r) => {
                 total += r.records.len();
                 remaining = remaining.saturating_sub(r.records.len());
+                let aborted = if read_committed && !r.records.is_empty() {
+                    // Kafka's collectAbortedTxns up to the end of the data returned.
+                    let upper = last_offset(&r.records).map_or(bound, |o| o + 1);
+                    log.aborted_transactions(st.fetch_offset, upper)
+                } else {
+                    Vec::new()
+                };
                 out.push(PartitionRead {
                     error: None,
                     high_watermark: r.high_watermark,
-                    last_stable_offset: if read_committed { lso } else { r.high_watermark },
+                    last_stable_offset: lso,
                     log_start_offset: r.log_start_offset,
                     records: r.records,
+                    aborted,
                 });
             }
             Err(e) => {
@@ -99,6 +127,7 @@ fn read_pass(logs: &[PartitionToRead], max_bytes: usize, read_committed: bool) -
                     last_stable_offset: lso,
                     log_start_offset: offsets.log_start_offset,
                     records: Bytes::new(),
+                    aborted: Vec::new(),
                 });
             }
         }
@@ -113,6 +142,7 @@ async fn remote_reads(
     logs: &[PartitionToRead],
     mut reads: Vec<PartitionRead>,
     max_bytes: usize,
+    read_committed: bool,
 ) -> Vec<PartitionRead> {
     let Some(rlm) = &broker.remote else { return reads };
     let mut remaining = max_bytes.saturating_sub(reads.iter().map(|r| r.records.len()).sum());
@@ -126,12 +156,17 @@ async fn remote_reads(
         if below_local {
             let part_max = (st.max_bytes.max(0) as usize).min(remaining.max(1));
             let started = std::time::Instant::now();
-            let result = rlm.read(tp, st.fetch_offset, part_max, read.high_watermark).await;
+            let bound = if read_committed { read.last_stable_offset } else { read.high_watermark };
+            let result = rlm.read(tp, st.fetch_offset, part_max, bound).await;
             broker.metrics.tier.fetch_seconds.observe(started.elapsed().as_secs_f64());
             match result {
                 Ok(Some(records)) => {
                     broker.metrics.tier.fetch_bytes.inc_by(records.len() as u64);
                     remaining = remaining.saturating_sub(records.len());
+                    if read_committed {
+                        let upper = last_offset(&records).map_or(bound, |o| o + 1);
+                        read.aborted = log.aborted_transactions(st.fetch_offset, upper);
+                    }
                     read.error = None;
                     read.records = records;
                 }
@@ -235,7 +270,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: FetchReques
         }
     };
 
-    let reads = remote_reads(broker, &logs, reads, max_bytes).await;
+    let reads = remote_reads(broker, &logs, reads, max_bytes, read_committed).await;
 
     let mut sent = Vec::new();
     for ((key, st, _), read) in logs.iter().zip(reads) {
@@ -256,7 +291,17 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: FetchReques
         pd.high_watermark = read.high_watermark;
         pd.last_stable_offset = read.last_stable_offset;
         pd.log_start_offset = read.log_start_offset;
-        pd.aborted_transactions = if read_committed { Some(Vec::new()) } else { None };
+        pd.aborted_transactions = read_committed.then(|| {
+            read.aborted
+                .iter()
+                .map(|t| {
+                    let mut a = AbortedTransaction::default();
+                    a.producer_id = ProducerId(t.producer_id);
+                    a.first_offset = t.first_offset;
+                    a
+                })
+                .collect()
+        });
         pd.preferred_read_replica = BrokerId(-1);
         pd.records = Some(read.records);
         let same_topic = resp.responses.last().is_some_and(|t: &FetchableTopicResponse| {

@@ -1,13 +1,14 @@
-//! InitProducerId (key 22), v0–v5, for idempotent producers (no `transactional.id`).
+//! InitProducerId (key 22), v0–v5.
 //!
-//! A request without a producer id gets a fresh id (never reused, see
-//! [`crate::producer_id`]) with epoch 0. A request carrying the id and epoch this broker gave
-//! out (v3+, KIP-360: an idempotent producer resetting its sequences after an error) gets the
-//! same id with the epoch bumped; when the epoch would overflow, or the id is not one of ours,
-//! a fresh id. Partitions accept the new epoch from sequence 0 and fence the old one.
+//! Without a transactional id (idempotent producers): a fresh producer id (never reused, see
+//! [`crate::producer_id`]) with epoch 0; a request carrying the id and epoch this broker gave out
+//! (v3+, KIP-360: an idempotent producer resetting its sequences after an error) gets the same
+//! id with the epoch bumped, or a fresh id when the epoch would overflow or the id is not ours.
+//! Partitions accept the new epoch from sequence 0 and fence the old one.
 //!
-//! Transactional ids need the transaction coordinator, which Sluice does not have yet: such a
-//! request gets COORDINATOR_NOT_AVAILABLE (the transactional APIs are not advertised either).
+//! With a transactional id: the transaction coordinator ([`crate::txn`]) validates
+//! `transaction.timeout.ms` against `transaction.max.timeout.ms`, aborts an open transaction of
+//! the previous epoch, and bumps the epoch, fencing the previous producer.
 
 use std::sync::Arc;
 
@@ -25,33 +26,32 @@ fn failed(code: ResponseError) -> InitProducerIdResponse {
     resp
 }
 
-pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: InitProducerIdRequest) -> InitProducerIdResponse {
-    if req.transactional_id.as_ref().is_some_and(|t| !t.0.is_empty()) {
-        return failed(ResponseError::CoordinatorNotAvailable);
-    }
+fn granted(id: i64, epoch: i16) -> InitProducerIdResponse {
+    let mut resp = InitProducerIdResponse::default();
+    resp.producer_id = ProducerId(id);
+    resp.producer_epoch = epoch;
+    resp
+}
+
+pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: InitProducerIdRequest) -> InitProducerIdResponse {
     let (pid, epoch) = (req.producer_id.0, req.producer_epoch);
+    if let Some(id) = req.transactional_id.as_ref().filter(|t| !t.0.is_empty()) {
+        let expected = (pid >= 0).then_some((pid, epoch));
+        return match broker
+            .txns
+            .init_producer_id(broker, &id.0, req.transaction_timeout_ms, expected, ctx.api_version)
+            .await
+        {
+            Ok((id, epoch)) => granted(id, epoch),
+            Err(code) => failed(code),
+        };
+    }
     // Epochs stop short of i16::MAX like Kafka's, so a bumped epoch is always valid.
     if pid >= 0 && epoch >= 0 && broker.producer_ids.was_allocated(pid) && epoch < i16::MAX - 1 {
-        let mut resp = InitProducerIdResponse::default();
-        resp.producer_id = ProducerId(pid);
-        resp.producer_epoch = epoch + 1;
-        return resp;
+        return granted(pid, epoch + 1);
     }
-    let ids = broker.producer_ids.clone();
-    match tokio::task::spawn_blocking(move || ids.generate()).await {
-        Ok(Ok(id)) => {
-            let mut resp = InitProducerIdResponse::default();
-            resp.producer_id = ProducerId(id);
-            resp.producer_epoch = 0;
-            resp
-        }
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "producer id allocation failed");
-            failed(ResponseError::KafkaStorageError)
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "producer id allocation panicked");
-            failed(ResponseError::UnknownServerError)
-        }
+    match crate::txn::allocate_producer_id(broker).await {
+        Ok(id) => granted(id, 0),
+        Err(code) => failed(code),
     }
 }

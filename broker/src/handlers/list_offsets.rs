@@ -1,13 +1,15 @@
 //! ListOffsets (key 2), v1–v10: earliest (-2), latest (-1: the high watermark, or the last stable
 //! offset for read_committed), max timestamp (-3, KIP-734), earliest local (-4, KIP-405),
 //! earliest pending upload (-5, KIP-1023), and the first offset whose record timestamp is at or
-//! after a given time (record timestamps, never file times).
+//! after a given time (record timestamps, never file times; on a tiered topic the remote
+//! segments below the local log start are searched first, as Kafka does).
 
 use std::sync::Arc;
 
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::ResponseError;
+use sluice_storage::{Partition, TimestampOffset};
 
 use super::RequestContext;
 use crate::broker::{Broker, LEADER_EPOCH};
@@ -28,9 +30,23 @@ fn partition_error(index: i32, code: ResponseError) -> ListOffsetsPartitionRespo
     r
 }
 
+/// The first record whose timestamp is `>= timestamp` across the whole log, as Kafka searches:
+/// the remote tier first (its segments below the local log start, through their cached time
+/// indexes), then the local log.
+async fn offset_for_timestamp(
+    broker: &Broker,
+    log: &Partition,
+    timestamp: i64,
+) -> Result<Option<TimestampOffset>, ResponseError> {
+    if let Some(found) = crate::remote_log::offset_for_timestamp(broker, log, timestamp).await? {
+        return Ok(Some(found));
+    }
+    log.offset_for_timestamp(timestamp).map_err(|e| crate::error::storage_error(&e))
+}
+
 pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: ListOffsetsRequest) -> ListOffsetsResponse {
-    // read_committed would answer the last stable offset for LATEST; without transactions it
-    // equals the high watermark, so both isolation levels get the same answer for now.
+    // Kafka's lastFetchableOffset: what a consumer of this isolation level may read up to.
+    let read_committed = req.isolation_level == 1;
     let mut resp = ListOffsetsResponse::default();
     for t in req.topics {
         let mut tr = ListOffsetsTopicResponse::default();
@@ -58,12 +74,13 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: ListOffsets
                 continue;
             }
             let offsets = log.offsets();
+            let bound = if read_committed { offsets.last_stable_offset } else { offsets.high_watermark };
             let mut r = ListOffsetsPartitionResponse::default();
             r.partition_index = p.partition_index;
             r.timestamp = -1;
             r.leader_epoch = LEADER_EPOCH;
             let found = match p.timestamp {
-                LATEST => Ok(Some((-1, offsets.high_watermark))),
+                LATEST => Ok(Some((-1, bound))),
                 EARLIEST => {
                     let remote = broker.remote.as_ref().and_then(|r| r.log_start_offset(log.topic_partition()));
                     Ok(Some((-1, remote.map_or(offsets.log_start_offset, |r| r.min(offsets.log_start_offset)))))
@@ -76,9 +93,13 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: ListOffsets
                     tr.partitions.push(partition_error(p.partition_index, ResponseError::InvalidRequest));
                     continue;
                 }
-                ts => log
-                    .offset_for_timestamp(ts)
-                    .map(|o| o.filter(|o| o.offset < offsets.high_watermark).map(|o| (o.timestamp, o.offset))),
+                ts => match offset_for_timestamp(broker, &log, ts).await {
+                    Ok(found) => Ok(found.filter(|o| o.offset < bound).map(|o| (o.timestamp, o.offset))),
+                    Err(code) => {
+                        tr.partitions.push(partition_error(p.partition_index, code));
+                        continue;
+                    }
+                },
             };
             match found {
                 Ok(Some((ts, off))) => {

@@ -7,6 +7,8 @@
 //! authorization check (ACLs) and quota throttling — and where request metrics are taken: queue
 //! and processing time, response error codes, per-topic produce/fetch throughput.
 
+pub mod add_offsets_to_txn;
+pub mod add_partitions_to_txn;
 pub mod alter_configs;
 pub mod api_versions;
 pub mod consumer_group_describe;
@@ -20,6 +22,9 @@ pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_log_dirs;
+pub mod describe_producers;
+pub mod describe_transactions;
+pub mod end_txn;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
@@ -29,12 +34,14 @@ pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
+pub mod list_transactions;
 pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
 pub mod offset_fetch;
 pub mod produce;
 pub mod sync_group;
+pub mod txn_offset_commit;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -80,6 +87,15 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::DescribeLogDirs, 1, 4),
     (ApiKey::InitProducerId, 0, 5),
+    // Transactions. EndTxn v5 and TxnOffsetCommit v5 belong to `transaction.version` 2
+    // (KIP-890 part 2), which is not advertised, so clients never need them.
+    (ApiKey::AddPartitionsToTxn, 0, 5),
+    (ApiKey::AddOffsetsToTxn, 0, 4),
+    (ApiKey::EndTxn, 0, 4),
+    (ApiKey::TxnOffsetCommit, 0, 4),
+    (ApiKey::DescribeTransactions, 0, 0),
+    (ApiKey::ListTransactions, 0, 2),
+    (ApiKey::DescribeProducers, 0, 0),
 ];
 
 /// The advertised version range of `key`, if Sluice serves it.
@@ -263,6 +279,13 @@ pub async fn dispatch(broker: &Arc<Broker>, ctx: &RequestContext, body: Bytes, c
         ApiKey::DeleteRecords => call!(delete_records::handle),
         ApiKey::DescribeLogDirs => call!(describe_log_dirs::handle),
         ApiKey::InitProducerId => call!(init_producer_id::handle),
+        ApiKey::AddPartitionsToTxn => call!(add_partitions_to_txn::handle),
+        ApiKey::AddOffsetsToTxn => call!(add_offsets_to_txn::handle),
+        ApiKey::EndTxn => call!(end_txn::handle),
+        ApiKey::TxnOffsetCommit => call!(txn_offset_commit::handle),
+        ApiKey::DescribeTransactions => call!(describe_transactions::handle),
+        ApiKey::ListTransactions => call!(list_transactions::handle),
+        ApiKey::DescribeProducers => call!(describe_producers::handle),
         other => Reply::Close(format!("no handler for {other:?}")),
     }
 }

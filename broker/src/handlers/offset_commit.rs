@@ -36,10 +36,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: OffsetCommi
         req.group_instance_id.as_deref(),
         offsets,
     );
-    let mut errors = match &result {
-        Ok(e) => e.clone().into_iter(),
-        Err(_) => Vec::new().into_iter(),
-    };
+    let mut codes = partition_codes(&result);
     let mut resp = OffsetCommitResponse::default();
     for t in req.topics {
         let mut tr = OffsetCommitResponseTopic::default();
@@ -47,13 +44,26 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: OffsetCommi
         for p in t.partitions {
             let mut pr = OffsetCommitResponsePartition::default();
             pr.partition_index = p.partition_index;
-            pr.error_code = match &result {
-                Err(e) => e.code(),
-                Ok(_) => crate::error::code(errors.next().flatten()),
-            };
+            pr.error_code = codes();
             tr.partitions.push(pr);
         }
         resp.topics.push(tr);
     }
     resp
+}
+
+/// The error code of each partition in request order, one call per partition: the request's
+/// error for all of them, or each partition's own.
+pub fn partition_codes(
+    result: &Result<Vec<Option<kafka_protocol::ResponseError>>, kafka_protocol::ResponseError>,
+) -> impl FnMut() -> i16 + '_ {
+    let mut i = 0;
+    move || {
+        let code = match result {
+            Err(e) => e.code(),
+            Ok(errors) => crate::error::code(errors.get(i).copied().flatten()),
+        };
+        i += 1;
+        code
+    }
 }

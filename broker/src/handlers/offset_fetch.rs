@@ -1,7 +1,9 @@
 //! OffsetFetch (key 9), v1–v9: committed offsets by partition, all of a group's offsets when the
 //! topic list is null (v2+), and several groups per request from v8. Partitions without a commit
 //! answer offset -1. v9 (KIP-848) carries the member id and epoch, checked against a consumer
-//! group's member (UNKNOWN_MEMBER_ID / STALE_MEMBER_EPOCH as the group's error).
+//! group's member (UNKNOWN_MEMBER_ID / STALE_MEMBER_EPOCH as the group's error). With
+//! `require_stable` (v7+), a partition whose offset an open transaction is committing answers
+//! UNSTABLE_OFFSET_COMMIT.
 
 use std::sync::Arc;
 
@@ -11,6 +13,7 @@ use kafka_protocol::messages::offset_fetch_response::{
 };
 use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
 
 use super::RequestContext;
 use crate::broker::Broker;
@@ -33,6 +36,11 @@ fn grouped(found: Found) -> ByTopic {
 
 pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: OffsetFetchRequest) -> OffsetFetchResponse {
     let mut resp = OffsetFetchResponse::default();
+    // KIP-447: with require_stable (v7+), offsets an open transaction is committing are not
+    // answered yet; the client retries once the transaction completes.
+    let require_stable = ctx.api_version >= 7 && req.require_stable;
+    let unstable =
+        |group: &str, topic: &str, p: i32| require_stable && broker.groups.has_pending_txn_offset(group, topic, p);
     let epoch = |v: &Option<OffsetAndMetadata>| {
         if ctx.api_version >= 5 {
             v.as_ref().map(|v| v.leader_epoch).unwrap_or(-1)
@@ -57,20 +65,24 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: OffsetFetch
                 }
             }
             let found = broker.groups.fetch_offsets(&g.group_id.0, wanted);
-            gr.group_id = g.group_id;
             for (topic, parts) in grouped(found) {
                 let mut tr = OffsetFetchResponseTopics::default();
-                tr.name = TopicName(StrBytes::from_string(topic));
                 for (p, v) in parts {
                     let mut pr = OffsetFetchResponsePartitions::default();
                     pr.partition_index = p;
                     pr.committed_offset = v.as_ref().map(|v| v.offset).unwrap_or(-1);
                     pr.committed_leader_epoch = epoch(&v);
                     pr.metadata = Some(StrBytes::from_string(v.map(|v| v.metadata).unwrap_or_default()));
+                    if unstable(&g.group_id.0, &topic, p) {
+                        pr.error_code = ResponseError::UnstableOffsetCommit.code();
+                        pr.committed_offset = -1;
+                    }
                     tr.partitions.push(pr);
                 }
+                tr.name = TopicName(StrBytes::from_string(topic));
                 gr.topics.push(tr);
             }
+            gr.group_id = g.group_id;
             resp.groups.push(gr);
         }
         return resp;
@@ -81,15 +93,19 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: OffsetFetch
     let found = broker.groups.fetch_offsets(&req.group_id.0, wanted);
     for (topic, parts) in grouped(found) {
         let mut tr = OffsetFetchResponseTopic::default();
-        tr.name = TopicName(StrBytes::from_string(topic));
         for (p, v) in parts {
             let mut pr = OffsetFetchResponsePartition::default();
             pr.partition_index = p;
             pr.committed_offset = v.as_ref().map(|v| v.offset).unwrap_or(-1);
             pr.committed_leader_epoch = epoch(&v);
             pr.metadata = Some(StrBytes::from_string(v.map(|v| v.metadata).unwrap_or_default()));
+            if unstable(&req.group_id.0, &topic, p) {
+                pr.error_code = ResponseError::UnstableOffsetCommit.code();
+                pr.committed_offset = -1;
+            }
             tr.partitions.push(pr);
         }
+        tr.name = TopicName(StrBytes::from_string(topic));
         resp.topics.push(tr);
     }
     resp

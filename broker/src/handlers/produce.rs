@@ -1,5 +1,6 @@
 //! Produce (key 0), v3–v13: validate each partition's single batch against its topic's configs,
-//! append it, advance the high watermark, answer with the base offset. `acks=0` gets no response
+//! append it, advance the high watermark, answer with the base offset. Transactional batches
+//! are verified against the transaction coordinator first. `acks=0` gets no response
 //! (and, as in Kafka, an error closes the connection so the client notices).
 
 use std::sync::Arc;
@@ -69,6 +70,20 @@ async fn produce_partition(
             tracing::debug!(topic_partition = %tp_name, code = ?rej.code, message = ?rej.message, "produce rejected");
             return rejection_response(index, rej);
         }
+    };
+    // A transactional batch must belong to its producer's ongoing transaction (KIP-890 part 1);
+    // the guard keeps the coordinator from writing the transaction's marker before this append.
+    let _txn_guard = if validated.batch.is_transactional() && validated.batch.producer_id() >= 0 {
+        let b = &validated.batch;
+        match broker.txns.verify_write(b.producer_id(), b.producer_epoch(), &topic.name, index).await {
+            Ok(g) => Some(g),
+            Err(code) => {
+                tracing::debug!(topic_partition = %tp_name, ?code, producer_id = b.producer_id(), "transactional produce rejected");
+                return error_response(index, code, None);
+            }
+        }
+    } else {
+        None
     };
     // Appends go to the page cache and are quick; an append that must fsync (flush.messages)
     // runs on a blocking thread so it never stalls the runtime.

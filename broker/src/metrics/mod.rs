@@ -29,6 +29,7 @@ pub mod response_errors;
 pub mod storage;
 pub mod throughput;
 pub mod tier;
+pub mod transactions;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -79,9 +80,8 @@ pub struct Metrics {
     pub maintenance: maintenance::MaintenanceMetrics,
     /// The remote tier: uploads, remote fetches, errors.
     pub tier: tier::TierMetrics,
-    // Future owners add their sub-struct here, e.g. `pub groups: GroupMetrics` (consumer groups:
-    // members, rebalances, committed offsets and lag), `pub cleaner: CleanerMetrics`,
-    // `pub transactions: TransactionMetrics`, `pub tier: TierMetrics`.
+    /// Transactions completed and timed out.
+    pub transactions: transactions::TransactionMetrics,
     /// `/health/ready`: logs loaded and listeners bound, and not shutting down.
     ready: AtomicBool,
 }
@@ -116,6 +116,7 @@ impl Metrics {
             topics: TopicMetrics::new(&registry),
             maintenance: maintenance::MaintenanceMetrics::new(&registry),
             tier: tier::TierMetrics::new(&registry),
+            transactions: transactions::TransactionMetrics::new(&registry),
             registry,
             ready: AtomicBool::new(false),
         }

@@ -245,3 +245,53 @@ impl ResponseErrorCodes for kafka_protocol::messages::InitProducerIdResponse {
         f(self.error_code)
     }
 }
+
+top_level_only!(kafka_protocol::messages::AddOffsetsToTxnResponse, kafka_protocol::messages::EndTxnResponse);
+
+impl ResponseErrorCodes for kafka_protocol::messages::AddPartitionsToTxnResponse {
+    fn for_each_error_code(&self, f: &mut dyn FnMut(i16)) {
+        if self.error_code != 0 {
+            f(self.error_code);
+        }
+        let v3 = self.results_by_topic_v3_and_below.iter();
+        for t in v3.chain(self.results_by_transaction.iter().flat_map(|r| r.topic_results.iter())) {
+            for p in &t.results_by_partition {
+                f(p.partition_error_code);
+            }
+        }
+    }
+}
+
+impl ResponseErrorCodes for kafka_protocol::messages::TxnOffsetCommitResponse {
+    fn for_each_error_code(&self, f: &mut dyn FnMut(i16)) {
+        for t in &self.topics {
+            for p in &t.partitions {
+                f(p.error_code);
+            }
+        }
+    }
+}
+
+impl ResponseErrorCodes for kafka_protocol::messages::DescribeTransactionsResponse {
+    fn for_each_error_code(&self, f: &mut dyn FnMut(i16)) {
+        for s in &self.transaction_states {
+            f(s.error_code);
+        }
+    }
+}
+
+impl ResponseErrorCodes for kafka_protocol::messages::ListTransactionsResponse {
+    fn for_each_error_code(&self, f: &mut dyn FnMut(i16)) {
+        f(self.error_code)
+    }
+}
+
+impl ResponseErrorCodes for kafka_protocol::messages::DescribeProducersResponse {
+    fn for_each_error_code(&self, f: &mut dyn FnMut(i16)) {
+        for t in &self.topics {
+            for p in &t.partitions {
+                f(p.error_code);
+            }
+        }
+    }
+}

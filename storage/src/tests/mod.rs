@@ -7,6 +7,7 @@ mod offline;
 mod producer;
 mod recovery;
 mod retention;
+mod transactions;
 mod unit;
 
 use std::path::{Path, PathBuf};

@@ -58,7 +58,10 @@ fn high_watermark_moves_only_when_advanced_and_wakes_watchers() {
     assert_eq!(p.offsets().high_watermark, 0);
     assert!(!rx.has_changed().unwrap());
     p.advance_high_watermark(100); // clamped to the LEO
-    assert_eq!(p.offsets(), crate::LogOffsets { log_start_offset: 0, high_watermark: 4, log_end_offset: 4 });
+    assert_eq!(
+        p.offsets(),
+        crate::LogOffsets { log_start_offset: 0, high_watermark: 4, last_stable_offset: 4, log_end_offset: 4 }
+    );
     assert!(rx.has_changed().unwrap());
     assert_eq!(*rx.borrow_and_update(), 4);
     p.advance_high_watermark(2); // never backwards
@@ -471,7 +474,10 @@ fn shutdown_writes_checkpoints_and_marker_which_startup_removes() {
     assert_eq!(report.unclean_dirs, [dir.path().to_path_buf()]);
     let (mgr, _) = open(&[dir.path()]);
     let p = mgr.get(&tp("t", 1)).unwrap();
-    assert_eq!(p.offsets(), crate::LogOffsets { log_start_offset: 0, high_watermark: 3, log_end_offset: 5 });
+    assert_eq!(
+        p.offsets(),
+        crate::LogOffsets { log_start_offset: 0, high_watermark: 3, last_stable_offset: 3, log_end_offset: 5 }
+    );
     assert_eq!(p.recovery_point(), 5);
 }
 

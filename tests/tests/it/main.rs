@@ -5,14 +5,17 @@
 
 mod admin;
 mod bad_input;
+mod chaos;
 mod cli;
 mod crash;
 mod groups;
 mod groups_consumer_protocol;
 mod idempotence;
+mod idempotence_retries;
 mod metadata;
 mod offsets;
 mod produce;
 mod restart;
 mod roundtrip;
 mod tiered;
+mod transactions;

@@ -1,0 +1,94 @@
+//! TxnOffsetCommit (key 28), v0–v4: offsets committed inside a transaction (consume-transform-
+//! produce). The group's `__consumer_offsets` partition must be in the producer's ongoing
+//! transaction (AddOffsetsToTxn); from v3 the member and generation are checked as OffsetCommit
+//! checks them. The offsets are written as transactional records and become visible to
+//! OffsetFetch only when the transaction commits.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::txn_offset_commit_response::{
+    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
+use kafka_protocol::ResponseError;
+
+use super::{now_ms, RequestContext};
+use crate::broker::Broker;
+use crate::group::store::{partition_for, OffsetAndMetadata, OFFSETS_TOPIC};
+
+async fn commit(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    req: &TxnOffsetCommitRequest,
+) -> Result<Vec<Option<ResponseError>>, ResponseError> {
+    let meta = broker.metadata.topic(OFFSETS_TOPIC).ok_or(ResponseError::CoordinatorNotAvailable)?;
+    if req.group_id.0.is_empty() {
+        return Err(ResponseError::InvalidGroupId);
+    }
+    let partition = partition_for(&req.group_id.0, meta.partitions);
+    // Held until the offsets are appended: EndTxn can not write the marker in between.
+    let guard =
+        broker.txns.verify_write(req.producer_id.0, req.producer_epoch, OFFSETS_TOPIC, partition).await.map_err(
+            |e| match e {
+                ResponseError::InvalidProducerEpoch => crate::txn::fenced_code(ctx.api_version, 3),
+                other => other,
+            },
+        )?;
+    if broker.txns.transactional_id_of(req.producer_id.0).as_deref() != Some(req.transactional_id.0.as_str()) {
+        return Err(ResponseError::InvalidProducerIdMapping);
+    }
+    let now = now_ms();
+    let offsets: Vec<(String, i32, OffsetAndMetadata)> = req
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(move |p| {
+                (
+                    t.name.0.to_string(),
+                    p.partition_index,
+                    OffsetAndMetadata {
+                        offset: p.committed_offset,
+                        leader_epoch: if ctx.api_version >= 2 { p.committed_leader_epoch } else { -1 },
+                        metadata: p.committed_metadata.as_deref().unwrap_or("").to_string(),
+                        commit_timestamp: now,
+                    },
+                )
+            })
+        })
+        .collect();
+    let (generation, member) =
+        if ctx.api_version >= 3 { (req.generation_id, req.member_id.as_str()) } else { (-1, "") };
+    let result = broker.groups.txn_commit(
+        broker,
+        &req.group_id.0,
+        generation,
+        member,
+        req.group_instance_id.as_deref(),
+        offsets,
+        (req.producer_id.0, req.producer_epoch),
+    );
+    drop(guard);
+    result
+}
+
+pub async fn handle(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    req: TxnOffsetCommitRequest,
+) -> TxnOffsetCommitResponse {
+    let result = commit(broker, ctx, &req).await;
+    let mut codes = super::offset_commit::partition_codes(&result);
+    let mut resp = TxnOffsetCommitResponse::default();
+    for t in req.topics {
+        let mut tr = TxnOffsetCommitResponseTopic::default();
+        tr.name = t.name;
+        for p in t.partitions {
+            let mut pr = TxnOffsetCommitResponsePartition::default();
+            pr.partition_index = p.partition_index;
+            pr.error_code = codes();
+            tr.partitions.push(pr);
+        }
+        resp.topics.push(tr);
+    }
+    resp
+}

@@ -648,36 +648,6 @@ impl GroupCoordinator {
         self.pending_txn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// OffsetCommit: validates membership and generation, then persists every valid offset.
-    /// Returns a top-level error, or per-partition errors keyed like the input.
-    pub fn commit(
-        &self,
-        broker: &Broker,
-        group_id: &str,
-        generation: i32,
-        member_id: &str,
-        instance_id: Option<&str>,
-        offsets: Vec<(String, i32, OffsetAndMetadata)>,
-    ) -> Result<Vec<Option<ResponseError>>, ResponseError> {
-        self.commit_inner(broker, group_id, generation, member_id, instance_id, offsets, None)
-    }
-
-    /// TxnOffsetCommit: the same checks as OffsetCommit, but the offsets are written as part of
-    /// the producer's transaction and take effect only when it commits.
-    #[allow(clippy::too_many_arguments)]
-    pub fn txn_commit(
-        &self,
-        broker: &Broker,
-        group_id: &str,
-        generation: i32,
-        member_id: &str,
-        instance_id: Option<&str>,
-        offsets: Vec<(String, i32, OffsetAndMetadata)>,
-        producer: (i64, i16),
-    ) -> Result<Vec<Option<ResponseError>>, ResponseError> {
-        self.commit_inner(broker, group_id, generation, member_id, instance_id, offsets, Some(producer))
-    }
-
     /// Applies (commit) or drops (abort) the offsets `producer_id` committed in its transaction
     /// through `__consumer_offsets` partition `offsets_partition`, once its marker is written.
     pub fn complete_txn(&self, producer_id: i64, offsets_partition: i32, commit: bool) {
@@ -697,8 +667,12 @@ impl GroupCoordinator {
         self.pending().values().flatten().any(|p| p.group == group_id && p.topic == topic && p.partition == partition)
     }
 
+    /// OffsetCommit, and TxnOffsetCommit with `txn` (producer id, epoch): validates membership
+    /// and generation, then persists every valid offset. Transactional offsets are written as
+    /// part of the producer's transaction and take effect only when it commits. Returns a
+    /// top-level error, or per-partition errors keyed like the input.
     #[allow(clippy::too_many_arguments)]
-    fn commit_inner(
+    pub fn commit(
         &self,
         broker: &Broker,
         group_id: &str,

@@ -35,6 +35,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: OffsetCommi
         &req.member_id,
         req.group_instance_id.as_deref(),
         offsets,
+        None,
     );
     let mut codes = partition_codes(&result);
     let mut resp = OffsetCommitResponse::default();

@@ -58,14 +58,14 @@ async fn commit(
         .collect();
     let (generation, member) =
         if ctx.api_version >= 3 { (req.generation_id, req.member_id.as_str()) } else { (-1, "") };
-    let result = broker.groups.txn_commit(
+    let result = broker.groups.commit(
         broker,
         &req.group_id.0,
         generation,
         member,
         req.group_instance_id.as_deref(),
         offsets,
-        (req.producer_id.0, req.producer_epoch),
+        Some((req.producer_id.0, req.producer_epoch)),
     );
     drop(guard);
     result

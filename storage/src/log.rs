@@ -885,8 +885,8 @@ impl Partition {
         }
         let first_remaining = st.segments.keys().next().copied().unwrap_or(st.log_end_offset);
         let dir = st.dir.clone();
-        let keep_entries = st.config.remote_storage_enable;
-        for path in st.txn_index.take_files_below(&dir, first_remaining, keep_entries) {
+        let tiered = st.config.remote_storage_enable;
+        for path in st.txn_index.take_files_below(&dir, first_remaining, tiered) {
             let deleted = crate::layout::with_suffix(&path, crate::layout::DELETED_SUFFIX);
             std::fs::rename(&path, &deleted).map_err(|e| io_err(&path, e))?;
             paths.push(deleted);

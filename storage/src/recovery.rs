@@ -191,8 +191,8 @@ pub(crate) fn load_partition(
         "loaded log"
     );
     report.partitions_loaded += 1;
-    let mut txn_index =
-        crate::txn_index::TxnIndex::load(dir, first_base, log_end_offset).map_err(|e| io_err(dir, e))?;
+    let mut txn_index = crate::txn_index::TxnIndex::load(dir, first_base, log_end_offset, config.remote_storage_enable)
+        .map_err(|e| io_err(dir, e))?;
     let producer_state = load_producer_state(dir, &segments, log_end_offset, &mut txn_index)?;
     let state = LogState {
         dir: dir.to_path_buf(),

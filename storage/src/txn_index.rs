@@ -9,7 +9,7 @@
 //! into the file named after the active segment's base offset when its marker is appended. A file
 //! belongs to the segment containing its base offset (not necessarily one with the same base:
 //! the cleaner merges segments and leaves their index files alone), and is deleted with that
-//! segment. Files are fsynced with the log ([`TxnIndex::sync`] from the partition's flush).
+//! segment — except on tiered logs, where it stays for remote reads. Files are fsynced with the log ([`TxnIndex::sync`] from the partition's flush).
 //!
 //! In memory: all entries of the partition, keyed by marker offset (a few dozen bytes per
 //! aborted transaction). Loading reads every file; a torn last entry is dropped and entries at
@@ -82,8 +82,10 @@ pub struct TxnIndex {
 
 impl TxnIndex {
     /// Reads every `.txnindex` file in `dir`, dropping entries at or past `log_end_offset` and
-    /// files below `first_segment_base` (left over by a retention pass a crash interrupted).
-    pub fn load(dir: &Path, first_segment_base: i64, log_end_offset: i64) -> io::Result<Self> {
+    /// files below `first_segment_base` (left over by a retention pass a crash interrupted) —
+    /// unless `tiered`: a tiered log keeps the index files of segments that live on only in the
+    /// remote tier (see [`Self::take_files_below`]).
+    pub fn load(dir: &Path, first_segment_base: i64, log_end_offset: i64, tiered: bool) -> io::Result<Self> {
         let mut index = Self::default();
         let mut bases = Vec::new();
         for entry in fs::read_dir(dir)? {
@@ -97,7 +99,7 @@ impl TxnIndex {
         bases.sort_unstable();
         for base in bases {
             let path = txn_index_file(dir, base);
-            if base < first_segment_base {
+            if base < first_segment_base && !tiered {
                 fs::remove_file(&path)?;
                 continue;
             }
@@ -172,18 +174,20 @@ impl TxnIndex {
     }
 
     /// Files of the segments below `first_segment_base`, which retention is deleting: they are
-    /// taken out of the index (the caller renames and deletes them with the segments). With
-    /// `keep_entries` (tiered logs, whose older data is still readable remotely) the in-memory
-    /// entries stay.
-    pub fn take_files_below(&mut self, dir: &Path, first_segment_base: i64, keep_entries: bool) -> Vec<PathBuf> {
+    /// taken out of the index (the caller renames and deletes them with the segments). A
+    /// `tiered` log keeps both its entries and its files: the older data is still readable from
+    /// the remote tier and read_committed fetches of it need the aborts, also after a restart
+    /// (34 bytes per aborted transaction).
+    pub fn take_files_below(&mut self, dir: &Path, first_segment_base: i64, tiered: bool) -> Vec<PathBuf> {
+        if tiered {
+            return Vec::new();
+        }
         let below: Vec<i64> = self.files.range(..first_segment_base).copied().collect();
         for b in &below {
             self.files.remove(b);
             self.dirty.remove(b);
         }
-        if !keep_entries {
-            self.entries = self.entries.split_off(&first_segment_base);
-        }
+        self.entries = self.entries.split_off(&first_segment_base);
         below.into_iter().map(|b| txn_index_file(dir, b)).collect()
     }
 
@@ -242,16 +246,19 @@ mod tests {
         // A torn entry and an entry past the log end are dropped at load.
         let mut f = OpenOptions::new().append(true).open(txn_index_file(dir.path(), 10)).unwrap();
         f.write_all(&[0, 0, 1]).unwrap();
-        let idx = TxnIndex::load(dir.path(), 0, 15).unwrap();
+        let idx = TxnIndex::load(dir.path(), 0, 15, false).unwrap();
         assert_eq!(idx.all(), vec![txn(1, 0, 5, 3), txn(2, 3, 9, 10)]);
         assert!(!txn_index_file(dir.path(), 10).exists());
 
-        let mut idx = TxnIndex::load(dir.path(), 0, 100).unwrap();
+        let mut idx = TxnIndex::load(dir.path(), 0, 100, false).unwrap();
         let gone = idx.take_files_below(dir.path(), 8, false);
         assert_eq!(gone, vec![txn_index_file(dir.path(), 0)]);
         assert_eq!(idx.all(), vec![txn(2, 3, 9, 10)]);
         // Files below the first segment are leftovers.
-        let idx = TxnIndex::load(dir.path(), 5, 100).unwrap();
+        let idx = TxnIndex::load(dir.path(), 5, 100, true).unwrap();
+        assert_eq!(idx.len(), 1, "a tiered log keeps the index of segments that are only remote");
+        let mut idx = TxnIndex::load(dir.path(), 5, 100, false).unwrap();
         assert!(idx.is_empty() && !txn_index_file(dir.path(), 0).exists());
+        assert!(idx.take_files_below(dir.path(), 50, true).is_empty());
     }
 }

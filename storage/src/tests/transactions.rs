@@ -248,3 +248,35 @@ proptest! {
         prop_assert!(aborted.iter().all(|a| a.first_offset <= a.last_offset));
     }
 }
+
+#[test]
+fn a_tiered_log_keeps_the_aborts_of_segments_that_are_only_remote() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        segment_bytes: 200,
+        remote_storage_enable: true,
+        local_retention_ms: 0,
+        file_delete_delay_ms: 0,
+        ..small_config()
+    };
+    let (mgr, _) = open_with(&[dir.path()], config.clone());
+    let p = mgr.get_or_create(&tp("txn-tiered", 0), TOPIC_ID, config.clone()).unwrap();
+    append(&p, &txn_batch(3, 0, 0, &[1, 2])).unwrap();
+    p.append_marker(3, 0, 0, false, 0).unwrap();
+    for k in 0..20 {
+        append(&p, &plain(&[k])).unwrap();
+    }
+    let aborted = p.all_aborted_transactions();
+    assert_eq!(aborted.len(), 1);
+    // Everything but the active segment is "uploaded"; local retention deletes it.
+    p.set_highest_remote_offset(p.offsets().high_watermark);
+    let stats = p.apply_retention(crate::util::now_ms() + 1000).unwrap();
+    assert!(stats.segments_deleted > 0 && p.offsets().log_start_offset > 3, "{stats:?}");
+    assert_eq!(p.aborted_transactions(0, 3), aborted, "still there for remote reads");
+    mgr.shutdown().unwrap();
+    drop(p);
+    drop(mgr);
+    let (mgr, _) = open_with(&[dir.path()], config);
+    let p = mgr.get(&tp("txn-tiered", 0)).unwrap();
+    assert_eq!(p.all_aborted_transactions(), aborted, "and after a restart");
+}

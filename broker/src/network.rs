@@ -114,6 +114,9 @@ struct Outgoing {
     received_at: Instant,
 }
 
+/// Responses written together at most (their chunks still go out in order, 64 iovecs a call).
+const MAX_RESPONSES_PER_WRITE: usize = 32;
+
 /// Writes every chunk, in order, with as few `writev` calls as the socket allows.
 async fn write_all_vectored(wr: &mut tokio::net::tcp::OwnedWriteHalf, mut chunks: Vec<Bytes>) -> std::io::Result<()> {
     // At most this many iovecs per call (Linux allows 1024; small responses use one).
@@ -150,11 +153,24 @@ async fn serve_connection(
     let (tx, mut rx) = mpsc::channel::<Outgoing>(RESPONSE_QUEUE_DEPTH);
     let metrics = broker.metrics.clone();
     let writer = tokio::spawn(async move {
+        let mut batch: Vec<Outgoing> = Vec::new();
         while let Some(out) = rx.recv().await {
-            if write_all_vectored(&mut wr, out.frame).await.is_err() {
+            // Responses that are already waiting go out with the same writev (pipelined small
+            // responses, e.g. acks=1 produce, then cost one syscall instead of one each).
+            batch.push(out);
+            while batch.len() < MAX_RESPONSES_PER_WRITE {
+                match rx.try_recv() {
+                    Ok(more) => batch.push(more),
+                    Err(_) => break,
+                }
+            }
+            let chunks: Vec<Bytes> = batch.iter_mut().flat_map(|o| std::mem::take(&mut o.frame)).collect();
+            if write_all_vectored(&mut wr, chunks).await.is_err() {
                 break;
             }
-            metrics.requests.api(out.api_key).total_time.observe(out.received_at.elapsed().as_secs_f64());
+            for out in batch.drain(..) {
+                metrics.requests.api(out.api_key).total_time.observe(out.received_at.elapsed().as_secs_f64());
+            }
         }
         let _ = wr.shutdown().await;
     });

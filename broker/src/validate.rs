@@ -156,7 +156,6 @@ pub fn validate_batch(
         (Some((target, level)), Some(records)) => {
             let builder = BatchBuilder {
                 base_offset: 0,
-                partition_leader_epoch: batch.partition_leader_epoch(),
                 compression: target,
                 compression_level: level,
                 timestamp_type: if config.log_append_time {
@@ -164,14 +163,8 @@ pub fn validate_batch(
                 } else {
                     TimestampType::CreateTime
                 },
-                transactional: batch.is_transactional(),
-                control: false,
-                producer_id: batch.producer_id(),
-                producer_epoch: batch.producer_epoch(),
-                base_sequence: batch.base_sequence(),
-                base_timestamp: batch.base_timestamp(),
                 max_timestamp: log_append_time,
-                records,
+                ..BatchBuilder::from_header(&batch, records).map_err(|e| batch_rejection(&e))?
             };
             let bytes = builder.build().map_err(|e| batch_rejection(&e))?;
             RecordBatch::new(bytes).map_err(|e| batch_rejection(&e))?

@@ -5,10 +5,9 @@
 mod common;
 
 use bytes::Bytes;
-use common::{connect, now_ms, start_broker, Client};
+use common::{connect, start_broker, Client};
 use kafka_protocol::messages::*;
 use sluice_protocol::batch::{BatchIter, RecordBatch};
-use sluice_protocol::records::{BatchBuilder, Record};
 
 async fn create(c: &mut Client, topic: &str) {
     assert_eq!(common::create_topic(c, topic, 1, &[]).await.topics[0].error_code, 0);
@@ -25,24 +24,7 @@ async fn init_producer_id(c: &mut Client, pid: i64, epoch: i16) -> (i64, i16) {
 }
 
 fn idempotent_batch(pid: i64, epoch: i16, base_sequence: i32, values: &[&str]) -> Bytes {
-    BatchBuilder {
-        producer_id: pid,
-        producer_epoch: epoch,
-        base_sequence,
-        base_timestamp: now_ms(),
-        records: values
-            .iter()
-            .enumerate()
-            .map(|(i, v)| Record {
-                offset_delta: i as i32,
-                value: Some(Bytes::copy_from_slice(v.as_bytes())),
-                ..Default::default()
-            })
-            .collect(),
-        ..Default::default()
-    }
-    .build()
-    .expect("batch")
+    common::producer_batch(pid, epoch, base_sequence, false, values)
 }
 
 async fn produce(c: &mut Client, topic: &str, records: Bytes) -> (i16, i64) {

@@ -9,7 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{batch, batch_of, connect, name, now_ms, start_broker, Client};
+use common::{batch, batch_of, connect, fetch_request, name, now_ms, produce_request, start_broker, Client};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use sluice_protocol::batch::{BatchIter, RecordBatch, TimestampType};
@@ -20,29 +20,14 @@ async fn create(c: &mut Client, topic: &str, partitions: i32, configs: &[(&str, 
     common::create_topic(c, topic, partitions, configs).await
 }
 
-fn produce_req(topic: &str, partition: i32, records: Bytes, acks: i16) -> ProduceRequest {
-    common::produce_request(topic, partition, records, acks)
-}
-
 async fn produce(
     c: &mut Client,
     topic: &str,
     partition: i32,
     records: Bytes,
 ) -> produce_response::PartitionProduceResponse {
-    let r: ProduceResponse = c.call(ApiKey::Produce, 12, &produce_req(topic, partition, records, -1)).await;
+    let r: ProduceResponse = c.call(ApiKey::Produce, 12, &produce_request(topic, partition, records, -1)).await;
     r.responses[0].partition_responses[0].clone()
-}
-
-fn fetch_req(
-    topic: &str,
-    offset: i64,
-    max_wait_ms: i32,
-    min_bytes: i32,
-    partition_max: i32,
-    max_bytes: i32,
-) -> FetchRequest {
-    common::fetch_request(topic, offset, max_wait_ms, min_bytes, partition_max, max_bytes)
 }
 
 fn batches(p: &fetch_response::PartitionData) -> Vec<RecordBatch> {
@@ -69,7 +54,7 @@ async fn fetch_long_poll_is_woken_by_an_append() {
         produce(&mut producer, "lp", 0, batch("wake-up")).await
     });
     let started = Instant::now();
-    let r: FetchResponse = c.call(ApiKey::Fetch, 12, &fetch_req("lp", 0, 30_000, 1, 1 << 20, 1 << 20)).await;
+    let r: FetchResponse = c.call(ApiKey::Fetch, 12, &fetch_request("lp", 0, 30_000, 1, 1 << 20, 1 << 20)).await;
     let waited = started.elapsed();
     let p = &r.responses[0].partitions[0];
     let got = batches(p);
@@ -79,7 +64,7 @@ async fn fetch_long_poll_is_woken_by_an_append() {
     // Woken by the append, not by the 30 s timeout.
     assert!(waited < Duration::from_secs(20), "fetch waited {waited:?}");
     // With nothing new, max_wait_ms bounds the wait and the answer is empty.
-    let r: FetchResponse = c.call(ApiKey::Fetch, 12, &fetch_req("lp", 1, 200, 1, 1 << 20, 1 << 20)).await;
+    let r: FetchResponse = c.call(ApiKey::Fetch, 12, &fetch_request("lp", 1, 200, 1, 1 << 20, 1 << 20)).await;
     assert!(batches(&r.responses[0].partitions[0]).is_empty());
     broker.shutdown().await.expect("shutdown");
 }
@@ -95,24 +80,24 @@ async fn fetch_returns_whole_batches_and_at_least_one() {
     assert_eq!(produce(&mut c, "wb", 0, batch_of(&[&big], now_ms())).await.base_offset, 5);
     assert_eq!(produce(&mut c, "wb", 0, batch_of(&[&big], now_ms())).await.base_offset, 6);
     // Offset 3 lies inside the first batch: the whole batch comes back, from offset 0.
-    let r: FetchResponse = c.call(ApiKey::Fetch, 12, &fetch_req("wb", 3, 0, 0, 1 << 20, 1 << 20)).await;
+    let r: FetchResponse = c.call(ApiKey::Fetch, 12, &fetch_request("wb", 3, 0, 0, 1 << 20, 1 << 20)).await;
     let got = batches(&r.responses[0].partitions[0]);
     assert_eq!(got.len(), 3);
     assert_eq!(got[0].base_offset(), 0);
     assert_eq!(values(&got[0]), vec!["a", "b", "c", "d", "e"]);
     // A limit smaller than one batch still returns exactly that one batch, whole.
-    let r: FetchResponse = c.call(ApiKey::Fetch, 12, &fetch_req("wb", 5, 0, 0, 10, 10)).await;
+    let r: FetchResponse = c.call(ApiKey::Fetch, 12, &fetch_request("wb", 5, 0, 0, 10, 10)).await;
     let got = batches(&r.responses[0].partitions[0]);
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].base_offset(), 5);
     assert_eq!(values(&got[0]), vec![big.clone()]);
     // A limit of 1.5 batches returns one, never a split second batch.
     let one = got[0].size_in_bytes() as i32;
-    let r: FetchResponse = c.call(ApiKey::Fetch, 12, &fetch_req("wb", 5, 0, 0, one * 3 / 2, 1 << 20)).await;
+    let r: FetchResponse = c.call(ApiKey::Fetch, 12, &fetch_request("wb", 5, 0, 0, one * 3 / 2, 1 << 20)).await;
     let p = &r.responses[0].partitions[0];
     assert_eq!(p.records.as_ref().map(|r| r.len()), Some(one as usize));
     // Out of range: below the start or beyond the end.
-    let r: FetchResponse = c.call(ApiKey::Fetch, 12, &fetch_req("wb", 99, 0, 0, 1 << 20, 1 << 20)).await;
+    let r: FetchResponse = c.call(ApiKey::Fetch, 12, &fetch_request("wb", 99, 0, 0, 1 << 20, 1 << 20)).await;
     assert_eq!(r.responses[0].partitions[0].error_code, 1);
     assert_eq!(r.responses[0].partitions[0].high_watermark, 7);
     broker.shutdown().await.expect("shutdown");
@@ -220,10 +205,10 @@ async fn produce_validation_uses_kafka_error_codes() {
     // Unknown topic, bad acks.
     assert_eq!(produce(&mut c, "nope", 0, batch("x")).await.error_code, 3);
     assert_eq!(produce(&mut c, "pv", 5, batch("x")).await.error_code, 3);
-    let r: ProduceResponse = c.call(ApiKey::Produce, 12, &produce_req("pv", 0, batch("x"), 2)).await;
+    let r: ProduceResponse = c.call(ApiKey::Produce, 12, &produce_request("pv", 0, batch("x"), 2)).await;
     assert_eq!(r.responses[0].partition_responses[0].error_code, 21);
     // None of the rejected batches reached the log.
-    let r: FetchResponse = c.call(ApiKey::Fetch, 12, &fetch_req("pv", 0, 0, 0, 1 << 20, 1 << 20)).await;
+    let r: FetchResponse = c.call(ApiKey::Fetch, 12, &fetch_request("pv", 0, 0, 0, 1 << 20, 1 << 20)).await;
     assert_eq!(r.responses[0].partitions[0].high_watermark, 0);
     broker.shutdown().await.expect("shutdown");
 }
@@ -239,7 +224,7 @@ async fn topic_configs_apply_on_produce() {
     let r = produce(&mut c, "lat", 0, batch_of(&["t1", "t2"], 1_000)).await;
     assert_eq!(r.error_code, 0);
     assert!(r.log_append_time_ms >= before, "log append time {}", r.log_append_time_ms);
-    let f: FetchResponse = c.call(ApiKey::Fetch, 12, &fetch_req("lat", 0, 0, 0, 1 << 20, 1 << 20)).await;
+    let f: FetchResponse = c.call(ApiKey::Fetch, 12, &fetch_request("lat", 0, 0, 0, 1 << 20, 1 << 20)).await;
     let got = batches(&f.responses[0].partitions[0]);
     assert_eq!(got[0].timestamp_type(), TimestampType::LogAppendTime);
     assert_eq!(got[0].max_timestamp(), r.log_append_time_ms);
@@ -247,7 +232,7 @@ async fn topic_configs_apply_on_produce() {
     // An uncompressed batch to a gzip topic is stored gzip, with the same records.
     let r = produce(&mut c, "gz", 0, batch_of(&["g1", "g2", "g3"], now_ms())).await;
     assert_eq!(r.error_code, 0);
-    let f: FetchResponse = c.call(ApiKey::Fetch, 12, &fetch_req("gz", 0, 0, 0, 1 << 20, 1 << 20)).await;
+    let f: FetchResponse = c.call(ApiKey::Fetch, 12, &fetch_request("gz", 0, 0, 0, 1 << 20, 1 << 20)).await;
     let got = batches(&f.responses[0].partitions[0]);
     assert_eq!(got[0].compression().expect("codec"), Compression::Gzip);
     assert_eq!(values(&got[0]), vec!["g1", "g2", "g3"]);
@@ -268,11 +253,11 @@ async fn acks_zero_gets_no_response_and_api_versions_falls_back() {
     header.request_api_version = 9;
     header.correlation_id = 777;
     let frame =
-        sluice_protocol::request::encode_request(&header, &produce_req("a0", 0, batch("silent"), 0)).expect("enc");
+        sluice_protocol::request::encode_request(&header, &produce_request("a0", 0, batch("silent"), 0)).expect("enc");
     c.stream.write_all(&frame).await.expect("write");
     let meta: MetadataResponse = c.call(ApiKey::Metadata, 12, &MetadataRequest::default()).await;
     assert_eq!(meta.brokers.len(), 1);
-    let r: FetchResponse = c.call(ApiKey::Fetch, 12, &fetch_req("a0", 0, 0, 0, 1 << 20, 1 << 20)).await;
+    let r: FetchResponse = c.call(ApiKey::Fetch, 12, &fetch_request("a0", 0, 0, 0, 1 << 20, 1 << 20)).await;
     assert_eq!(r.responses[0].partitions[0].high_watermark, 1, "the acks=0 record was written");
 
     // ApiVersions at a version we do not know: a v0-shaped answer with UNSUPPORTED_VERSION and
@@ -444,7 +429,7 @@ async fn a_failed_log_dir_fails_only_its_partitions() {
     assert_eq!(produce(&mut c, "disk", 0, batch("lost")).await.error_code, 56, "KAFKA_STORAGE_ERROR");
     let ok = produce(&mut c, "disk", 1, batch("kept")).await;
     assert_eq!((ok.error_code, ok.base_offset), (0, 0));
-    let r: FetchResponse = c.call(ApiKey::Fetch, 12, &fetch_req("disk", 0, 0, 0, 1 << 20, 1 << 20)).await;
+    let r: FetchResponse = c.call(ApiKey::Fetch, 12, &fetch_request("disk", 0, 0, 0, 1 << 20, 1 << 20)).await;
     assert_eq!(r.responses[0].partitions[0].error_code, 56);
     broker.shutdown().await.ok();
 }

@@ -64,17 +64,7 @@ async fn state(c: &mut Client, id: &str) -> (String, i16, Vec<i32>) {
 }
 
 fn txn_batch(pid: i64, epoch: i16, seq: i32, value: &str) -> Bytes {
-    BatchBuilder {
-        transactional: true,
-        producer_id: pid,
-        producer_epoch: epoch,
-        base_sequence: seq,
-        base_timestamp: now_ms(),
-        records: vec![Record { value: Some(Bytes::copy_from_slice(value.as_bytes())), ..Default::default() }],
-        ..Default::default()
-    }
-    .build()
-    .expect("batch")
+    common::producer_batch(pid, epoch, seq, true, &[value])
 }
 
 async fn produce(c: &mut Client, topic: &str, records: Bytes) -> i16 {

@@ -5,8 +5,8 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::batch::{
-    BatchError, TimestampType, ATTR_CONTROL, ATTR_TIMESTAMP_TYPE, ATTR_TRANSACTIONAL, CRC_OFFSET, CRC_START,
-    LOG_OVERHEAD, MAGIC_V2, RECORD_BATCH_OVERHEAD,
+    BatchError, RecordBatch, TimestampType, ATTR_CONTROL, ATTR_TIMESTAMP_TYPE, ATTR_TRANSACTIONAL, CRC_OFFSET,
+    CRC_START, LOG_OVERHEAD, MAGIC_V2, RECORD_BATCH_OVERHEAD,
 };
 use crate::compression::{compress, Compression};
 
@@ -262,6 +262,28 @@ impl Default for BatchBuilder {
 }
 
 impl BatchBuilder {
+    /// A builder with `batch`'s header (offset, leader epoch, codec, timestamp type and base
+    /// timestamp, transactional flag, producer id, epoch and base sequence) for new `records`:
+    /// the starting point for rewriting a batch (recompression, compaction). Never a control
+    /// batch; the max timestamp is computed from the records unless set.
+    pub fn from_header(batch: &RecordBatch, records: Vec<Record>) -> Result<Self, BatchError> {
+        Ok(Self {
+            base_offset: batch.base_offset(),
+            partition_leader_epoch: batch.partition_leader_epoch(),
+            compression: batch.compression()?,
+            compression_level: None,
+            timestamp_type: batch.timestamp_type(),
+            transactional: batch.is_transactional(),
+            control: false,
+            producer_id: batch.producer_id(),
+            producer_epoch: batch.producer_epoch(),
+            base_sequence: batch.base_sequence(),
+            base_timestamp: batch.base_timestamp(),
+            max_timestamp: None,
+            records,
+        })
+    }
+
     /// Encodes the batch, including its 12-byte log overhead (base offset and length).
     pub fn build(&self) -> Result<Bytes, BatchError> {
         let too_big = |what: &str| malformed(format!("{what} does not fit in an i32 length"));

@@ -686,19 +686,9 @@ fn rebuild(batch: &RecordBatch, records: Vec<Record>, horizon: Option<i64>) -> s
         .collect();
     let log_append_time = batch.timestamp_type() == TimestampType::LogAppendTime;
     let builder = BatchBuilder {
-        base_offset: batch.base_offset(),
-        partition_leader_epoch: batch.partition_leader_epoch(),
-        compression: batch.compression()?,
-        compression_level: None,
-        timestamp_type: batch.timestamp_type(),
-        transactional: batch.is_transactional(),
-        control: false,
-        producer_id: batch.producer_id(),
-        producer_epoch: batch.producer_epoch(),
-        base_sequence: batch.base_sequence(),
         base_timestamp,
         max_timestamp: if log_append_time || horizon.is_some() { Some(batch.max_timestamp()) } else { None },
-        records,
+        ..BatchBuilder::from_header(batch, records)?
     };
     let bytes = builder.build()?;
     if horizon.is_some() {
@@ -712,19 +702,9 @@ fn rebuild(batch: &RecordBatch, records: Vec<Record>, horizon: Option<i64>) -> s
 /// no records (Kafka keeps it so the producer's epoch and sequence survive compaction).
 fn empty_batch(batch: &RecordBatch) -> std::result::Result<Bytes, BatchError> {
     let builder = BatchBuilder {
-        base_offset: batch.base_offset(),
-        partition_leader_epoch: batch.partition_leader_epoch(),
         compression: sluice_protocol::compression::Compression::None,
-        compression_level: None,
-        timestamp_type: batch.timestamp_type(),
-        transactional: batch.is_transactional(),
-        control: false,
-        producer_id: batch.producer_id(),
-        producer_epoch: batch.producer_epoch(),
-        base_sequence: batch.base_sequence(),
-        base_timestamp: batch.base_timestamp(),
         max_timestamp: Some(batch.max_timestamp()),
-        records: Vec::new(),
+        ..BatchBuilder::from_header(batch, Vec::new())?
     };
     let extra = if batch.has_delete_horizon() { ATTR_DELETE_HORIZON } else { 0 };
     patch_header(builder.build()?, extra, Some(batch.last_offset_delta()))

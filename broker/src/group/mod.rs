@@ -733,11 +733,7 @@ impl GroupCoordinator {
                 errors.push(None);
             }
         }
-        let appended = match txn {
-            None => store::append(broker, group_id, records).map(|()| None),
-            Some(producer) => store::append_txn(broker, group_id, records, producer).map(Some),
-        };
-        let offsets_partition = match appended {
+        let offsets_partition = match store::append_for_group(broker, group_id, records, txn) {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(group = group_id, error = %e.message, "persisting offsets failed");
@@ -748,15 +744,15 @@ impl GroupCoordinator {
                 });
             }
         };
-        match (txn, offsets_partition) {
-            (Some((producer_id, _)), Some(p)) => {
+        match txn {
+            Some((producer_id, _)) => {
                 let mut pending = self.pending();
-                let entry = pending.entry((producer_id, p)).or_default();
+                let entry = pending.entry((producer_id, offsets_partition)).or_default();
                 for (topic, partition, value) in accepted {
                     entry.push(PendingTxnOffset { group: group_id.to_string(), topic, partition, value });
                 }
             }
-            _ => {
+            None => {
                 for (topic, partition, value) in accepted {
                     g.offsets.insert((topic, partition), value);
                 }

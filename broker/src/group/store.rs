@@ -274,28 +274,23 @@ pub fn append(broker: &Broker, group: &str, records: Vec<(Bytes, Option<Bytes>)>
     if records.is_empty() {
         return Ok(());
     }
-    let meta = broker.metadata.topic(OFFSETS_TOPIC).ok_or_else(|| {
-        ApiError::new(kafka_protocol::ResponseError::CoordinatorNotAvailable, "offsets topic is missing")
-    })?;
-    let partition = broker.partition(&meta, partition_for(group, meta.partitions))?;
-    append_to(&partition, records, None)
+    append_for_group(broker, group, records, None).map(|_| ())
 }
 
-/// Appends the records of a transactional offset commit (TxnOffsetCommit) to the group's
-/// partition, as part of `producer`'s transaction. Returns the partition.
-pub fn append_txn(
+/// [`append`], and with `txn` (producer id, epoch) the records of a transactional offset commit
+/// (TxnOffsetCommit), written as part of that transaction. Returns the group's partition.
+pub fn append_for_group(
     broker: &Broker,
     group: &str,
     records: Vec<(Bytes, Option<Bytes>)>,
-    producer: (i64, i16),
+    txn: Option<(i64, i16)>,
 ) -> Result<i32, ApiError> {
     let meta = broker.metadata.topic(OFFSETS_TOPIC).ok_or_else(|| {
         ApiError::new(kafka_protocol::ResponseError::CoordinatorNotAvailable, "offsets topic is missing")
     })?;
     let index = partition_for(group, meta.partitions);
-    let partition = broker.partition(&meta, index)?;
     if !records.is_empty() {
-        append_to(&partition, records, Some(producer))?;
+        append_to(&*broker.partition(&meta, index)?, records, txn)?;
     }
     Ok(index)
 }

@@ -32,23 +32,33 @@ pub fn apply(
 }
 
 /// Resources named twice in one request (each gets INVALID_REQUEST, as in Kafka).
-pub fn duplicate_resources<'a>(resources: impl Iterator<Item = (i8, &'a str)>) -> HashSet<(i8, String)> {
-    let mut seen = HashSet::new();
-    resources.filter(|(t, n)| !seen.insert((*t, n.to_string()))).map(|(t, n)| (t, n.to_string())).collect()
+pub struct DuplicateResources(HashSet<(i8, String)>);
+
+impl DuplicateResources {
+    pub fn of<'a>(resources: impl Iterator<Item = (i8, &'a str)>) -> Self {
+        let mut seen = HashSet::new();
+        Self(resources.filter(|(t, n)| !seen.insert((*t, n.to_string()))).map(|(t, n)| (t, n.to_string())).collect())
+    }
+
+    /// INVALID_REQUEST for a resource named more than once.
+    pub fn check(&self, resource_type: i8, name: &str) -> Result<(), ApiError> {
+        if self.0.contains(&(resource_type, name.to_string())) {
+            return Err(ApiError::new(
+                ResponseError::InvalidRequest,
+                format!("Duplicate resource {name} in the request."),
+            ));
+        }
+        Ok(())
+    }
 }
 
 pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: AlterConfigsRequest) -> AlterConfigsResponse {
     let mut resp = AlterConfigsResponse::default();
-    let dups = duplicate_resources(req.resources.iter().map(|r| (r.resource_type, r.resource_name.as_str())));
+    let dups = DuplicateResources::of(req.resources.iter().map(|r| (r.resource_type, r.resource_name.as_str())));
     for res in req.resources {
         let name = res.resource_name.to_string();
         let outcome = (|| {
-            if dups.contains(&(res.resource_type, name.clone())) {
-                return Err(ApiError::new(
-                    ResponseError::InvalidRequest,
-                    format!("Duplicate resource {name} in the request."),
-                ));
-            }
+            dups.check(res.resource_type, &name)?;
             let mut configs = BTreeMap::new();
             for c in &res.configs {
                 let Some(v) = &c.value else {

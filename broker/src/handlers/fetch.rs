@@ -14,6 +14,7 @@ use kafka_protocol::messages::fetch_response::{AbortedTransaction, FetchableTopi
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ProducerId, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
+use sluice_protocol::batch::BatchIter;
 use sluice_storage::Partition;
 
 use super::RequestContext;
@@ -47,23 +48,9 @@ impl PartitionRead {
     }
 }
 
-/// The last offset of the last whole batch in `records` (a walk over batch headers).
+/// The last offset of the last whole batch in `records` (slices batch headers, copies nothing).
 fn last_offset(records: &Bytes) -> Option<i64> {
-    let mut pos = 0usize;
-    let mut last = None;
-    while records.len() >= pos + 12 {
-        let base = i64::from_be_bytes(records[pos..pos + 8].try_into().ok()?);
-        let len = i32::from_be_bytes(records[pos + 8..pos + 12].try_into().ok()?);
-        let end = pos + 12 + usize::try_from(len).ok()?;
-        if len < 49 || end > records.len() {
-            break;
-        }
-        // lastOffsetDelta sits 23 bytes into the batch (after the length field).
-        let delta = i32::from_be_bytes(records[pos + 23..pos + 27].try_into().ok()?);
-        last = Some(base + i64::from(delta));
-        pos = end;
-    }
-    last
+    BatchIter::new(records.clone()).map_while(Result::ok).last().map(|b| b.last_offset())
 }
 
 fn check_leader_epoch(requested: i32) -> Option<ResponseError> {

@@ -12,7 +12,7 @@ use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterC
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use super::alter_configs::{apply, duplicate_resources};
+use super::alter_configs::{apply, DuplicateResources};
 use super::RequestContext;
 use crate::broker::{ApiError, Broker};
 use crate::config::{broker_config_def, ConfigType};
@@ -43,16 +43,11 @@ pub async fn handle(
     req: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
     let mut resp = IncrementalAlterConfigsResponse::default();
-    let dups = duplicate_resources(req.resources.iter().map(|r| (r.resource_type, r.resource_name.as_str())));
+    let dups = DuplicateResources::of(req.resources.iter().map(|r| (r.resource_type, r.resource_name.as_str())));
     for res in req.resources {
         let name = res.resource_name.to_string();
         let outcome = (|| {
-            if dups.contains(&(res.resource_type, name.clone())) {
-                return Err(ApiError::new(
-                    ResponseError::InvalidRequest,
-                    format!("Duplicate resource {name} in the request."),
-                ));
-            }
+            dups.check(res.resource_type, &name)?;
             let mut keys = HashSet::new();
             if let Some(c) = res.configs.iter().find(|c| !keys.insert(c.name.to_string())) {
                 return Err(ApiError::new(

@@ -214,11 +214,12 @@ impl TxnCoordinator {
     /// Moves `m` to `next` once `next` is durable.
     fn transition(&self, broker: &Broker, m: &mut TxnMetadata, next: TxnMetadata) -> Result<(), ResponseError> {
         self.persist(broker, &next)?;
+        let mut p = self.producers();
         if next.producer_id != m.producer_id {
-            let mut p = self.producers();
             p.remove(&m.producer_id);
-            p.insert(next.producer_id, next.transactional_id.clone());
         }
+        p.insert(next.producer_id, next.transactional_id.clone());
+        drop(p);
         *m = next;
         Ok(())
     }
@@ -342,7 +343,6 @@ impl TxnCoordinator {
         next.partitions.clear();
         next.start_ms = -1;
         next.last_update_ms = crate::handlers::now_ms();
-        self.producers().insert(next.producer_id, id.to_string());
         self.transition(broker, &mut m, next)?;
         Ok((m.producer_id, m.producer_epoch))
     }
@@ -547,7 +547,7 @@ impl TxnCoordinator {
     /// Periodic work: completes pending decisions, aborts transactions past their timeout
     /// (fencing their producer), and forgets transactional ids idle for
     /// `transactional.id.expiration.ms`.
-    pub async fn tick(&self, broker: &Broker) {
+    pub fn tick(&self, broker: &Broker) {
         let now = crate::handlers::now_ms();
         let txns: Vec<(String, TxnRef)> = self.map().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         for (id, txn) in txns {
@@ -577,7 +577,7 @@ impl TxnCoordinator {
         let every = Duration::from_millis(broker.txns.config.abort_interval_ms.max(10) as u64);
         let mut shutdown = broker.shutdown.clone();
         // First pass right away: completes decisions a crash left pending.
-        broker.txns.tick(&broker).await;
+        broker.txns.tick(&broker);
         let mut ticker = tokio::time::interval(every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -585,7 +585,7 @@ impl TxnCoordinator {
                 _ = shutdown.changed() => return,
                 _ = ticker.tick() => {}
             }
-            broker.txns.tick(&broker).await;
+            broker.txns.tick(&broker);
         }
     }
 }

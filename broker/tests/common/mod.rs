@@ -53,6 +53,29 @@ pub fn batch_of(values: &[&str], base_timestamp: i64) -> Bytes {
     .expect("batch")
 }
 
+/// A batch of an idempotent (or, with `transactional`, transactional) producer: values without keys.
+pub fn producer_batch(pid: i64, epoch: i16, base_sequence: i32, transactional: bool, values: &[&str]) -> Bytes {
+    BatchBuilder {
+        transactional,
+        producer_id: pid,
+        producer_epoch: epoch,
+        base_sequence,
+        base_timestamp: now_ms(),
+        records: values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| Record {
+                offset_delta: i as i32,
+                value: Some(Bytes::copy_from_slice(v.as_bytes())),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }
+    .build()
+    .expect("batch")
+}
+
 pub fn batch(value: &str) -> Bytes {
     batch_of(&[value], now_ms())
 }

@@ -2,8 +2,10 @@
 (librdkafka) commits and aborts, read_committed vs read_uncommitted consumers, and a
 consume-transform-produce loop with send_offsets_to_transaction; kafka-python's own
 transactional producer (its TransactionManager speaks the protocol independently of
-librdkafka); kafkajs transactions with sendOffsets; ListOffsets at both isolation levels."""
+librdkafka); kafkajs transactions with sendOffsets, then DescribeTransactions, ListTransactions and
+DescribeProducers through @platformatic/kafka; ListOffsets at both isolation levels."""
 
+import json
 import os
 import subprocess
 import time
@@ -156,3 +158,20 @@ def test_kafkajs_transactions(broker, topic):
     assert lines[-1] == "DONE"
     assert read(broker, topic, [0], "read_uncommitted") == [f"js-{i}" for i in range(5)] + \
         [f"js-aborted-{i}" for i in range(3)] + ["js-ctp"]
+
+    # The transaction admin APIs, through @platformatic/kafka's protocol code.
+    out = subprocess.run(["node", str(JS / "txn_admin.mjs")], cwd=JS, capture_output=True, text=True, timeout=60,
+                         env=dict(env, TXN_ID=f"kafkajs-{topic}"))
+    assert out.returncode == 0, out.stderr
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    states = res["described"]["transactionStates"]
+    assert states[0]["transactionalId"] == f"kafkajs-{topic}" and states[0]["errorCode"] == 0, states
+    assert states[0]["transactionState"] == "CompleteCommit", states
+    assert "transactionalId could not be found" in res["missing"], res["missing"]
+    listed = res["listed"]["transactionStates"]
+    assert f"kafkajs-{topic}" in [t["transactionalId"] for t in listed], listed
+    assert all(t["transactionState"] == "CompleteCommit" for t in listed), listed
+    part = res["producers"]["topics"][0]["partitions"][0]
+    assert part["errorCode"] == 0 and len(part["activeProducers"]) == 1, part
+    assert part["activeProducers"][0]["producerId"] == states[0]["producerId"], (part, states)
+    assert part["activeProducers"][0]["currentTxnStartOffset"] == -1, "no transaction open"

@@ -4,7 +4,9 @@
 #   2. cargo build --release        the whole workspace, all targets, once
 #   3. cargo clippy --release       lints (-D warnings), sharing the release build's dependencies
 #   4. cargo test --release         unit + integration tests (reuses step 2's artifacts)
-#   5. compat-tests/run.sh          external clients (confluent-kafka, kafka-python, kcat)
+#   5. sluice-abuse --scale 0.05    every way a client or a resource limit has taken a broker
+#                                   down, against the real binary, with its table
+#   6. compat-tests/run.sh          external clients (confluent-kafka, kafka-python, kcat)
 #                                   against target/release/sluice
 # Every step runs even if an earlier one failed (except that nothing runs without a build), so
 # one run reports everything. Exit status is non-zero if any step failed. The last line is a
@@ -56,6 +58,11 @@ fi
 step clippy cargo clippy --release --workspace --all-targets -- -D warnings
 step cargo-test run_cargo_tests
 export SLUICE_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/sluice"
+run_abuse() {
+  timeout -k 30 "${SLUICE_ABUSE_TIMEOUT:-900}" \
+    "$(dirname "$SLUICE_BIN")/sluice-abuse" --broker "$SLUICE_BIN" --scale "${SLUICE_ABUSE_SCALE:-0.05}"
+}
+step abuse run_abuse
 step compat run_compat
 
 # Totals from cargo's "test result:" lines and pytest's junit xml.

@@ -54,6 +54,9 @@ pub struct Broker {
     pub producer_ids: Arc<crate::producer_id::ProducerIdManager>,
     /// Transactional ids and their transactions.
     pub txns: crate::txn::TxnCoordinator,
+    /// Serializes topic and partition creation, so the partition limits are checked and
+    /// consumed atomically (Kafka's controller is one thread for the same reason).
+    pub topic_admin: std::sync::Mutex<()>,
 }
 
 impl Broker {
@@ -141,8 +144,14 @@ impl Broker {
         let dynamic = self.metadata.dynamic_broker_configs();
         crate::topic_config::validate_effective(&configs, &self.broker_view(&dynamic))
             .map_err(|e| ApiError::new(ResponseError::InvalidConfig, e.to_string()))?;
+        let _admin = self.topic_admin.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if self.metadata.topic(name).is_some() {
             return Err(ApiError::new(ResponseError::TopicAlreadyExists, format!("Topic '{name}' already exists.")));
+        }
+        // The coordinators' own topics are created at startup, before any client, whatever the
+        // limits say.
+        if !crate::metadata::is_internal_topic(name) {
+            self.check_partition_limits(partitions as usize, 0)?;
         }
         if validate_only {
             return Ok(Arc::new(TopicMeta {
@@ -165,14 +174,64 @@ impl Broker {
                 MetadataError::Io(_) => ApiError::new(ResponseError::KafkaStorageError, e.to_string()),
             },
         )?;
-        for p in 0..meta.partitions {
-            // A failure here leaves the topic without that log; `partition()` creates it later.
-            if let Err(e) = self.partition(&meta, p) {
-                tracing::warn!(topic = name, partition = p, error = %e.message, "creating partition log failed");
+        // All or nothing: a topic whose logs cannot all be created is removed again, so the
+        // client's error is the whole truth and nothing half-made remains.
+        if let Err(e) = self.create_partition_logs(&meta, 0) {
+            if let Err(undo) = self.metadata.delete_topic(name) {
+                tracing::error!(topic = name, error = %undo, "could not remove a half-created topic");
             }
+            return Err(e);
         }
         tracing::info!(topic = name, partitions, topic_id = %meta.id, "created topic");
         Ok(meta)
+    }
+
+    /// Refuses `adding` partitions (with `in_request` already counted for this request) when
+    /// they would pass `max.partitions.per.request` or `max.broker.partitions`. Checked before
+    /// anything is allocated; POLICY_VIOLATION as Kafka's controller answers an oversized batch.
+    pub fn check_partition_limits(&self, adding: usize, in_request: usize) -> Result<(), ApiError> {
+        let per_request = self.config.max_partitions_per_request;
+        if adding.saturating_add(in_request) > per_request {
+            return Err(ApiError::new(
+                ResponseError::PolicyViolation,
+                format!(
+                    "Unable to perform excessively large batch operation: {} partitions in one request, at most {per_request} (max.partitions.per.request).",
+                    adding.saturating_add(in_request)
+                ),
+            ));
+        }
+        let existing: usize = self.metadata.topics().iter().map(|t| t.partitions.max(0) as usize).sum();
+        let limit = self.config.max_broker_partitions;
+        if existing.saturating_add(adding) > limit {
+            return Err(ApiError::new(
+                ResponseError::PolicyViolation,
+                format!(
+                    "Cannot add {adding} partitions: this broker has {existing} and its limit is {limit} (max.broker.partitions, derived from the open-file limit unless set)."
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Creates the logs of `meta`'s partitions from `first` on; on the first failure removes
+    /// the ones it created and reports which partition failed.
+    pub fn create_partition_logs(&self, meta: &TopicMeta, first: i32) -> Result<(), ApiError> {
+        for p in first..meta.partitions {
+            if let Err(e) = self.partition(meta, p) {
+                tracing::warn!(topic = %meta.name, partition = p, error = %e.message, "creating partition log failed; undoing");
+                for created in first..p {
+                    let tp = TopicPartition { topic: meta.name.clone(), partition: created };
+                    if let Err(error) = self.logs.delete(&tp) {
+                        tracing::warn!(topic = %meta.name, partition = created, %error, "removing a partition log failed");
+                    }
+                }
+                return Err(ApiError::new(
+                    e.code,
+                    format!("Could not create partition {p} of {}: {}", meta.name, e.message),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// [`create_topic`](Self::create_topic) on a blocking thread: creating thousands of
@@ -205,6 +264,13 @@ impl Broker {
     pub fn delete_topic(&self, name: &str) -> Result<Arc<TopicMeta>, ApiError> {
         if !self.config.delete_topic_enable {
             return Err(ApiError::new(ResponseError::TopicDeletionDisabled, "Topic deletion is disabled."));
+        }
+        if crate::metadata::is_internal_topic(name) && self.metadata.topic(name).is_some() {
+            // Deleting a coordinator's log would wipe every committed offset or transaction.
+            return Err(ApiError::new(
+                ResponseError::InvalidTopicException,
+                format!("Topic {name} is an internal topic and cannot be deleted."),
+            ));
         }
         // Durable before the metadata goes; its data is deleted when this guard drops.
         let _remote_deletion = crate::remote_log::begin_topic_deletion(self, name)?;

@@ -92,9 +92,12 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     ranged("socket.receive.buffer.bytes", Int, "102400", -1, IMAX),
     ranged("max.connections", Int, IMAX_S, 0, IMAX),
     ranged("max.connections.per.ip", Int, IMAX_S, 0, IMAX),
+    def("max.connections.per.ip.overrides", Str, Some("")),
     ranged("connections.max.idle.ms", Long, "600000", -1, LMAX),
     ranged("queued.max.requests", Int, "500", 1, IMAX),
     ranged("queued.max.request.bytes", Long, "-1", -1, LMAX),
+    // Sluice's own: response bytes a connection may have queued before its next request is read.
+    ranged("queued.max.response.bytes", Long, "67108864", 1024, LMAX),
     ranged("num.network.threads", Int, "3", 1, IMAX),
     ranged("num.io.threads", Int, "8", 1, IMAX),
     ranged("request.timeout.ms", Int, "30000", 0, IMAX),
@@ -102,6 +105,11 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     def("log.dirs", List, None),
     def("log.dir", List, Some("./data")),
     ranged("num.partitions", Int, "1", 1, IMAX),
+    // KIP-578's name; unset means derived from the open-file limit (see `limits`).
+    ConfigDef { name: "max.broker.partitions", kind: Int, default: None, min: Some(1), max: Some(IMAX), allowed: &[] },
+    // Kafka's controller refuses a request that would write more than 10,000 records
+    // (`MAX_RECORDS_PER_USER_OP`); Sluice makes that bound a config.
+    ranged("max.partitions.per.request", Int, "10000", 1, IMAX),
     ranged("default.replication.factor", Int, "1", 1, IMAX),
     def("auto.create.topics.enable", Boolean, Some("true")),
     def("delete.topic.enable", Boolean, Some("true")),
@@ -147,6 +155,8 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     // Fetch.
     ranged("fetch.max.bytes", Int, "57671680", 1024, IMAX),
     ranged("max.incremental.fetch.session.cache.slots", Int, "1000", 0, IMAX),
+    // Sluice's own: partitions one fetch session may hold; larger fetches run sessionless.
+    ranged("max.incremental.fetch.session.partitions", Int, "100000", 1, IMAX),
     // Groups and offsets (consumer groups issue).
     ranged("group.initial.rebalance.delay.ms", Int, "3000", 0, IMAX),
     ranged("group.min.session.timeout.ms", Int, "6000", 0, IMAX),
@@ -312,11 +322,24 @@ pub struct Config {
     pub auto_create_topics_enable: bool,
     pub delete_topic_enable: bool,
     pub socket_request_max_bytes: usize,
+    /// `max.connections`; when not set explicitly, startup lowers it to what the open-file
+    /// limit allows (see [`crate::limits`]).
     pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    /// `max.connections.per.ip.overrides`: per-address limits (hosts resolved at startup).
+    pub max_connections_per_ip_overrides: Vec<(std::net::IpAddr, usize)>,
     pub connections_max_idle_ms: i64,
     pub queued_max_requests: usize,
+    /// `queued.max.request.bytes` (`None` for -1: no bound beyond `socket.request.max.bytes` per
+    /// connection).
+    pub queued_max_request_bytes: Option<usize>,
+    pub queued_max_response_bytes: usize,
+    /// `max.broker.partitions`; when not set explicitly, derived from the open-file limit.
+    pub max_broker_partitions: usize,
+    pub max_partitions_per_request: usize,
     pub fetch_max_bytes: usize,
     pub max_incremental_fetch_session_cache_slots: usize,
+    pub max_incremental_fetch_session_partitions: usize,
     pub log_flush_scheduler_interval_ms: i64,
     pub log_flush_offset_checkpoint_interval_ms: i64,
     pub metrics_listener: Option<SocketAddr>,
@@ -473,10 +496,25 @@ impl Config {
             delete_topic_enable: get_bool("delete.topic.enable"),
             socket_request_max_bytes: get_i64("socket.request.max.bytes") as usize,
             max_connections: get_i64("max.connections") as usize,
+            max_connections_per_ip: get_i64("max.connections.per.ip") as usize,
+            max_connections_per_ip_overrides: parse_per_ip_overrides(
+                &get("max.connections.per.ip.overrides").unwrap_or_default(),
+            )?,
             connections_max_idle_ms: get_i64("connections.max.idle.ms"),
             queued_max_requests: get_i64("queued.max.requests") as usize,
+            queued_max_request_bytes: match get_i64("queued.max.request.bytes") {
+                n if n < 0 => None,
+                n => Some(n as usize),
+            },
+            queued_max_response_bytes: get_i64("queued.max.response.bytes") as usize,
+            max_broker_partitions: match get("max.broker.partitions") {
+                Some(_) => get_i64("max.broker.partitions") as usize,
+                None => usize::MAX,
+            },
+            max_partitions_per_request: get_i64("max.partitions.per.request") as usize,
             fetch_max_bytes: get_i64("fetch.max.bytes") as usize,
             max_incremental_fetch_session_cache_slots: get_i64("max.incremental.fetch.session.cache.slots") as usize,
+            max_incremental_fetch_session_partitions: get_i64("max.incremental.fetch.session.partitions") as usize,
             log_flush_scheduler_interval_ms: flush_sched,
             log_flush_offset_checkpoint_interval_ms: get_i64("log.flush.offset.checkpoint.interval.ms"),
             metrics_listener,
@@ -501,6 +539,31 @@ impl Config {
     pub fn advertised_for(&self, listener_name: &str) -> Option<&Listener> {
         self.advertised_listeners.iter().find(|l| l.name == listener_name)
     }
+}
+
+/// `max.connections.per.ip.overrides`: `host:count,host:count` (Kafka's syntax); a host name is
+/// resolved now and the limit applies to each of its addresses.
+fn parse_per_ip_overrides(v: &str) -> Result<Vec<(std::net::IpAddr, usize)>, ConfigError> {
+    const KEY: &str = "max.connections.per.ip.overrides";
+    let mut out = Vec::new();
+    for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (host, count) =
+            item.rsplit_once(':').ok_or_else(|| ConfigError::new(KEY, format!("'{item}' is not host:count")))?;
+        let count: usize = count
+            .trim()
+            .parse()
+            .map_err(|_| ConfigError::new(KEY, format!("'{item}' has no valid connection count")))?;
+        let host = host.trim().trim_start_matches('[').trim_end_matches(']');
+        let addrs: Vec<std::net::IpAddr> = match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => vec![ip],
+            Err(_) => std::net::ToSocketAddrs::to_socket_addrs(&(host, 0))
+                .map_err(|e| ConfigError::new(KEY, format!("cannot resolve '{host}': {e}")))?
+                .map(|a| a.ip())
+                .collect(),
+        };
+        out.extend(addrs.into_iter().map(|ip| (ip, count)));
+    }
+    Ok(out)
 }
 
 fn split_kv(key: &str, kv: &str) -> Result<(std::string::String, std::string::String), ConfigError> {

@@ -31,6 +31,28 @@ fn metadata_error(e: MetadataError) -> ApiError {
     }
 }
 
+/// Configs that would make an internal topic lose the coordinators' state: its cleanup policy
+/// must stay `compact` alone (deletion by time or size would drop live offsets and
+/// transactions), and it must stay on local disk.
+fn check_internal_topic_configs(name: &str, configs: &BTreeMap<String, String>) -> Result<(), ApiError> {
+    if let Some(policy) = configs.get("cleanup.policy") {
+        let policies: Vec<&str> = policy.split(',').map(str::trim).filter(|p| !p.is_empty()).collect();
+        if policies != ["compact"] {
+            return Err(ApiError::new(
+                ResponseError::InvalidConfig,
+                format!("Internal topic {name} must keep cleanup.policy=compact (got '{policy}')."),
+            ));
+        }
+    }
+    if configs.get("remote.storage.enable").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+        return Err(ApiError::new(
+            ResponseError::InvalidConfig,
+            format!("Tiered storage cannot be enabled on internal topic {name}."),
+        ));
+    }
+    Ok(())
+}
+
 impl Broker {
     /// The static config with `dynamic` layered on top.
     pub fn broker_view<'a>(&'a self, dynamic: &'a DynamicBrokerConfigs) -> BrokerView<'a> {
@@ -83,6 +105,9 @@ impl Broker {
         }
         let configs =
             validate_topic_configs(&configs).map_err(|e| ApiError::new(ResponseError::InvalidConfig, e.to_string()))?;
+        if crate::metadata::is_internal_topic(name) {
+            check_internal_topic_configs(name, &configs)?;
+        }
         let dynamic = self.metadata.dynamic_broker_configs();
         let view = self.broker_view(&dynamic);
         validate_effective(&configs, &view).map_err(|e| ApiError::new(ResponseError::InvalidConfig, e.to_string()))?;
@@ -190,6 +215,14 @@ impl Broker {
         let meta = self.metadata.topic(name).ok_or_else(|| {
             ApiError::new(ResponseError::UnknownTopicOrPartition, format!("The topic '{name}' does not exist."))
         })?;
+        if meta.internal {
+            // The coordinators map a group or transactional id to a partition by hashing over
+            // the partition count: changing it would orphan every group's state.
+            return Err(ApiError::new(
+                ResponseError::InvalidPartitions,
+                format!("Topic {name} is an internal topic; its partition count cannot change."),
+            ));
+        }
         if count < meta.partitions {
             return Err(ApiError::new(
                 ResponseError::InvalidPartitions,
@@ -223,14 +256,21 @@ impl Broker {
                 ));
             }
         }
+        let added = (count - meta.partitions) as usize;
+        let _admin = self.topic_admin.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.check_partition_limits(added, 0)?;
         if validate_only {
             return Ok(());
         }
-        let meta = self.metadata.set_partitions(name, count).map_err(metadata_error)?;
-        for p in 0..meta.partitions {
-            if let Err(e) = self.partition(&meta, p) {
-                tracing::warn!(topic = name, partition = p, error = %e.message, "creating partition log failed");
+        let old = meta.partitions;
+        let grown = self.metadata.set_partitions(name, count).map_err(metadata_error)?;
+        // All or nothing: if any new partition's log cannot be created, the new ones are removed
+        // and the count goes back.
+        if let Err(e) = self.create_partition_logs(&grown, old) {
+            if let Err(undo) = self.metadata.set_partitions(name, old) {
+                tracing::error!(topic = name, error = %undo, "could not restore the partition count");
             }
+            return Err(e);
         }
         tracing::info!(topic = name, partitions = count, "created partitions");
         Ok(())

@@ -7,12 +7,16 @@
 //! Kafka's `FetchSession`: epoch 0 opens a session, -1 closes one (or means "sessionless"), and
 //! each incremental request must carry the next epoch.
 //!
-//! Bounded: at most `max.incremental.fetch.session.cache.slots` sessions; when full, the least
-//! recently used idle session is evicted, otherwise the fetch proceeds sessionless.
-//! Thread-safety: one `std::sync::Mutex`, held only for map updates, never across an `.await`.
+//! Bounded: at most `max.incremental.fetch.session.cache.slots` sessions, each of at most
+//! `max.incremental.fetch.session.partitions` partitions; when the cache is full, the least
+//! recently used idle session is evicted, otherwise the fetch proceeds sessionless, as does a
+//! fetch of more partitions than a session may hold. Lookups are O(1) per partition.
+//! Thread-safety: the session map has one `std::sync::Mutex`, held only to find, add or remove a
+//! session; each session has its own, held while its partitions are updated. Neither is held
+//! across an `.await`.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kafka_protocol::ResponseError;
@@ -41,9 +45,61 @@ pub struct PartitionFetchState {
     pub last_stable_offset: i64,
 }
 
+/// A session's partitions in the client's order, with an index for O(1) lookups (a fetch of
+/// many partitions must not cost partitions² work).
+#[derive(Default)]
+struct SessionPartitions {
+    ordered: Vec<(SessionPartition, PartitionFetchState)>,
+    index: HashMap<SessionPartition, usize>,
+}
+
+impl SessionPartitions {
+    fn from_full(parts: Vec<(SessionPartition, PartitionFetchState)>) -> Self {
+        let mut s = SessionPartitions::default();
+        for (k, st) in parts {
+            s.upsert(k, |_| {}, st);
+        }
+        s
+    }
+
+    /// Updates `key` with `update`, or appends it with `new`.
+    fn upsert(
+        &mut self,
+        key: SessionPartition,
+        update: impl FnOnce(&mut PartitionFetchState),
+        new: PartitionFetchState,
+    ) {
+        match self.index.get(&key) {
+            Some(&i) => update(&mut self.ordered[i].1),
+            None => {
+                self.index.insert(key.clone(), self.ordered.len());
+                self.ordered.push((key, new));
+            }
+        }
+    }
+
+    fn get_mut(&mut self, key: &SessionPartition) -> Option<&mut PartitionFetchState> {
+        let i = *self.index.get(key)?;
+        Some(&mut self.ordered[i].1)
+    }
+
+    /// Removes every partition `drop` selects, keeping the order of the rest.
+    fn remove_where(&mut self, drop: impl Fn(&SessionPartition) -> bool) {
+        let before = self.ordered.len();
+        self.ordered.retain(|(k, _)| !drop(k));
+        if self.ordered.len() != before {
+            self.index = self.ordered.iter().enumerate().map(|(i, (k, _))| (k.clone(), i)).collect();
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.ordered.len()
+    }
+}
+
 struct Session {
     epoch: i32,
-    partitions: Vec<(SessionPartition, PartitionFetchState)>,
+    partitions: SessionPartitions,
     last_used: Instant,
 }
 
@@ -61,9 +117,16 @@ pub struct SessionPlan {
 /// One partition's requested state, as decoded from the request.
 pub type RequestedPartition = (SessionPartition, i64, i32, i32);
 
+type Sessions = HashMap<i32, Arc<Mutex<Session>>>;
+
 pub struct FetchSessionCache {
     max_sessions: usize,
-    state: Mutex<(HashMap<i32, Session>, i32)>,
+    /// Largest session, in partitions; a bigger fetch proceeds sessionless.
+    max_partitions: usize,
+    /// The session map and the last id handed out. Held only to find, add or remove a session;
+    /// each session's partitions have their own lock, so one huge session never stalls the
+    /// fetches of others.
+    state: Mutex<(Sessions, i32)>,
 }
 
 fn new_state(fetch_offset: i64, max_bytes: i32, epoch: i32) -> PartitionFetchState {
@@ -77,13 +140,17 @@ fn new_state(fetch_offset: i64, max_bytes: i32, epoch: i32) -> PartitionFetchSta
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl FetchSessionCache {
-    pub fn new(max_sessions: usize) -> Self {
-        Self { max_sessions, state: Mutex::new((HashMap::new(), 0)) }
+    pub fn new(max_sessions: usize, max_partitions: usize) -> Self {
+        Self { max_sessions, max_partitions, state: Mutex::new((HashMap::new(), 0)) }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, (HashMap<i32, Session>, i32)> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    fn session(&self, id: i32) -> Option<Arc<Mutex<Session>>> {
+        lock(&self.state).0.get(&id).cloned()
     }
 
     /// Applies the request's session fields and partitions. `Err` is a top-level fetch error
@@ -98,30 +165,31 @@ impl FetchSessionCache {
         let full = |parts: Vec<RequestedPartition>| -> Vec<(SessionPartition, PartitionFetchState)> {
             parts.into_iter().map(|(k, off, max, ep)| (k, new_state(off, max, ep))).collect()
         };
-        let mut guard = self.lock();
-        let (sessions, next_id) = &mut *guard;
         match (session_id, epoch) {
             // Sessionless full fetch (librdkafka), or closing a session.
             (id, -1) => {
                 if id != 0 {
-                    sessions.remove(&id);
+                    lock(&self.state).0.remove(&id);
                 }
                 Ok(SessionPlan { session_id: 0, incremental: false, partitions: full(requested) })
             }
             (0, 0) | (_, 0) => {
                 if session_id != 0 {
-                    sessions.remove(&session_id);
+                    lock(&self.state).0.remove(&session_id);
                 }
                 let partitions = full(requested);
-                if self.max_sessions == 0 {
+                if self.max_sessions == 0 || partitions.len() > self.max_partitions {
                     return Ok(SessionPlan { session_id: 0, incremental: false, partitions });
                 }
+                let mut guard = lock(&self.state);
+                let (sessions, next_id) = &mut *guard;
                 if sessions.len() >= self.max_sessions {
                     let lru = sessions
                         .iter()
-                        .filter(|(_, s)| s.last_used.elapsed() >= EVICTABLE_AFTER)
-                        .min_by_key(|(_, s)| s.last_used)
-                        .map(|(id, _)| *id);
+                        .filter_map(|(id, s)| s.try_lock().ok().map(|s| (*id, s.last_used)))
+                        .filter(|(_, used)| used.elapsed() >= EVICTABLE_AFTER)
+                        .min_by_key(|(_, used)| *used)
+                        .map(|(id, _)| id);
                     match lru {
                         Some(id) => {
                             sessions.remove(&id);
@@ -135,29 +203,46 @@ impl FetchSessionCache {
                         break *next_id;
                     }
                 };
-                sessions.insert(id, Session { epoch: 1, partitions: partitions.clone(), last_used: Instant::now() });
+                let session = Session {
+                    epoch: 1,
+                    partitions: SessionPartitions::from_full(partitions.clone()),
+                    last_used: Instant::now(),
+                };
+                sessions.insert(id, Arc::new(Mutex::new(session)));
                 Ok(SessionPlan { session_id: id, incremental: false, partitions })
             }
             (0, _) => Err(ResponseError::InvalidFetchSessionEpoch),
             (id, ep) => {
-                let session = sessions.get_mut(&id).ok_or(ResponseError::FetchSessionIdNotFound)?;
+                let session = self.session(id).ok_or(ResponseError::FetchSessionIdNotFound)?;
+                let mut session = lock(&session);
                 if session.epoch != ep {
                     return Err(ResponseError::InvalidFetchSessionEpoch);
                 }
-                session.partitions.retain(|(k, _)| !forgotten.contains(k));
+                if !forgotten.is_empty() {
+                    let forgotten: std::collections::HashSet<SessionPartition> = forgotten.into_iter().collect();
+                    session.partitions.remove_where(|k| forgotten.contains(k));
+                }
                 for (k, off, max, lep) in requested {
-                    match session.partitions.iter_mut().find(|(pk, _)| *pk == k) {
-                        Some((_, st)) => {
+                    session.partitions.upsert(
+                        k,
+                        |st| {
                             st.fetch_offset = off;
                             st.max_bytes = max;
                             st.current_leader_epoch = lep;
-                        }
-                        None => session.partitions.push((k, new_state(off, max, lep))),
-                    }
+                        },
+                        new_state(off, max, lep),
+                    );
+                }
+                if session.partitions.len() > self.max_partitions {
+                    // Grown past the bound: the session ends and the client falls back to a
+                    // full fetch, which then runs sessionless.
+                    drop(session);
+                    lock(&self.state).0.remove(&id);
+                    return Err(ResponseError::FetchSessionIdNotFound);
                 }
                 session.epoch = session.epoch.wrapping_add(1).max(1);
                 session.last_used = Instant::now();
-                Ok(SessionPlan { session_id: id, incremental: true, partitions: session.partitions.clone() })
+                Ok(SessionPlan { session_id: id, incremental: true, partitions: session.partitions.ordered.clone() })
             }
         }
     }
@@ -168,10 +253,10 @@ impl FetchSessionCache {
         if session_id == 0 {
             return;
         }
-        let mut guard = self.lock();
-        if let Some(session) = guard.0.get_mut(&session_id) {
+        if let Some(session) = self.session(session_id) {
+            let mut session = lock(&session);
             for (k, hw, lso, log_start) in sent {
-                if let Some((_, st)) = session.partitions.iter_mut().find(|(pk, _)| pk == k) {
+                if let Some(st) = session.partitions.get_mut(k) {
                     st.last_high_watermark = *hw;
                     st.last_stable_offset = *lso;
                     st.last_log_start_offset = *log_start;
@@ -182,14 +267,14 @@ impl FetchSessionCache {
 
     /// Drops a deleted topic's partitions from every session.
     pub fn forget_topic(&self, topic: &str) {
-        let mut guard = self.lock();
-        for s in guard.0.values_mut() {
-            s.partitions.retain(|(k, _)| k.topic != topic);
+        let sessions: Vec<_> = lock(&self.state).0.values().cloned().collect();
+        for s in sessions {
+            lock(&s).partitions.remove_where(|k| k.topic == topic);
         }
     }
 
     pub fn len(&self) -> usize {
-        self.lock().0.len()
+        lock(&self.state).0.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -207,7 +292,7 @@ mod tests {
 
     #[test]
     fn full_then_incremental_then_close() {
-        let cache = FetchSessionCache::new(10);
+        let cache = FetchSessionCache::new(10, 1000);
         let plan = cache.begin(0, 0, vec![(key(0), 5, 100, -1), (key(1), 7, 100, -1)], vec![]).expect("open");
         assert!(plan.session_id > 0);
         assert!(!plan.incremental);
@@ -233,12 +318,31 @@ mod tests {
 
     #[test]
     fn cache_is_bounded() {
-        let cache = FetchSessionCache::new(1);
+        let cache = FetchSessionCache::new(1, 1000);
         let a = cache.begin(0, 0, vec![(key(0), 0, 1, -1)], vec![]).expect("a");
         assert!(a.session_id > 0);
         // Full and nothing idle long enough: the fetch proceeds sessionless.
         let b = cache.begin(0, 0, vec![(key(0), 0, 1, -1)], vec![]).expect("b");
         assert_eq!(b.session_id, 0);
         assert_eq!(cache.len(), 1);
+    }
+
+    #[test]
+    fn sessions_are_bounded_in_partitions_and_lookups_scale() {
+        let cache = FetchSessionCache::new(10, 3);
+        let big: Vec<_> = (0..4).map(|p| (key(p), 0, 1, -1)).collect();
+        assert_eq!(cache.begin(0, 0, big, vec![]).expect("sessionless").session_id, 0);
+        let id = cache.begin(0, 0, vec![(key(0), 0, 1, -1)], vec![]).expect("open").session_id;
+        assert!(id > 0);
+        let grow: Vec<_> = (1..4).map(|p| (key(p), 0, 1, -1)).collect();
+        assert_eq!(cache.begin(id, 1, grow, vec![]).expect_err("grown"), ResponseError::FetchSessionIdNotFound);
+        assert!(cache.is_empty());
+        // 200k partitions in one session: linear, not quadratic (this would take minutes).
+        let cache = FetchSessionCache::new(10, 1_000_000);
+        let all: Vec<_> = (0..200_000).map(|p| (key(p), 0, 1, -1)).collect();
+        let id = cache.begin(0, 0, all.clone(), vec![]).expect("open").session_id;
+        let plan = cache.begin(id, 1, all, vec![key(5)]).expect("incremental");
+        assert_eq!(plan.partitions.len(), 200_000);
+        assert_eq!(plan.partitions[199_999].0.partition, 5, "a forgotten then re-added partition goes last");
     }
 }

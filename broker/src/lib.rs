@@ -11,6 +11,7 @@ pub mod error;
 pub mod fetch_session;
 pub mod group;
 pub mod handlers;
+pub mod limits;
 pub mod log_tasks;
 pub mod metadata;
 pub mod metrics;

@@ -66,6 +66,7 @@ pub enum MetadataError {
     Io(#[from] std::io::Error),
 }
 
+#[derive(Clone)]
 struct State {
     topics: BTreeMap<String, Arc<TopicMeta>>,
     by_id: HashMap<Uuid, String>,
@@ -86,7 +87,18 @@ pub struct MetadataStore {
     path: PathBuf,
     cluster_id: String,
     node_id: i32,
+    /// What readers see; replaced whole after the new state is persisted, so a reader never
+    /// waits for an fsync.
     state: RwLock<State>,
+    /// Serializes writers: each works on a copy, persists it without holding `state`, then
+    /// swaps it in.
+    writer: std::sync::Mutex<()>,
+}
+
+/// Kafka's internal topics (`Topic.isInternal`): the coordinators' logs. Clients may read them
+/// but never write, delete, repartition or un-compact them.
+pub fn is_internal_topic(name: &str) -> bool {
+    matches!(name, "__consumer_offsets" | "__transaction_state" | "__share_group_state")
 }
 
 /// Kafka's topic name rule: 1–249 chars of `[a-zA-Z0-9._-]`, not `.` or `..`.
@@ -159,6 +171,7 @@ impl MetadataStore {
             cluster_id,
             node_id: config.node_id,
             state: RwLock::new(State { topics, by_id, broker_configs }),
+            writer: std::sync::Mutex::new(()),
         })
     }
 
@@ -176,30 +189,26 @@ impl MetadataStore {
         configs: BTreeMap<String, String>,
         broker: &Config,
     ) -> Result<Vec<Arc<TopicMeta>>, MetadataError> {
-        let mut s = self.write();
-        let old = s.broker_configs.clone();
-        if configs.is_empty() {
-            s.broker_configs.remove(resource_name);
-        } else {
-            s.broker_configs.insert(resource_name.to_string(), configs);
-        }
-        if let Err(e) = self.persist(&s) {
-            s.broker_configs = old;
-            return Err(e.into());
-        }
-        let dynamic = s.dynamic(self.node_id);
-        let view = BrokerView { config: broker, dynamic: &dynamic };
-        let mut changed = Vec::new();
-        for meta in s.topics.values_mut() {
-            let resolved = TopicConfig::resolve(&meta.configs, &view);
-            if resolved != meta.config {
-                let mut m = (**meta).clone();
-                m.config = resolved;
-                *meta = Arc::new(m);
-                changed.push(meta.clone());
+        self.mutate(|s| {
+            if configs.is_empty() {
+                s.broker_configs.remove(resource_name);
+            } else {
+                s.broker_configs.insert(resource_name.to_string(), configs);
             }
-        }
-        Ok(changed)
+            let dynamic = s.dynamic(self.node_id);
+            let view = BrokerView { config: broker, dynamic: &dynamic };
+            let mut changed = Vec::new();
+            for meta in s.topics.values_mut() {
+                let resolved = TopicConfig::resolve(&meta.configs, &view);
+                if resolved != meta.config {
+                    let mut m = (**meta).clone();
+                    m.config = resolved;
+                    *meta = Arc::new(m);
+                    changed.push(meta.clone());
+                }
+            }
+            Ok(changed)
+        })
     }
 
     /// Replaces a topic's explicit configs (persisted first) and returns the updated topic.
@@ -221,17 +230,25 @@ impl MetadataStore {
     }
 
     fn update_topic(&self, name: &str, change: impl FnOnce(&mut TopicMeta)) -> Result<Arc<TopicMeta>, MetadataError> {
-        let mut s = self.write();
-        let old = s.topics.get(name).cloned().ok_or_else(|| MetadataError::UnknownTopic(name.to_string()))?;
-        let mut m = (*old).clone();
-        change(&mut m);
-        let new = Arc::new(m);
-        s.topics.insert(name.to_string(), new.clone());
-        if let Err(e) = self.persist(&s) {
-            s.topics.insert(name.to_string(), old);
-            return Err(e.into());
-        }
-        Ok(new)
+        self.mutate(|s| {
+            let old = s.topics.get(name).cloned().ok_or_else(|| MetadataError::UnknownTopic(name.to_string()))?;
+            let mut m = (*old).clone();
+            change(&mut m);
+            let new = Arc::new(m);
+            s.topics.insert(name.to_string(), new.clone());
+            Ok(new)
+        })
+    }
+
+    /// Applies `change` to a copy of the state, persists the copy (no lock readers need is held
+    /// meanwhile), then makes it visible. On any error nothing changes.
+    fn mutate<R>(&self, change: impl FnOnce(&mut State) -> Result<R, MetadataError>) -> Result<R, MetadataError> {
+        let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = self.read().clone();
+        let r = change(&mut next)?;
+        self.persist(&next)?;
+        *self.write() = next;
+        Ok(r)
     }
 
     pub fn cluster_id(&self) -> &str {
@@ -261,44 +278,36 @@ impl MetadataStore {
         broker: &B,
     ) -> Result<Arc<TopicMeta>, MetadataError> {
         validate_topic_name(name)?;
-        let mut s = self.write();
-        if s.topics.contains_key(name) {
-            return Err(MetadataError::TopicExists(name.to_string()));
-        }
-        let normalized = name.replace('.', "_");
-        if let Some(other) = s.topics.keys().find(|t| t.replace('.', "_") == normalized) {
-            return Err(MetadataError::TopicCollision(name.to_string(), other.clone()));
-        }
-        let meta = Arc::new(TopicMeta {
-            name: name.to_string(),
-            id: Uuid::new_v4(),
-            partitions,
-            replication_factor,
-            config: TopicConfig::resolve(&configs, broker),
-            configs,
-            internal: name.starts_with("__"),
-        });
-        s.topics.insert(name.to_string(), meta.clone());
-        s.by_id.insert(meta.id, name.to_string());
-        if let Err(e) = self.persist(&s) {
-            s.topics.remove(name);
-            s.by_id.remove(&meta.id);
-            return Err(e.into());
-        }
-        Ok(meta)
+        self.mutate(|s| {
+            if s.topics.contains_key(name) {
+                return Err(MetadataError::TopicExists(name.to_string()));
+            }
+            let normalized = name.replace('.', "_");
+            if let Some(other) = s.topics.keys().find(|t| t.replace('.', "_") == normalized) {
+                return Err(MetadataError::TopicCollision(name.to_string(), other.clone()));
+            }
+            let meta = Arc::new(TopicMeta {
+                name: name.to_string(),
+                id: Uuid::new_v4(),
+                partitions,
+                replication_factor,
+                config: TopicConfig::resolve(&configs, broker),
+                configs,
+                internal: is_internal_topic(name),
+            });
+            s.topics.insert(name.to_string(), meta.clone());
+            s.by_id.insert(meta.id, name.to_string());
+            Ok(meta)
+        })
     }
 
     /// Removes a topic from the metadata (its logs are deleted by the caller).
     pub fn delete_topic(&self, name: &str) -> Result<Arc<TopicMeta>, MetadataError> {
-        let mut s = self.write();
-        let meta = s.topics.remove(name).ok_or_else(|| MetadataError::UnknownTopic(name.to_string()))?;
-        s.by_id.remove(&meta.id);
-        if let Err(e) = self.persist(&s) {
-            s.by_id.insert(meta.id, name.to_string());
-            s.topics.insert(name.to_string(), meta);
-            return Err(e.into());
-        }
-        Ok(meta)
+        self.mutate(|s| {
+            let meta = s.topics.remove(name).ok_or_else(|| MetadataError::UnknownTopic(name.to_string()))?;
+            s.by_id.remove(&meta.id);
+            Ok(meta)
+        })
     }
 
     fn persist(&self, s: &State) -> std::io::Result<()> {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use sluice_storage::{LogManager, LogManagerConfig};
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::broker::Broker;
@@ -84,7 +84,8 @@ impl BrokerHandle {
 }
 
 /// Starts a broker with `config`; returns once it is accepting connections.
-pub async fn start(config: Config) -> anyhow::Result<BrokerHandle> {
+pub async fn start(mut config: Config) -> anyhow::Result<BrokerHandle> {
+    crate::limits::apply(&mut config);
     for key in &config.unknown_keys {
         tracing::warn!(key = %key, "ignoring unknown config");
     }
@@ -159,7 +160,10 @@ pub async fn start(config: Config) -> anyhow::Result<BrokerHandle> {
         tracing::warn!(error = %e, "storage metrics unavailable");
     }
     let broker = Arc::new(Broker {
-        fetch_sessions: FetchSessionCache::new(config.max_incremental_fetch_session_cache_slots),
+        fetch_sessions: FetchSessionCache::new(
+            config.max_incremental_fetch_session_cache_slots,
+            config.max_incremental_fetch_session_partitions,
+        ),
         groups: crate::group::GroupCoordinator::new(crate::group::GroupConfig::from_broker(&config)),
         metadata,
         logs,
@@ -169,6 +173,7 @@ pub async fn start(config: Config) -> anyhow::Result<BrokerHandle> {
         remote: crate::remote_log::open(&config)?,
         producer_ids: Arc::new(open_producer_ids(&config)?),
         txns: crate::txn::TxnCoordinator::new(crate::txn::TxnConfig::from_broker(&config)),
+        topic_admin: std::sync::Mutex::new(()),
         config,
     });
     broker.remove_orphan_logs();
@@ -213,7 +218,7 @@ pub async fn start(config: Config) -> anyhow::Result<BrokerHandle> {
         tracing::warn!(error = %e, "transaction metrics unavailable");
     }
 
-    let slots = Arc::new(Semaphore::new(broker.config.max_connections.min(Semaphore::MAX_PERMITS)));
+    let admission = crate::network::Admission::new(&broker.config);
     let conns = Arc::new(tokio::sync::Mutex::new(JoinSet::new()));
     let mut addrs = Vec::new();
     for (l, listener, addr) in bound {
@@ -224,7 +229,7 @@ pub async fn start(config: Config) -> anyhow::Result<BrokerHandle> {
             broker.clone(),
             listener,
             Arc::from(l.name.as_str()),
-            slots.clone(),
+            admission.clone(),
             conns.clone(),
         ));
     }

@@ -160,6 +160,15 @@ pub enum StorageError {
 
 pub type Result<T> = std::result::Result<T, StorageError>;
 
+/// Whether an I/O error means the process ran out of a resource (EMFILE, ENFILE, ENOMEM) rather
+/// than that the media failed. Such errors fail the operation that hit them and are retriable;
+/// they never take a log dir offline.
+pub fn is_resource_exhaustion(e: &std::io::Error) -> bool {
+    use rustix::io::Errno;
+    let resource = [Errno::MFILE, Errno::NFILE, Errno::NOMEM].map(|e| e.raw_os_error());
+    e.kind() == std::io::ErrorKind::OutOfMemory || e.raw_os_error().is_some_and(|c| resource.contains(&c))
+}
+
 /// Where an append landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendInfo {

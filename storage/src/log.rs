@@ -121,6 +121,10 @@ impl LogState {
 
     /// Starts a new active segment at `base_offset`, closing the current one (Kafka's `roll`).
     pub(crate) fn roll(&mut self, tp: &TopicPartition, base_offset: i64, now: i64) -> Result<()> {
+        // The new segment's files are opened first: running out of descriptors then fails the
+        // append before anything changed, and the current segment stays active.
+        let seg = LogSegment::create(&self.dir, base_offset, &self.config, now, roll_jitter(&self.config))
+            .map_err(|e| io_err(&self.dir, e))?;
         if !self.segments.is_empty() {
             // As Kafka: a producer state snapshot at every roll, so recovery replays only the tail.
             producer_state::write_snapshot(&self.dir, base_offset, &self.producer_state)
@@ -130,8 +134,6 @@ impl LogState {
             let path = active.log_path().to_path_buf();
             active.close_indexes(true).map_err(|e| io_err(&path, e))?;
         }
-        let seg = LogSegment::create(&self.dir, base_offset, &self.config, now, roll_jitter(&self.config))
-            .map_err(|e| io_err(&self.dir, e))?;
         self.segments.insert(base_offset, seg);
         self.dir_needs_sync = true;
         tracing::debug!(partition = %tp.topic, index = tp.partition, base_offset, "rolled new log segment");
@@ -397,10 +399,14 @@ impl Partition {
     }
 
     /// Any I/O error takes the whole log dir offline (Kafka's `LogDirFailureChannel`); the
-    /// failing operation still reports the I/O error itself.
+    /// failing operation still reports the I/O error itself. Running out of descriptors or
+    /// memory is not a media failure: it fails this operation only, and every operation that can
+    /// hit it (opening files) does so before it changes any state.
     pub(crate) fn fail(&self, e: StorageError) -> StorageError {
         if let StorageError::Io { path, source } = &e {
-            self.log_dir.mark_offline(&self.tp, path, source);
+            if !crate::is_resource_exhaustion(source) {
+                self.log_dir.mark_offline(&self.tp, path, source);
+            }
         }
         e
     }
@@ -477,6 +483,23 @@ impl Partition {
             high_watermark: offsets.high_watermark,
             log_end_offset: offsets.log_end_offset,
         })
+    }
+
+    /// Whether a [`read`](Self::read) of up to `max_bytes` at `fetch_offset` would be served from
+    /// the page cache: probes the first and the last page it would touch. Async callers read cold
+    /// data on a blocking thread, so a catch-up consumer never stalls a runtime worker on the
+    /// disk. A read with nothing to return is "cached".
+    pub fn read_is_cached(&self, fetch_offset: i64, max_bytes: usize) -> bool {
+        let views = {
+            let st = self.lock();
+            if fetch_offset < st.log_start_offset || fetch_offset >= st.log_end_offset {
+                return true;
+            }
+            st.read_views(fetch_offset, max_bytes)
+        };
+        let Some((first, pos)) = views.first() else { return true };
+        let last = (pos + max_bytes as u64).min(first.end).saturating_sub(1).max(*pos);
+        crate::segment::is_cached(&first.file, *pos) && crate::segment::is_cached(&first.file, last)
     }
 
     fn read_views(

@@ -107,10 +107,13 @@ impl LogDir {
         }
     }
 
-    /// Maps an error of a dir-level operation, taking the dir offline on I/O errors.
+    /// Maps an error of a dir-level operation, taking the dir offline on I/O errors (not on
+    /// resource exhaustion: that fails the one operation).
     fn fail(&self, e: StorageError) -> StorageError {
         if let StorageError::Io { path, source } = &e {
-            self.mark_offline_dir(path, source);
+            if !crate::is_resource_exhaustion(source) {
+                self.mark_offline_dir(path, source);
+            }
         }
         e
     }
@@ -441,10 +444,22 @@ fn create_partition(
     // only an empty log, which `Broker::partition` recreates, and a torn `partition.metadata`
     // reads as absent.
     fs::create_dir_all(&path).map_err(|e| io_err(&path, e))?;
-    fs::write(&metadata, checkpoint::format_partition_metadata(&topic_id).as_bytes())
-        .map_err(|e| io_err(&metadata, e))?;
-    let segment =
-        LogSegment::create(&path, 0, &config, now_ms(), roll_jitter(&config)).map_err(|e| io_err(&path, e))?;
+    let created = fs::write(&metadata, checkpoint::format_partition_metadata(&topic_id).as_bytes())
+        .map_err(|e| io_err(&metadata, e))
+        .and_then(|()| {
+            LogSegment::create(&path, 0, &config, now_ms(), roll_jitter(&config)).map_err(|e| io_err(&path, e))
+        });
+    let segment = match created {
+        Ok(segment) => segment,
+        Err(e) => {
+            // Out of descriptors or memory half-way: leave nothing behind, so the partition is
+            // either whole or absent (a half-made directory would be loaded at the next start).
+            if let Err(error) = fs::remove_dir_all(&path) {
+                tracing::warn!(dir = %path.display(), %error, "could not remove a half-created partition dir");
+            }
+            return Err(e);
+        }
+    };
     let state = LogState {
         dir: path,
         config,

@@ -745,6 +745,18 @@ impl LogSegment {
     }
 }
 
+/// Whether the page holding `pos` is in the page cache: a one-byte `RWF_NOWAIT` read, which the
+/// kernel refuses with EAGAIN instead of going to the disk. Where the file system cannot tell
+/// (EOPNOTSUPP), the answer is "cached", the behaviour before this probe existed.
+pub fn is_cached(file: &File, pos: u64) -> bool {
+    let mut byte = [0u8; 1];
+    let mut bufs = [io::IoSliceMut::new(&mut byte)];
+    !matches!(
+        rustix::io::preadv2(file, &mut bufs, pos, rustix::io::ReadWriteFlags::NOWAIT),
+        Err(rustix::io::Errno::AGAIN)
+    )
+}
+
 /// Reads exactly `len` bytes at `pos` into a fresh buffer without zero-filling it first: the
 /// kernel's copy is the only write to the memory. (Zero-filling 1 MiB fetch buffers showed up as
 /// a sixth of broker CPU in the W1 profile.)

@@ -3,9 +3,10 @@
 //! What they are for: every test talks to a *real* broker over TCP, either in-process
 //! ([`TestBroker`], on an ephemeral port with a temp data dir, run on its own Tokio runtime in its
 //! own thread so tests may call blocking client APIs freely) or as an external process
-//! ([`ExternalBroker`], the `sluice-test-broker` binary, which can be `kill -9`ed). Clients are
-//! librdkafka through the `rdkafka` crate ([`producer`], [`consumer`], [`admin`]) and a raw socket
-//! client ([`raw::RawConn`]) for byte-level protocol checks and bad input.
+//! ([`ExternalBroker`], the real `sluice` binary built as `sluice-test-broker`, which can be
+//! `kill -9`ed). Clients are librdkafka through the `rdkafka` crate ([`producer`], [`consumer`],
+//! [`admin`]) and a raw socket client ([`raw::RawConn`]) for byte-level protocol checks and bad
+//! input.
 //!
 //! Helpers assert loudly: a helper that "waits" always has a deadline and panics with what it
 //! saw, so a broken broker fails a test instead of hanging CI.

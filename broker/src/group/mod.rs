@@ -55,7 +55,10 @@ impl GroupConfig {
             max_size: i("group.max.size").max(1) as usize,
             offsets_retention_ms: i("offsets.retention.minutes").saturating_mul(60_000),
             offsets_retention_check_interval_ms: i("offsets.retention.check.interval.ms").max(1),
-            offset_metadata_max_bytes: i("offset.metadata.max.bytes").max(0) as usize,
+            // Above the record format's i16 length, metadata is OFFSET_METADATA_TOO_LARGE whatever
+            // the config says.
+            offset_metadata_max_bytes: (i("offset.metadata.max.bytes").max(0) as usize)
+                .min(store::MAX_STORED_STRING_BYTES),
             consumer: consumer::ConsumerGroupConfig {
                 session_timeout_ms: i("group.consumer.session.timeout.ms") as i32,
                 heartbeat_interval_ms: i("group.consumer.heartbeat.interval.ms") as i32,

@@ -88,7 +88,18 @@ pub enum GroupRecord {
     },
 }
 
+/// The longest string a coordinator record can hold: Kafka's record schemas write ids, protocol
+/// names and offset metadata as STRING, with an `i16` length.
+pub const MAX_STORED_STRING_BYTES: usize = i16::MAX as usize;
+
+/// Whether every string fits a coordinator record. Requests are checked with this before any
+/// state changes, so a record never truncates an id (it would replay as another id).
+pub fn storable<'a>(strings: impl IntoIterator<Item = &'a str>) -> bool {
+    strings.into_iter().all(|s| s.len() <= MAX_STORED_STRING_BYTES)
+}
+
 fn put_str(b: &mut BytesMut, s: &str) {
+    debug_assert!(s.len() <= MAX_STORED_STRING_BYTES, "callers check storable()");
     b.put_i16(s.len() as i16);
     b.put_slice(s.as_bytes());
 }

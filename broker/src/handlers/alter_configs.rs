@@ -16,19 +16,24 @@ use super::RequestContext;
 use crate::broker::{ApiError, Broker};
 use crate::config_admin::{RESOURCE_BROKER, RESOURCE_TOPIC};
 
-/// Applies a complete new config set to a resource (shared with the incremental handler).
-pub fn apply(
-    broker: &Broker,
+/// Applies a complete new config set to a resource (shared with the incremental handler), on a
+/// blocking thread: the change is persisted with an fsync before it applies.
+pub async fn apply(
+    broker: &Arc<Broker>,
     resource_type: i8,
     resource_name: &str,
     configs: BTreeMap<String, String>,
     validate_only: bool,
 ) -> Result<(), ApiError> {
-    match resource_type {
-        RESOURCE_TOPIC => broker.alter_topic_configs(resource_name, configs, validate_only),
-        RESOURCE_BROKER => broker.alter_broker_configs(resource_name, configs, validate_only),
+    let broker = broker.clone();
+    let name = resource_name.to_string();
+    tokio::task::spawn_blocking(move || match resource_type {
+        RESOURCE_TOPIC => broker.alter_topic_configs(&name, configs, validate_only),
+        RESOURCE_BROKER => broker.alter_broker_configs(&name, configs, validate_only),
         other => Err(ApiError::new(ResponseError::InvalidRequest, format!("Unsupported resource type {other}"))),
-    }
+    })
+    .await
+    .unwrap_or_else(|e| Err(ApiError::new(ResponseError::UnknownServerError, e.to_string())))
 }
 
 /// Resources named twice in one request (each gets INVALID_REQUEST, as in Kafka).
@@ -74,8 +79,12 @@ pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: AlterConfi
                     ));
                 }
             }
-            apply(broker, res.resource_type, &name, configs, req.validate_only)
+            Ok(configs)
         })();
+        let outcome = match outcome {
+            Ok(configs) => apply(broker, res.resource_type, &name, configs, req.validate_only).await,
+            Err(e) => Err(e),
+        };
         let mut r = AlterConfigsResourceResponse::default();
         r.resource_type = res.resource_type;
         r.resource_name = res.resource_name;

@@ -52,7 +52,18 @@ pub async fn handle(
     };
     let mut resp = ConsumerGroupHeartbeatResponse::default();
     resp.heartbeat_interval_ms = broker.groups.consumer_heartbeat_interval_ms();
-    match broker.groups.consumer_heartbeat(broker, &req.group_id.0, ctx.api_version, args) {
+    let strings = [req.group_id.0.as_str(), args.member_id.as_str()]
+        .into_iter()
+        .chain(args.instance_id.as_deref())
+        .chain(args.rack_id.as_deref())
+        .chain(args.server_assignor.as_deref())
+        .chain(args.subscribed_topic_regex.as_deref());
+    let outcome = if crate::group::store::storable(strings) {
+        broker.groups.consumer_heartbeat(broker, &req.group_id.0, ctx.api_version, args)
+    } else {
+        Err((kafka_protocol::ResponseError::InvalidRequest, "an id is longer than 32767 bytes".to_string()))
+    };
+    match outcome {
         Ok(r) => {
             resp.member_id = Some(StrBytes::from_string(r.member_id));
             resp.member_epoch = r.member_epoch;

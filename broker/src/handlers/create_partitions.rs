@@ -35,7 +35,15 @@ pub async fn handle(
                 .as_ref()
                 .filter(|a| !a.is_empty())
                 .map(|a| a.iter().map(|x| x.broker_ids.iter().map(|b| b.0).collect()).collect());
-            broker.create_partitions(&name, t.count, assignments.as_deref(), req.validate_only)
+            // Creating partition logs touches the disk: a blocking thread, not a runtime worker.
+            let b = broker.clone();
+            let count = t.count;
+            let validate_only = req.validate_only;
+            tokio::task::spawn_blocking(move || {
+                b.create_partitions(&name, count, assignments.as_deref(), validate_only)
+            })
+            .await
+            .unwrap_or_else(|e| Err(ApiError::new(ResponseError::UnknownServerError, e.to_string())))
         };
         if let Err(e) = outcome {
             r.error_code = e.code.code();

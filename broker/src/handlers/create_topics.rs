@@ -44,6 +44,8 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: CreateTopic
     let mut seen = HashSet::new();
     let duplicates: HashSet<String> =
         req.topics.iter().filter(|t| !seen.insert(t.name.0.to_string())).map(|t| t.name.0.to_string()).collect();
+    // Partitions this request has asked for so far (max.partitions.per.request spans topics).
+    let mut requested: usize = 0;
     for t in req.topics {
         let name = t.name.0.to_string();
         let mut r = CreatableTopicResult::default();
@@ -109,7 +111,14 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: CreateTopic
         })();
         let outcome = match outcome {
             Ok((partitions, rf, configs)) => {
-                broker.create_topic_blocking(name.clone(), partitions, rf, configs, req.validate_only).await
+                let count = if partitions == -1 { broker.config.num_partitions } else { partitions };
+                match broker.check_partition_limits(count.max(0) as usize, requested) {
+                    Ok(()) => {
+                        requested = requested.saturating_add(count.max(0) as usize);
+                        broker.create_topic_blocking(name.clone(), partitions, rf, configs, req.validate_only).await
+                    }
+                    Err(e) => Err(e),
+                }
             }
             Err(e) => Err(e),
         };

@@ -26,6 +26,8 @@ pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: DeleteReco
             pr.partition_index = p.partition_index;
             pr.low_watermark = -1;
             let log = match &meta {
+                // Kafka's ReplicaManager: "Cannot delete records of internal topic".
+                Some(m) if m.internal => Err(ResponseError::InvalidTopicException),
                 Some(m) => broker.partition(m, p.partition_index).map_err(|e| e.code),
                 None => Err(ResponseError::UnknownTopicOrPartition),
             };

@@ -64,6 +64,29 @@ fn check_leader_epoch(requested: i32) -> Option<ResponseError> {
     }
 }
 
+/// [`read_pass`] inline when every read hits the page cache, else on a blocking thread: a cold
+/// read waits for the disk, and a runtime worker must not.
+async fn read_pass_off_runtime(
+    logs: &Arc<Vec<PartitionToRead>>,
+    max_bytes: usize,
+    read_committed: bool,
+) -> (Vec<PartitionRead>, usize) {
+    let cold = logs.iter().any(|(_, st, log)| {
+        log.as_ref().is_ok_and(|l| !l.read_is_cached(st.fetch_offset, (st.max_bytes.max(0) as usize).min(max_bytes)))
+    });
+    if !cold {
+        return read_pass(logs, max_bytes, read_committed);
+    }
+    let moved = logs.clone();
+    match tokio::task::spawn_blocking(move || read_pass(&moved, max_bytes, read_committed)).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "fetch read task failed");
+            (logs.iter().map(|_| PartitionRead::error(ResponseError::UnknownServerError)).collect(), 0)
+        }
+    }
+}
+
 /// Reads every partition once. Returns the results and the number of record bytes found.
 fn read_pass(logs: &[PartitionToRead], max_bytes: usize, read_committed: bool) -> (Vec<PartitionRead>, usize) {
     let mut remaining = max_bytes;
@@ -213,7 +236,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: FetchReques
     };
     resp.session_id = plan.session_id;
 
-    let logs: Vec<_> = plan
+    let logs: Arc<Vec<_>> = plan
         .partitions
         .into_iter()
         .map(|(key, st)| {
@@ -224,7 +247,8 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: FetchReques
             };
             (key, st, log)
         })
-        .collect();
+        .collect::<Vec<_>>()
+        .into();
 
     let max_bytes = (req.max_bytes.max(0) as usize).min(broker.config.fetch_max_bytes);
     let min_bytes = req.min_bytes.max(0) as usize;
@@ -234,7 +258,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: FetchReques
         logs.iter().filter_map(|(_, _, l)| l.as_ref().ok().map(|l| l.watch_high_watermark())).collect();
     let mut shutdown = broker.shutdown.clone();
     let reads = loop {
-        let (reads, total) = read_pass(&logs, max_bytes, read_committed);
+        let (reads, total) = read_pass_off_runtime(&logs, max_bytes, read_committed).await;
         let has_error = reads.iter().any(|r| r.error.is_some());
         if total >= min_bytes
             || has_error
@@ -253,7 +277,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: FetchReques
             }
         };
         if !woke {
-            break read_pass(&logs, max_bytes, read_committed).0;
+            break read_pass_off_runtime(&logs, max_bytes, read_committed).await.0;
         }
     };
 

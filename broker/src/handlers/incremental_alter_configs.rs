@@ -122,8 +122,12 @@ pub async fn handle(
                     }
                 }
             }
-            apply(broker, res.resource_type, &name, current, req.validate_only)
+            Ok(current)
         })();
+        let outcome = match outcome {
+            Ok(current) => apply(broker, res.resource_type, &name, current, req.validate_only).await,
+            Err(e) => Err(e),
+        };
         let mut r = AlterConfigsResourceResponse::default();
         r.resource_type = res.resource_type;
         r.resource_name = res.resource_name;

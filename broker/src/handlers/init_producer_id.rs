@@ -36,6 +36,11 @@ fn granted(id: i64, epoch: i16) -> InitProducerIdResponse {
 pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: InitProducerIdRequest) -> InitProducerIdResponse {
     let (pid, epoch) = (req.producer_id.0, req.producer_epoch);
     if let Some(id) = req.transactional_id.as_ref().filter(|t| !t.0.is_empty()) {
+        if !crate::group::store::storable([id.0.as_str()]) {
+            // `__transaction_state` keys hold the id with an i16 length; a longer one could not
+            // be stored without becoming another id.
+            return failed(ResponseError::InvalidRequest);
+        }
         let expected = (pid >= 0).then_some((pid, epoch));
         return match broker
             .txns

@@ -13,6 +13,10 @@ use crate::group::store::OffsetAndMetadata;
 
 pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: OffsetCommitRequest) -> OffsetCommitResponse {
     let now = now_ms();
+    let strings = [req.group_id.0.as_str(), req.member_id.as_str()].into_iter().chain(req.group_instance_id.as_deref());
+    if !crate::group::store::storable(strings) {
+        return error_response(&req, kafka_protocol::ResponseError::InvalidGroupId);
+    }
     let mut offsets = Vec::new();
     for t in &req.topics {
         for p in &t.partitions {
@@ -67,4 +71,21 @@ pub fn partition_codes(
         i += 1;
         code
     }
+}
+
+/// The same error for every partition of the request.
+fn error_response(req: &OffsetCommitRequest, code: kafka_protocol::ResponseError) -> OffsetCommitResponse {
+    let mut resp = OffsetCommitResponse::default();
+    for t in &req.topics {
+        let mut tr = OffsetCommitResponseTopic::default();
+        tr.name = t.name.clone();
+        for p in &t.partitions {
+            let mut pr = OffsetCommitResponsePartition::default();
+            pr.partition_index = p.partition_index;
+            pr.error_code = code.code();
+            tr.partitions.push(pr);
+        }
+        resp.topics.push(tr);
+    }
+    resp
 }

@@ -130,6 +130,12 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: ProduceRequ
                 error_response(pd.index, ResponseError::InvalidRequiredAcks, None)
             } else {
                 match &topic {
+                    // Kafka's ReplicaManager: only the coordinators append to internal topics.
+                    Some(t) if t.internal => error_response(
+                        pd.index,
+                        ResponseError::InvalidTopicException,
+                        Some(format!("Cannot append to internal topic {}", t.name)),
+                    ),
                     Some(t) => produce_partition(broker, t, pd.index, pd.records).await,
                     None if by_id => error_response(pd.index, ResponseError::UnknownTopicId, None),
                     None => error_response(pd.index, ResponseError::UnknownTopicOrPartition, None),

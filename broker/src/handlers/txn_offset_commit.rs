@@ -25,6 +25,12 @@ async fn commit(
     if req.group_id.0.is_empty() {
         return Err(ResponseError::InvalidGroupId);
     }
+    let strings = [req.group_id.0.as_str(), req.transactional_id.0.as_str(), req.member_id.as_str()]
+        .into_iter()
+        .chain(req.group_instance_id.as_deref());
+    if !crate::group::store::storable(strings) {
+        return Err(ResponseError::InvalidGroupId);
+    }
     let partition = partition_for(&req.group_id.0, meta.partitions);
     // Held until the offsets are appended: EndTxn can not write the marker in between.
     let guard =

@@ -1,0 +1,112 @@
+//! Process resource limits and the budgets derived from them.
+//!
+//! Every connection holds one file descriptor and every partition log at least three (its active
+//! segment's `.log`, `.index` and `.timeindex`), and the two compete for one limit,
+//! `RLIMIT_NOFILE`. Startup raises the soft limit to the hard limit (as Kafka's start scripts
+//! expect the operator to do) and then splits what it has: half for client connections, the rest
+//! for logs, a reserve for everything else (checkpoints, snapshots, the metrics listener,
+//! blocking-pool files). Explicitly configured `max.connections` / `max.broker.partitions` win
+//! over the derived values; startup logs which applied.
+
+use crate::config::Config;
+
+/// File descriptors kept back for files that are neither connections nor segments: checkpoint
+/// and snapshot writes, metadata files, `.txnindex` files, the metrics listener, tiered reads.
+pub const RESERVED_FDS: u64 = 256;
+
+/// Descriptors one partition log needs while it has a single segment.
+pub const FDS_PER_PARTITION: u64 = 3;
+
+/// The open-file limit before and after startup raised it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NofileLimit {
+    pub soft_before: u64,
+    pub soft: u64,
+    pub hard: u64,
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit. Never fails startup: a limit that cannot be
+/// read or raised is reported and the current one is used.
+pub fn raise_nofile_limit() -> NofileLimit {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let current = getrlimit(Resource::Nofile);
+    // An unlimited hard limit is not a number a budget can be split from; 1 Mi is what most
+    // distributions' `fs.nr_open` allows.
+    let hard = current.maximum.unwrap_or(1 << 20);
+    let soft_before = current.current.unwrap_or(hard);
+    if soft_before >= hard {
+        return NofileLimit { soft_before, soft: soft_before, hard };
+    }
+    match setrlimit(Resource::Nofile, Rlimit { current: Some(hard), maximum: current.maximum }) {
+        Ok(()) => NofileLimit { soft_before, soft: hard, hard },
+        Err(e) => {
+            tracing::warn!(soft = soft_before, hard, error = %e, "could not raise the open-file limit");
+            NofileLimit { soft_before, soft: soft_before, hard }
+        }
+    }
+}
+
+/// The budgets startup applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    pub max_connections: usize,
+    pub max_broker_partitions: usize,
+}
+
+/// Splits the open-file limit between connections and partition logs, honouring explicit
+/// settings of `max.connections` and `max.broker.partitions`.
+pub fn budget(config: &Config, nofile_soft: u64) -> Budget {
+    let usable = nofile_soft.saturating_sub(RESERVED_FDS).max(2);
+    let explicit_connections = config.explicit.contains_key("max.connections");
+    let explicit_partitions = config.explicit.contains_key("max.broker.partitions");
+    let max_connections = if explicit_connections { config.max_connections } else { (usable / 2).max(1) as usize };
+    let max_broker_partitions = if explicit_partitions {
+        config.max_broker_partitions
+    } else {
+        let for_logs = usable.saturating_sub(max_connections.min(usable as usize) as u64);
+        (for_logs / FDS_PER_PARTITION).max(1) as usize
+    };
+    Budget { max_connections, max_broker_partitions }
+}
+
+/// Raises the open-file limit, derives the budgets and writes them into `config`.
+pub fn apply(config: &mut Config) -> NofileLimit {
+    let limit = raise_nofile_limit();
+    let b = budget(config, limit.soft);
+    tracing::info!(
+        soft_before = limit.soft_before,
+        soft = limit.soft,
+        hard = limit.hard,
+        max_connections = b.max_connections,
+        max_broker_partitions = b.max_broker_partitions,
+        "open-file limit"
+    );
+    config.max_connections = b.max_connections;
+    config.max_broker_partitions = b.max_broker_partitions;
+    limit
+}
+
+/// Whether an I/O error means the process ran out of a resource (descriptors, memory) rather
+/// than that the media failed: such errors fail the one request, never the log dir.
+pub fn is_resource_exhaustion(e: &std::io::Error) -> bool {
+    sluice_storage::is_resource_exhaustion(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derived_budget_splits_the_limit_and_explicit_settings_win() {
+        let c = Config::from_overrides(&[]).expect("config");
+        let b = budget(&c, 1024);
+        assert_eq!(b.max_connections, 384);
+        assert_eq!(b.max_broker_partitions, 128);
+        let c = Config::from_overrides(&[("max.connections", "10"), ("max.broker.partitions", "7")]).expect("config");
+        assert_eq!(budget(&c, 1024), Budget { max_connections: 10, max_broker_partitions: 7 });
+        // A tiny limit still leaves one of each.
+        let c = Config::from_overrides(&[]).expect("config");
+        let b = budget(&c, 10);
+        assert!(b.max_connections >= 1 && b.max_broker_partitions >= 1);
+    }
+}

@@ -625,6 +625,26 @@ mod tests {
     }
 
     #[test]
+    fn connection_and_queue_limits_parse() {
+        let c = Config::from_overrides(&[
+            ("max.connections.per.ip", "5"),
+            ("max.connections.per.ip.overrides", "127.0.0.2:7, [::1]:9"),
+            ("queued.max.request.bytes", "1048576"),
+        ])
+        .expect("config");
+        assert_eq!(c.max_connections_per_ip, 5);
+        let loopback2: std::net::IpAddr = "127.0.0.2".parse().expect("ip");
+        let v6: std::net::IpAddr = "::1".parse().expect("ip");
+        assert_eq!(c.max_connections_per_ip_overrides, vec![(loopback2, 7), (v6, 9)]);
+        assert_eq!(c.queued_max_request_bytes, Some(1 << 20));
+        assert_eq!(Config::from_overrides(&[]).expect("defaults").queued_max_request_bytes, None);
+        for bad in ["127.0.0.1", "127.0.0.1:x", "127.0.0.1:-3"] {
+            let e = Config::from_overrides(&[("max.connections.per.ip.overrides", bad)]).expect_err(bad);
+            assert_eq!(e.key, "max.connections.per.ip.overrides");
+        }
+    }
+
+    #[test]
     fn bad_values_name_the_key() {
         let e = Config::from_overrides(&[("num.partitions", "zero")]).expect_err("bad int");
         assert_eq!(e.key, "num.partitions");

@@ -218,6 +218,7 @@ fn answers(addr: SocketAddr) -> bool {
 
 fn cases(scale: f64) -> Vec<Case> {
     let fetch_mib = ((50.0 * scale).round() as usize).max(2);
+    let cold_mib = ((1024.0 * scale).round() as usize).max(16);
     vec![
         Case {
             name: "fd-exhaustion",
@@ -582,6 +583,59 @@ fn cases(scale: f64) -> Vec<Case> {
                 Outcome::new(
                     joined.error_code != 0 && commit_code != 0,
                     format!("join: {}; commit: {}", code_name(joined.error_code), code_name(commit_code)),
+                )
+            }),
+        },
+        Case {
+            name: "cold-read",
+            action: format!("a consumer reads {cold_mib} MiB from disk (page cache dropped) while a producer writes"),
+            overrides: vec![],
+            start_under: vec![],
+            limits: vec![],
+            run: Box::new(move |ctx| {
+                let _ = create_topics(ctx.addr, &[("cold", 1)], Duration::from_secs(30));
+                let mut conn = RawConn::connect(ctx.addr);
+                let value = vec![3u8; 512 * 1024];
+                for _ in 0..cold_mib * 2 {
+                    let batch = record_batch(&[&value], now_ms());
+                    let req = produce_request("cold", 0, batch.freeze(), 1);
+                    let _ = conn.send(ApiKey::Produce, 9, &req);
+                    let _ = conn.read_frame();
+                }
+                // Root only (CI and this machine): without it the read is warm and says so.
+                let dropped =
+                    Command::new("sync").status().is_ok() && std::fs::write("/proc/sys/vm/drop_caches", "1").is_ok();
+                let good = GoodClient::start(ctx.addr, "good");
+                let started = Instant::now();
+                let mut offset = 0i64;
+                let mut bytes = 0usize;
+                let mut reader = RawConn::connect(ctx.addr);
+                reader.stream.set_read_timeout(Some(Duration::from_secs(30))).ok();
+                while offset < (cold_mib * 2) as i64 {
+                    let mut req = fetch_request("cold", 1 << 20);
+                    req.topics[0].partitions[0].fetch_offset = offset;
+                    let c = reader.send(ApiKey::Fetch, 12, &req);
+                    let Ok(mut frame) = reader.read_frame() else { break };
+                    let resp: kafka_protocol::messages::FetchResponse =
+                        decode_response(&mut frame, ApiKey::Fetch, 12, c);
+                    let records = resp.responses[0].partitions[0].records.clone();
+                    let n = sluice_tests::raw::count_records(records.as_ref());
+                    if n == 0 {
+                        break;
+                    }
+                    bytes += records.map_or(0, |r| r.len());
+                    offset += n as i64;
+                }
+                let elapsed = started.elapsed();
+                let (p99, failures) = good.finish();
+                Outcome::new(
+                    offset == (cold_mib * 2) as i64 && failures == 0,
+                    format!(
+                        "read {} MiB in {:.2} s ({}); meanwhile the producer's p99 {p99:.1} ms, {failures} failed",
+                        bytes >> 20,
+                        elapsed.as_secs_f64(),
+                        if dropped { "cold" } else { "warm: could not drop the page cache" }
+                    ),
                 )
             }),
         },

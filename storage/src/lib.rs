@@ -26,6 +26,7 @@ pub mod checkpoint;
 mod cleaner;
 mod header;
 pub mod index;
+pub mod io;
 pub mod layout;
 mod log;
 mod manager;
@@ -274,4 +275,7 @@ pub struct LoadReport {
     pub bytes_truncated: u64,
     /// Segments whose missing or inconsistent indexes were rebuilt outside recovery.
     pub indexes_rebuilt: usize,
+    /// Per recovered partition, the base offset of the first segment recovery scanned: the
+    /// segment holding the recovery point (everything below it was fsynced and is not read).
+    pub recovered_from: Vec<i64>,
 }

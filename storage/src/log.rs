@@ -16,14 +16,13 @@
 use std::collections::BTreeMap;
 use std::io::IoSlice;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::{Bytes, BytesMut};
 use sluice_protocol::batch::RecordBatch;
 use tokio::sync::watch;
 
-use crate::checkpoint::fsync_dir;
 use crate::header::HEADER_SIZE;
 use crate::manager::LogDir;
 use crate::producer_state::{self, BatchMetadata, ProducerEntry, ProducerStateManager, SequenceCheck, SequenceError};
@@ -86,6 +85,9 @@ pub(crate) struct LogState {
     pub first_unflushed_append_ms: Option<i64>,
     /// A segment file was created since the last flush; the directory entry needs an fsync.
     pub dir_needs_sync: bool,
+    /// A roll started a segment at this offset since the partition last asked its log dir to
+    /// flush the segments below it (see [`Partition::flush_to`]).
+    pub roll_flush_offset: Option<i64>,
     /// The log cleaner's first dirty offset (`cleaner-offset-checkpoint`), compacted logs only.
     pub cleaner_checkpoint: Option<i64>,
     /// The earliest delete horizon of tombstones the cleaner kept; once it passes, the log is
@@ -122,18 +124,31 @@ impl LogState {
     /// Starts a new active segment at `base_offset`, closing the current one (Kafka's `roll`).
     pub(crate) fn roll(&mut self, tp: &TopicPartition, base_offset: i64, now: i64) -> Result<()> {
         if !self.segments.is_empty() {
-            // As Kafka: a producer state snapshot at every roll, so recovery replays only the tail.
-            producer_state::write_snapshot(&self.dir, base_offset, &self.producer_state)
-                .map_err(|e| io_err(&self.dir, e))?;
+            // As Kafka: a producer state snapshot at every roll, so recovery replays only the
+            // tail. The append that rolls has already recorded its own batches, which lie at or
+            // after `base_offset`: the snapshot must describe the state before them. A snapshot
+            // keeps only each producer's last batch, so one naming a batch a power loss then
+            // took would make recovery forget the producer's earlier batches too (and a retry
+            // of them would be written twice).
+            let mut state = self.producer_state.clone();
+            state.truncate_from(base_offset);
+            producer_state::write_snapshot(&self.dir, base_offset, &state).map_err(|e| io_err(&self.dir, e))?;
         }
-        if let Some(active) = self.active_mut() {
+        let rolled = if let Some(active) = self.active_mut() {
             let path = active.log_path().to_path_buf();
-            active.close_indexes(true).map_err(|e| io_err(&path, e))?;
-        }
+            // The fsync of the closed segment's files comes later, outside the append lock.
+            active.close_indexes(false).map_err(|e| io_err(&path, e))?;
+            true
+        } else {
+            false
+        };
         let seg = LogSegment::create(&self.dir, base_offset, &self.config, now, roll_jitter(&self.config))
             .map_err(|e| io_err(&self.dir, e))?;
         self.segments.insert(base_offset, seg);
         self.dir_needs_sync = true;
+        if rolled {
+            self.roll_flush_offset = Some(base_offset);
+        }
         tracing::debug!(partition = %tp.topic, index = tp.partition, base_offset, "rolled new log segment");
         Ok(())
     }
@@ -362,6 +377,10 @@ pub struct Partition {
     deleted: AtomicBool,
     state: Mutex<LogState>,
     hw_tx: watch::Sender<i64>,
+    /// Held by the one flush in progress (never together with `state` across an fsync).
+    flush_lock: Mutex<()>,
+    /// Flushes that fsynced something (group commit makes this lower than the flush requests).
+    flushes: AtomicU64,
 }
 
 impl std::fmt::Debug for Partition {
@@ -378,7 +397,16 @@ impl Partition {
         state: LogState,
     ) -> Self {
         let (hw_tx, _) = watch::channel(state.high_watermark);
-        Self { tp, topic_id, log_dir, deleted: AtomicBool::new(false), state: Mutex::new(state), hw_tx }
+        Self {
+            tp,
+            topic_id,
+            log_dir,
+            deleted: AtomicBool::new(false),
+            state: Mutex::new(state),
+            hw_tx,
+            flush_lock: Mutex::new(()),
+            flushes: AtomicU64::new(0),
+        }
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, LogState> {
@@ -421,21 +449,33 @@ impl Partition {
     /// Appends validated batches at the log end: consecutive offsets from the LEO are stamped into
     /// each batch's header (base offset, `leader_epoch`) as it is written; rolls segments on
     /// `segment.bytes`/`segment.ms`/index full; adds index entries every `index.interval.bytes`;
-    /// fsyncs before returning when `flush.messages` is reached. Does not move the high watermark.
+    /// fsyncs before returning when `flush.messages` is reached (with `flush.messages=1`, every
+    /// append is durable before it returns; concurrent appends share fsyncs, see
+    /// [`Self::flush_to`]). A roll asks the log dir to flush the closed segment in the
+    /// background. Does not move the high watermark.
     pub fn append(&self, batches: &[RecordBatch], leader_epoch: i32) -> Result<AppendInfo> {
         self.check()?;
         let now = now_ms();
-        let (info, flush_needed) = {
+        let (info, flush_to) = {
             let mut st = self.lock();
             self.check()?;
             let info = st.append(&self.tp, batches, leader_epoch, now).map_err(|e| self.fail(e))?;
-            (info, st.log_end_offset - st.recovery_point >= st.config.flush_messages)
+            self.request_roll_flush(&mut st);
+            let due = st.log_end_offset - st.recovery_point >= st.config.flush_messages;
+            (info, due.then_some(st.log_end_offset))
         };
-        if flush_needed {
+        if let Some(offset) = flush_to {
             // Outside the append lock, like Kafka: other producers keep appending meanwhile.
-            self.flush()?;
+            self.flush_to(offset)?;
         }
         Ok(info)
+    }
+
+    /// Hands a roll's flush to the log dir's flusher (Kafka schedules it asynchronously too).
+    fn request_roll_flush(&self, st: &mut LogState) {
+        if let Some(offset) = st.roll_flush_offset.take() {
+            self.log_dir.request_roll_flush(&self.tp, offset);
+        }
     }
 
     /// Reads whole batches starting with the batch that contains `fetch_offset`, stopping before
@@ -594,46 +634,95 @@ impl Partition {
         view.find_max_timestamp_record(pos, max_ts).map_err(|e| self.fail(e))
     }
 
-    /// fsyncs everything written so far and advances the recovery point.
+    /// fsyncs everything written so far and advances the recovery point to the log end offset.
     pub fn flush(&self) -> Result<()> {
+        self.flush_to(i64::MAX)
+    }
+
+    /// Whether everything below `offset` (capped at the log end offset) is fsynced.
+    fn is_flushed(st: &LogState, offset: i64) -> bool {
+        st.recovery_point >= offset.min(st.log_end_offset) && !st.dir_needs_sync
+    }
+
+    /// fsyncs at least everything below `offset` (capped at the log end offset) and advances the
+    /// recovery point past it: the segments holding data from the recovery point on, the
+    /// transaction index files written since the last flush, the producer snapshots taken at
+    /// the rolls being covered, and the directory when a file was created in it. A flush that
+    /// reaches into the active segment covers the whole log end (the fsync costs the same); one
+    /// that stops at a segment boundary (a roll's flush) leaves the active segment alone.
+    ///
+    /// Group commit: one flush runs at a time (behind `flush_lock`, never the append lock, so
+    /// producers keep appending), and it covers every append made before it started. Callers
+    /// that waited behind it find their offset covered and return without an fsync of their
+    /// own, so concurrent producers waiting for durability share one fsync.
+    pub fn flush_to(&self, offset: i64) -> Result<()> {
         self.check()?;
-        let (files, flushed_leo, dir, txn_files) = {
+        if Self::is_flushed(&self.lock(), offset) {
+            return Ok(());
+        }
+        let _flushing = self.flush_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let (files, flushed_to, dir, txn_files) = {
             let mut st = self.lock();
             self.check()?;
-            if st.recovery_point >= st.log_end_offset && !st.dir_needs_sync {
+            if Self::is_flushed(&st, offset) {
                 return Ok(());
             }
-            let from = st.segments.range(..=st.recovery_point).next_back().map(|(b, _)| *b).unwrap_or(i64::MIN);
-            let files: Vec<_> = st.segments.range(from..).flat_map(|(_, s)| s.files()).collect();
+            let leo = st.log_end_offset;
+            let active_base = st.segments.keys().next_back().copied().unwrap_or(leo);
+            let flushed_to = if offset > active_base { leo } else { offset.min(leo) };
+            let mut files = Vec::new();
+            if flushed_to > st.recovery_point {
+                let from = st.segments.range(..=st.recovery_point).next_back().map(|(b, _)| *b).unwrap_or(i64::MIN);
+                for (&base, seg) in st.segments.range(from..) {
+                    if flushed_to < leo && base >= flushed_to {
+                        break;
+                    }
+                    files.extend(seg.files().map(|(file, path)| (Some(file), path)));
+                    if base > st.recovery_point {
+                        // Taken when this segment was rolled in: recovery starts its replay there.
+                        files.push((None, producer_state::snapshot_file(&st.dir, base)));
+                    }
+                }
+            }
             let dir = std::mem::take(&mut st.dir_needs_sync).then(|| st.dir.clone());
             let log_dir = st.dir.clone();
             let txn_files = st.txn_index.take_dirty(&log_dir);
-            (files, st.log_end_offset, dir, txn_files)
+            (files, flushed_to, dir, txn_files)
         };
+        // fsync outside the lock. Never retried: a failed fsync may have dropped dirty pages, so
+        // the dir goes offline instead.
         for path in &txn_files {
             crate::txn_index::sync(path).map_err(|e| self.fail(io_err(path, e)))?;
         }
-        // fsync outside the lock. Never retried: a failed fsync may have dropped dirty pages, so
-        // the dir goes offline instead.
         for (file, path) in &files {
-            file.sync_data().map_err(|e| self.fail(io_err(path, e)))?;
+            match file {
+                Some(file) => crate::io::sync_data(file).map_err(|e| self.fail(io_err(path, e)))?,
+                // Snapshots are pruned as new ones are taken: a missing one needs no fsync.
+                None => crate::io::sync_path(path).map_err(|e| self.fail(io_err(path, e)))?,
+            }
         }
         if let Some(dir) = dir {
-            fsync_dir(&dir).map_err(|e| self.fail(io_err(&dir, e)))?;
+            crate::io::sync_dir(&dir).map_err(|e| self.fail(io_err(&dir, e)))?;
             // The partition directory's own entry in the log dir (new partitions are created
             // without fsyncs).
             if let Some(parent) = dir.parent() {
-                fsync_dir(parent).map_err(|e| self.fail(io_err(parent, e)))?;
+                crate::io::sync_dir(parent).map_err(|e| self.fail(io_err(parent, e)))?;
             }
         }
+        self.flushes.fetch_add(1, Ordering::Relaxed);
         let mut st = self.lock();
-        if flushed_leo > st.recovery_point {
-            st.recovery_point = flushed_leo;
+        if flushed_to > st.recovery_point {
+            st.recovery_point = flushed_to;
         }
         if st.recovery_point >= st.log_end_offset {
             st.first_unflushed_append_ms = None;
         }
         Ok(())
+    }
+
+    /// How many flushes fsynced something since the partition was loaded.
+    pub fn flush_count(&self) -> u64 {
+        self.flushes.load(Ordering::Relaxed)
     }
 
     /// Whether the oldest unflushed append is at least `flush.ms` old at `now_ms`.
@@ -741,7 +830,7 @@ impl Partition {
         }
         let new_dir = make_new_name(&st.dir);
         std::fs::rename(&st.dir, &new_dir).map_err(|e| self.fail(io_err(&st.dir, e)))?;
-        fsync_dir(self.log_dir.path()).map_err(|e| self.fail(io_err(self.log_dir.path(), e)))?;
+        crate::io::sync_dir(self.log_dir.path()).map_err(|e| self.fail(io_err(self.log_dir.path(), e)))?;
         st.dir = new_dir.clone();
         Ok(new_dir)
     }
@@ -798,6 +887,7 @@ impl Partition {
         if roll_due && st.log_end_offset > st.segments.keys().next_back().copied().unwrap_or(i64::MAX) {
             let leo = st.log_end_offset;
             st.roll(&self.tp, leo, now).map_err(|e| self.fail(e))?;
+            self.request_roll_flush(&mut st);
             stats.rolled = true;
         }
         let config = st.config.clone();
@@ -891,7 +981,7 @@ impl Partition {
             std::fs::rename(&path, &deleted).map_err(|e| io_err(&path, e))?;
             paths.push(deleted);
         }
-        fsync_dir(&st.dir).map_err(|e| io_err(&st.dir, e))?;
+        crate::io::sync_dir(&st.dir).map_err(|e| io_err(&st.dir, e))?;
         if let Some(first) = st.segments.keys().next().copied() {
             st.log_start_offset = st.log_start_offset.max(first);
         }

@@ -97,10 +97,14 @@ impl TxnIndex {
             }
         }
         bases.sort_unstable();
+        // Entries dropped here must stay dropped: brought back by a crash after the log grew
+        // past them again, they would mark new data as aborted.
+        let mut changed = false;
         for base in bases {
             let path = txn_index_file(dir, base);
             if base < first_segment_base && !tiered {
                 fs::remove_file(&path)?;
+                changed = true;
                 continue;
             }
             let bytes = fs::read(&path)?;
@@ -115,15 +119,20 @@ impl TxnIndex {
             if dropped {
                 tracing::info!(file = %path.display(), kept = kept.len(), "truncating transaction index");
                 rewrite(&path, &kept)?;
+                changed = true;
             }
             if kept.is_empty() {
                 fs::remove_file(&path)?;
+                changed = true;
                 continue;
             }
             for e in kept {
                 index.entries.insert(e.last_offset, e);
             }
             index.files.insert(base);
+        }
+        if changed {
+            crate::io::sync_dir(dir)?;
         }
         Ok(index)
     }
@@ -204,11 +213,7 @@ impl TxnIndex {
 
 /// fsyncs one index file.
 pub fn sync(path: &Path) -> io::Result<()> {
-    match fs::File::open(path) {
-        Ok(f) => f.sync_data(),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-    }
+    crate::io::sync_path(path)
 }
 
 fn rewrite(path: &Path, entries: &[AbortedTxn]) -> io::Result<()> {
@@ -217,7 +222,9 @@ fn rewrite(path: &Path, entries: &[AbortedTxn]) -> io::Result<()> {
     for e in entries {
         bytes.extend_from_slice(&e.encode());
     }
-    fs::write(&tmp, bytes)?;
+    let mut f = fs::File::create(&tmp)?;
+    f.write_all(&bytes)?;
+    crate::io::sync_data(&f)?;
     fs::rename(&tmp, path)
 }
 

@@ -1,0 +1,38 @@
+//! Power-loss simulation over a fixed set of seeds (see `power_loss/workload.rs` for what each
+//! seed does and checks; `cargo run --release -p sluice-storage --example power_loss -- --seeds
+//! N` runs many more). `POWER_LOSS_SEEDS` overrides the count.
+
+#[path = "power_loss/workload.rs"]
+mod workload;
+
+/// Seeds that once found a bug; they run first, always:
+/// - 30, 54: a torn tail ending exactly at a batch boundary in a rolled segment that was never
+///   flushed, while later segments survived: recovery kept the later segments after the gap;
+/// - 24, 8: a roll in the middle of an append snapshotted producer state that already held the
+///   append's batch; a power loss took the batch, and recovery forgot the producer's earlier
+///   batches with it (a retry of the last surviving one was written twice).
+const REGRESSION_SEEDS: &[u64] = &[30, 54, 24, 8];
+
+#[test]
+fn no_acknowledged_or_fsynced_data_is_lost_and_recovery_always_succeeds() {
+    let seeds: u64 = std::env::var("POWER_LOSS_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(300);
+    let mut findings = Vec::new();
+    let mut crashes = 0;
+    let mut lost = 0;
+    let mut durable_seeds = 0;
+    let from: u64 = std::env::var("POWER_LOSS_FROM").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+    for seed in REGRESSION_SEEDS.iter().copied().chain(from..from + seeds) {
+        let outcome = workload::run_seed(seed);
+        crashes += outcome.crashes;
+        lost += outcome.batches_lost;
+        durable_seeds += usize::from(outcome.durable);
+        findings.extend(outcome.findings);
+    }
+    eprintln!(
+        "{seeds} seeds ({durable_seeds} in durable mode), {crashes} crashes, {lost} unflushed batches lost, {} findings",
+        findings.len()
+    );
+    assert!(findings.is_empty(), "{}", findings.join("\n"));
+    // The simulation bites: the default mode does lose unflushed tails.
+    assert!(lost > 0);
+}

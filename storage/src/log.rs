@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::io::IoSlice;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 
 use bytes::{Bytes, BytesMut};
 use sluice_protocol::batch::RecordBatch;
@@ -381,6 +381,8 @@ pub struct Partition {
     flush_lock: Mutex<()>,
     /// Flushes that fsynced something (group commit makes this lower than the flush requests).
     flushes: AtomicU64,
+    /// The recovery point, for callers waiting for durability.
+    flushed_tx: watch::Sender<i64>,
 }
 
 impl std::fmt::Debug for Partition {
@@ -397,6 +399,7 @@ impl Partition {
         state: LogState,
     ) -> Self {
         let (hw_tx, _) = watch::channel(state.high_watermark);
+        let (flushed_tx, _) = watch::channel(state.recovery_point);
         Self {
             tp,
             topic_id,
@@ -406,6 +409,7 @@ impl Partition {
             hw_tx,
             flush_lock: Mutex::new(()),
             flushes: AtomicU64::new(0),
+            flushed_tx,
         }
     }
 
@@ -414,7 +418,7 @@ impl Partition {
     }
 
     /// Fails fast for deleted partitions and offline log dirs.
-    pub(crate) fn check(&self) -> Result<()> {
+    pub fn check(&self) -> Result<()> {
         if self.deleted.load(Ordering::Acquire) {
             return Err(StorageError::Deleted(self.tp.clone()));
         }
@@ -454,6 +458,23 @@ impl Partition {
     /// [`Self::flush_to`]). A roll asks the log dir to flush the closed segment in the
     /// background. Does not move the high watermark.
     pub fn append(&self, batches: &[RecordBatch], leader_epoch: i32) -> Result<AppendInfo> {
+        let (info, flush_to) = self.append_deferring_flush(batches, leader_epoch)?;
+        if let Some(offset) = flush_to {
+            // Outside the append lock, like Kafka: other producers keep appending meanwhile.
+            self.flush_to(offset)?;
+        }
+        Ok(info)
+    }
+
+    /// [`Self::append`] without its fsync: returns, with where the batches landed, the offset
+    /// to flush to before acknowledging them when `flush.messages` says so. Async callers wait
+    /// for [`Self::watch_recovery_point`] to reach it (driving flushes with [`Self::try_flush`])
+    /// instead of blocking a thread.
+    pub fn append_deferring_flush(
+        &self,
+        batches: &[RecordBatch],
+        leader_epoch: i32,
+    ) -> Result<(AppendInfo, Option<i64>)> {
         self.check()?;
         let now = now_ms();
         let (info, flush_to) = {
@@ -464,11 +485,7 @@ impl Partition {
             let due = st.log_end_offset - st.recovery_point >= st.config.flush_messages;
             (info, due.then_some(st.log_end_offset))
         };
-        if let Some(offset) = flush_to {
-            // Outside the append lock, like Kafka: other producers keep appending meanwhile.
-            self.flush_to(offset)?;
-        }
-        Ok(info)
+        Ok((info, flush_to))
     }
 
     /// Hands a roll's flush to the log dir's flusher (Kafka schedules it asynchronously too).
@@ -660,7 +677,48 @@ impl Partition {
         if Self::is_flushed(&self.lock(), offset) {
             return Ok(());
         }
-        let _flushing = self.flush_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let flushing = self.flush_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let result = self.flush_locked(offset);
+        drop(flushing);
+        self.publish_recovery_point();
+        result
+    }
+
+    /// Flushes everything written so far unless a flush is already running (`None`: that
+    /// flush's end is announced on [`Self::watch_recovery_point`]). For async callers that wait
+    /// on the watch instead of blocking a thread behind the running flush.
+    pub fn try_flush(&self) -> Option<Result<()>> {
+        let flushing = match self.flush_lock.try_lock() {
+            Ok(guard) => guard,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => return None,
+        };
+        let result = self.check().and_then(|()| self.flush_locked(i64::MAX));
+        drop(flushing);
+        self.publish_recovery_point();
+        Some(result)
+    }
+
+    /// Whether a flush is running right now.
+    pub fn flush_in_progress(&self) -> bool {
+        matches!(self.flush_lock.try_lock(), Err(TryLockError::WouldBlock))
+    }
+
+    /// A receiver of the recovery point, sent after every flush — also a failed one (the log
+    /// dir is then offline), so waiters always wake and re-check.
+    pub fn watch_recovery_point(&self) -> watch::Receiver<i64> {
+        self.flushed_tx.subscribe()
+    }
+
+    /// Announces the recovery point after the flush lock is released, so a woken waiter that
+    /// finds its offset still uncovered can start the next flush itself.
+    fn publish_recovery_point(&self) {
+        let recovery_point = self.lock().recovery_point;
+        self.flushed_tx.send_modify(|v| *v = (*v).max(recovery_point));
+    }
+
+    /// [`Self::flush_to`]'s work; the caller holds `flush_lock`.
+    fn flush_locked(&self, offset: i64) -> Result<()> {
         let (files, flushed_to, dir, txn_files) = {
             let mut st = self.lock();
             self.check()?;

@@ -196,3 +196,48 @@ fn flush_messages_one_makes_appends_durable_with_shared_fsyncs() {
     assert!(flushes >= 1 && flushes < total, "{flushes} fsync rounds for {total} appends: none shared");
     eprintln!("{flushes} fsync rounds for {total} appends from {producers} producers");
 }
+
+/// The async produce path's protocol, with threads for tasks: append without flushing, then
+/// until the recovery point covers the append, either start the one flush (`try_flush`) or wait
+/// for the running one to announce its end on the watch.
+#[test]
+fn deferred_flushes_are_shared_through_the_recovery_point_watch() {
+    let root = tempfile::tempdir().unwrap();
+    let config = LogConfig { flush_messages: 1, ..small_config() };
+    let (mgr, _) = open_with(&[root.path()], config.clone());
+    let p = mgr.get_or_create(&tp("t", 0), TOPIC_ID, config.clone()).unwrap();
+    let producers = 8;
+    let appends = 30;
+    let threads: Vec<_> = (0..producers)
+        .map(|pid| {
+            let p = Arc::clone(&p);
+            std::thread::spawn(move || {
+                let mut waited = 0;
+                for seq in 0..appends {
+                    let (info, flush_to) =
+                        p.append_deferring_flush(&[idempotent_batch(pid, seq, false, 64)], 0).unwrap();
+                    let offset = flush_to.expect("flush.messages=1 asks for a flush");
+                    assert!(offset > info.last_offset);
+                    let watch = p.watch_recovery_point();
+                    while *watch.borrow() < offset {
+                        if p.flush_in_progress() {
+                            waited += 1;
+                            std::thread::yield_now();
+                        } else if let Some(result) = p.try_flush() {
+                            result.unwrap();
+                        }
+                    }
+                    assert!(p.recovery_point() > info.last_offset);
+                }
+                waited
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let total = (producers * appends as i64) as u64;
+    assert_eq!(p.recovery_point(), total as i64);
+    let flushes = p.flush_count();
+    assert!(flushes >= 1 && flushes < total, "{flushes} fsync rounds for {total} appends: none shared");
+}

@@ -217,7 +217,9 @@ impl LogState {
             // The file of the segment the marker went to.
             let base = self.segments.range(..=txn.last_offset).next_back().map(|(b, _)| *b).unwrap_or(first_offset);
             let dir = self.dir.clone();
-            self.txn_index.append(&dir, base, txn).map_err(|e| io_err(&dir, e))?;
+            if self.txn_index.append(&dir, base, txn).map_err(|e| io_err(&dir, e))? {
+                self.dir_needs_sync = true;
+            }
         }
         self.log_end_offset = next;
         if self.first_unflushed_append_ms.is_none() && !batches.is_empty() {

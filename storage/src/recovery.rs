@@ -215,6 +215,9 @@ pub(crate) fn load_partition(
     }
     let mut txn_index = crate::txn_index::TxnIndex::load(dir, first_base, log_end_offset, config.remote_storage_enable)
         .map_err(|e| io_err(dir, e))?;
+    if let Some(from) = rescan_from {
+        txn_index.mark_unsynced_from(from);
+    }
     let replay_from = rescan_from.unwrap_or(log_end_offset).min(log_end_offset);
     let producer_state = load_producer_state(dir, &segments, log_end_offset, replay_from, &mut txn_index)?;
     let state = LogState {
@@ -226,7 +229,9 @@ pub(crate) fn load_partition(
         high_watermark,
         recovery_point,
         first_unflushed_append_ms: None,
-        dir_needs_sync: false,
+        // Loading may have created files (rebuilt indexes, `.txnindex` files of replayed
+        // aborts): the first flush fsyncs the directory too.
+        dir_needs_sync: true,
         roll_flush_offset: None,
         cleaner_checkpoint: hints.cleaner_offset.map(|c| c.clamp(log_start_offset, log_end_offset)),
         tombstone_horizon: Some(0),

@@ -138,18 +138,19 @@ impl TxnIndex {
     }
 
     /// Records an abort whose marker lies in the segment based at `segment_base`. Entries already
-    /// known (log replay at load) are not written again.
-    pub fn append(&mut self, dir: &Path, segment_base: i64, entry: AbortedTxn) -> io::Result<()> {
+    /// known (log replay at load) are not written again. Returns whether it created the file:
+    /// its directory entry then needs an fsync too, or a power loss can take the file whole.
+    pub fn append(&mut self, dir: &Path, segment_base: i64, entry: AbortedTxn) -> io::Result<bool> {
         if self.entries.contains_key(&entry.last_offset) {
-            return Ok(());
+            return Ok(false);
         }
         let path = txn_index_file(dir, segment_base);
         let mut f = OpenOptions::new().create(true).append(true).open(&path)?;
         f.write_all(&entry.encode())?;
         self.entries.insert(entry.last_offset, entry);
-        self.files.insert(segment_base);
+        let created = self.files.insert(segment_base);
         self.dirty.insert(segment_base);
-        Ok(())
+        Ok(created)
     }
 
     /// The aborted transactions a fetch of `[fetch_offset, upper_bound)` must report (Kafka's
@@ -198,6 +199,15 @@ impl TxnIndex {
         }
         self.entries = self.entries.split_off(&first_segment_base);
         below.into_iter().map(|b| txn_index_file(dir, b)).collect()
+    }
+
+    /// Counts the files of segments from `base` on as written since the last sync. Recovery
+    /// calls it for the segments it rescans: their files may be in the page cache only (written
+    /// before a process crash), and the next flush must make them durable before the recovery
+    /// point passes them, since the replay that would rebuild their entries finds them present.
+    pub fn mark_unsynced_from(&mut self, base: i64) {
+        let unsynced: Vec<i64> = self.files.range(base..).copied().collect();
+        self.dirty.extend(unsynced);
     }
 
     /// Paths of the files written since the last sync; they count as synced once returned.

@@ -10,8 +10,13 @@ mod workload;
 ///   flushed, while later segments survived: recovery kept the later segments after the gap;
 /// - 24, 8: a roll in the middle of an append snapshotted producer state that already held the
 ///   append's batch; a power loss took the batch, and recovery forgot the producer's earlier
-///   batches with it (a retry of the last surviving one was written twice).
-const REGRESSION_SEEDS: &[u64] = &[30, 54, 24, 8];
+///   batches with it (a retry of the last surviving one was written twice);
+/// - 542, 714: a segment file created by recovery (every segment lost) never had its directory
+///   entry fsynced: data fsynced into it later vanished with it;
+/// - 1306, 1248, 399: a `.txnindex` file rebuilt by recovery, then a crash before any flush: the
+///   next recovery found it in the page cache, never fsynced it, and a power loss took it after
+///   the recovery point had passed it (an abort lost for good).
+const REGRESSION_SEEDS: &[u64] = &[30, 54, 24, 8, 542, 714, 1306, 1248, 399];
 
 #[test]
 fn no_acknowledged_or_fsynced_data_is_lost_and_recovery_always_succeeds() {

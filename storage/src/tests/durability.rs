@@ -241,3 +241,35 @@ fn deferred_flushes_are_shared_through_the_recovery_point_watch() {
     let flushes = p.flush_count();
     assert!(flushes >= 1 && flushes < total, "{flushes} fsync rounds for {total} appends: none shared");
 }
+
+/// An abort acknowledged by a flush survives a power loss: its `.txnindex` file (created after
+/// the segment's directory entry was fsynced) is fsynced with its directory entry, or rebuilt.
+#[test]
+fn a_flushed_abort_survives_a_power_loss() {
+    for seed in 0..12 {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("logs");
+        fs::create_dir(&root).unwrap();
+        sim::enable(&root).unwrap();
+        let config = small_config();
+        let aborted = {
+            let (mgr, _) = open_with(&[&root], config.clone());
+            let p = mgr.get_or_create(&tp("t", 0), TOPIC_ID, config.clone()).unwrap();
+            p.append(&[idempotent_batch(1, 0, false, 10)], 0).unwrap();
+            p.flush().unwrap();
+            p.append(&[idempotent_batch(7, 0, true, 10)], 0).unwrap();
+            p.append_marker(7, 0, 0, false, 0).unwrap();
+            p.flush().unwrap();
+            mgr.checkpoint().unwrap();
+            p.all_aborted_transactions()
+        };
+        assert_eq!(aborted.len(), 1);
+        sim::crash(&root, seed).unwrap();
+        let (mgr, _) = open_with(&[&root], config.clone());
+        let p = mgr.get(&tp("t", 0)).unwrap();
+        assert_eq!(p.offsets().log_end_offset, 3, "seed {seed}");
+        assert_eq!(p.all_aborted_transactions(), aborted, "seed {seed}");
+        drop((p, mgr));
+        sim::disable(&root).unwrap();
+    }
+}

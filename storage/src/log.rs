@@ -1044,9 +1044,13 @@ impl Partition {
         crate::io::sync_dir(&st.dir).map_err(|e| io_err(&st.dir, e))?;
         if let Some(first) = st.segments.keys().next().copied() {
             st.log_start_offset = st.log_start_offset.max(first);
-        }
-        if st.recovery_point < st.log_start_offset {
-            st.recovery_point = st.log_start_offset;
+            // Everything below the first remaining segment is gone for good, so the recovery
+            // point may skip it — but no further: records between that segment's base and the
+            // log start are still on disk, unflushed, and may be lost in a power loss like any
+            // other (claiming them fsynced would let recovery skip a torn segment).
+            if st.recovery_point < first {
+                st.recovery_point = first.min(st.log_end_offset);
+            }
         }
         self.log_dir.schedule_delete(paths, now.saturating_add(st.config.file_delete_delay_ms));
         Ok(doomed.len())

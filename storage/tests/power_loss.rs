@@ -5,7 +5,8 @@
 #[path = "power_loss/workload.rs"]
 mod workload;
 
-/// Seeds that once found a bug; they run first, always:
+/// Seeds that once found a bug; they run first, always (without retention, which joined the
+/// workload later):
 /// - 30, 54: a torn tail ending exactly at a batch boundary in a rolled segment that was never
 ///   flushed, while later segments survived: recovery kept the later segments after the gap;
 /// - 24, 8: a roll in the middle of an append snapshotted producer state that already held the
@@ -18,6 +19,11 @@ mod workload;
 ///   the recovery point had passed it (an abort lost for good).
 const REGRESSION_SEEDS: &[u64] = &[30, 54, 24, 8, 542, 714, 1306, 1248, 399];
 
+/// Seeds of the workload with retention that once found a bug:
+/// - 70: DeleteRecords moved the recovery point up to the new log start, past unflushed records
+///   of a segment that stays; a power loss then took data below the recovery point.
+const RETENTION_REGRESSION_SEEDS: &[u64] = &[70];
+
 #[test]
 fn no_acknowledged_or_fsynced_data_is_lost_and_recovery_always_succeeds() {
     let seeds: u64 = std::env::var("POWER_LOSS_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(300);
@@ -26,8 +32,11 @@ fn no_acknowledged_or_fsynced_data_is_lost_and_recovery_always_succeeds() {
     let mut lost = 0;
     let mut durable_seeds = 0;
     let from: u64 = std::env::var("POWER_LOSS_FROM").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
-    for seed in REGRESSION_SEEDS.iter().copied().chain(from..from + seeds) {
-        let outcome = workload::run_seed(seed);
+    let regressions = REGRESSION_SEEDS
+        .iter()
+        .map(|s| workload::run_seed_with(*s, false))
+        .chain(RETENTION_REGRESSION_SEEDS.iter().map(|s| workload::run_seed_with(*s, true)));
+    for outcome in regressions.chain((from..from + seeds).map(workload::run_seed)) {
         crashes += outcome.crashes;
         lost += outcome.batches_lost;
         durable_seeds += usize::from(outcome.durable);

@@ -1,6 +1,7 @@
 //! The power-loss workload shared by the `power_loss` test and example: random appends from
 //! idempotent and transactional producers (COMMIT and ABORT markers), rolls, explicit and
-//! background (roll) flushes and checkpoints, then a simulated power loss
+//! background (roll) flushes and checkpoints, on half the seeds DeleteRecords and retention,
+//! then a simulated power loss
 //! ([`sluice_storage::io::sim::crash`]) and a restart through the real recovery code, several
 //! times per seed, sometimes twice in a row with no write in between.
 //!
@@ -115,11 +116,18 @@ impl Drop for SimGuard {
     }
 }
 
-/// Runs one seed (even seeds in default mode, odd seeds in durable mode).
+/// Runs one seed: even seeds in default mode, odd seeds in durable mode; every other pair of
+/// seeds also deletes records now and then (DeleteRecords and time retention).
 pub fn run_seed(seed: u64) -> Outcome {
+    run_seed_with(seed, seed % 4 >= 2)
+}
+
+/// [`run_seed`] with retention chosen by the caller (seeds found before retention joined the
+/// workload replay without it).
+pub fn run_seed_with(seed: u64, retention: bool) -> Outcome {
     let durable = seed % 2 == 1;
     let mut outcome = Outcome { durable, ..Outcome::default() };
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(seed, durable, &mut outcome)));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(seed, durable, retention, &mut outcome)));
     match result {
         Ok(Ok(())) => {}
         Ok(Err(finding)) => outcome.findings.push(format!("seed {seed}: {finding}")),
@@ -135,8 +143,10 @@ pub fn run_seed(seed: u64) -> Outcome {
     outcome
 }
 
-fn run(seed: u64, durable: bool, outcome: &mut Outcome) -> Result<(), String> {
+fn run(seed: u64, durable: bool, retention: bool, outcome: &mut Outcome) -> Result<(), String> {
     let mut rng = Rng::new(seed ^ 0x5eed_0000_0000_0000);
+    // Its own stream, so that seeds without retention run exactly as they always did.
+    let mut retention_rng = Rng::new(seed ^ 0x7e7e_0000_0000_0000);
     // tmpfs when there is one: the simulation rewrites whole trees at every crash, and a
     // journaling filesystem makes that the slowest part of a seed.
     let shm = Path::new("/dev/shm");
@@ -155,11 +165,17 @@ fn run(seed: u64, durable: bool, outcome: &mut Outcome) -> Result<(), String> {
     };
     let mut model: Vec<Written> = Vec::new();
     let mut next_seq: BTreeMap<i64, i32> = BTreeMap::new();
+    // The log start offset as last acknowledged (records below it are deleted for good).
+    let mut log_start = 0;
     for round in 0..ROUNDS {
         let (mgr, p) = open(&root, &config)?;
         let steps = 5 + rng.below(60);
         for _ in 0..steps {
             step(&mut rng, &mgr, &p, &mut model, &mut next_seq, outcome).map_err(|e| format!("round {round}: {e}"))?;
+            if retention && retention_rng.below(25) == 0 {
+                delete(&mut retention_rng, &mgr, &p, &model).map_err(|e| format!("round {round}: {e}"))?;
+                log_start = p.offsets().log_start_offset;
+            }
         }
         // Everything below the recovery point must survive; in durable mode every append was
         // acknowledged only once fsynced.
@@ -178,7 +194,8 @@ fn run(seed: u64, durable: bool, outcome: &mut Outcome) -> Result<(), String> {
         outcome.dirs_reverted += stats.dirs_reverted;
         let before = model.len();
         let (mgr, p) = open(&root, &config)?;
-        check(&p, &mut model, recovery_point).map_err(|e| format!("round {round}: {e}"))?;
+        check(&p, &mut model, recovery_point, log_start).map_err(|e| format!("round {round}: {e}"))?;
+        log_start = p.offsets().log_start_offset;
         outcome.batches_lost += before - model.len();
         if rng.below(3) == 0 {
             // A second power loss right after recovery, before anything else is written.
@@ -251,6 +268,27 @@ fn step(
     Ok(())
 }
 
+/// Deletes records the way the broker does: DeleteRecords up to a batch boundary (then the
+/// checkpoint the handler writes), or a retention pass (the batches' timestamps are long past
+/// `retention.ms`, so every segment below the high watermark but the active one goes).
+fn delete(rng: &mut Rng, mgr: &LogManager, p: &Partition, model: &[Written]) -> Result<(), String> {
+    if model.is_empty() {
+        return Ok(());
+    }
+    if rng.below(4) == 0 {
+        mgr.apply_retention(sluice_storage_now_ms()).map_err(|e| format!("retention: {e}"))?;
+    } else {
+        let target = model[rng.below(model.len() as u64) as usize].base_offset;
+        p.delete_records(target.max(p.offsets().log_start_offset)).map_err(|e| format!("delete records: {e}"))?;
+        mgr.checkpoint().map_err(|e| format!("checkpoint: {e}"))?;
+    }
+    Ok(())
+}
+
+fn sluice_storage_now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
 fn append_data(
     rng: &mut Rng,
     p: &Partition,
@@ -309,12 +347,28 @@ fn read_log(p: &Partition) -> Result<Vec<RecordBatch>, String> {
 }
 
 /// Checks the recovered log against the model and cuts the model to what survived.
-fn check(p: &Partition, model: &mut Vec<Written>, recovery_point: i64) -> Result<(), String> {
+/// `log_start` is the log start offset acknowledged before the crash.
+fn check(p: &Partition, model: &mut Vec<Written>, recovery_point: i64, log_start: i64) -> Result<(), String> {
     let log = read_log(p)?;
-    if log.len() > model.len() {
-        return Err(format!("{} batches recovered, only {} written", log.len(), model.len()));
+    let offsets = p.offsets();
+    let (start, log_end) = (offsets.log_start_offset, offsets.log_end_offset);
+    if start < log_start.min(log_end) {
+        return Err(format!("deleted records came back: log start {start}, {log_start} before the crash"));
     }
-    for (i, (got, want)) in log.iter().zip(model.iter()).enumerate() {
+    // What survived must be whole model batches, from the one holding the log start on.
+    let kept = model.iter().take_while(|w| w.next_offset <= log_end).count();
+    if kept < model.len() && model[kept].base_offset < log_end {
+        return Err(format!("log end offset {log_end} falls inside the batch at {}", model[kept].base_offset));
+    }
+    if kept > 0 && model[kept - 1].next_offset != log_end && log_end > start {
+        return Err(format!("log end offset {log_end} is past the batches written"));
+    }
+    let first = model.iter().take(kept).position(|w| w.next_offset > start).unwrap_or(kept);
+    let expected = &model[first..kept];
+    if log.len() != expected.len() {
+        return Err(format!("{} batches read from {start} to {log_end}, {} written there", log.len(), expected.len()));
+    }
+    for (got, want) in log.iter().zip(expected) {
         let same = match (&want.kind, &want.stored) {
             (Kind::Data { .. }, Some(stored)) => got.as_bytes() == stored,
             (Kind::Marker { pid, .. }, _) => {
@@ -324,16 +378,15 @@ fn check(p: &Partition, model: &mut Vec<Written>, recovery_point: i64) -> Result
         };
         if !same {
             return Err(format!(
-                "batch {i} at offset {} is not what was written there (expected {:?} at {})",
+                "the batch at offset {} is not what was written there (expected {:?} at {})",
                 got.base_offset(),
                 want.kind,
                 want.base_offset
             ));
         }
     }
-    model.truncate(log.len());
-    let survived_end = model.last().map_or(0, |w| w.next_offset);
-    let log_end = p.offsets().log_end_offset;
+    model.truncate(kept);
+    let survived_end = model.last().map_or(0, |w| w.next_offset).max(start);
     if log_end != survived_end {
         return Err(format!("log end offset {log_end} but the surviving batches end at {survived_end}"));
     }
@@ -342,28 +395,46 @@ fn check(p: &Partition, model: &mut Vec<Written>, recovery_point: i64) -> Result
             "fsynced data lost: the log ends at {survived_end}, below the recovery point {recovery_point}"
         ));
     }
-    // Aborts of the surviving log, exactly.
+    // Aborts of the surviving log. An entry's first offset is exact unless the transaction
+    // began below the log start: then recovery may only know it from its first batch still in
+    // the log, which covers every aborted record a consumer can still read.
     let mut want_aborts = Vec::new();
-    let mut open: BTreeMap<i64, i64> = BTreeMap::new();
+    let mut open: BTreeMap<i64, (i64, Option<i64>)> = BTreeMap::new();
     for w in model.iter() {
         match w.kind {
             Kind::Data { pid, transactional: true, .. } => {
-                open.entry(pid).or_insert(w.base_offset);
+                let entry = open.entry(pid).or_insert((w.base_offset, None));
+                if w.base_offset >= start {
+                    entry.1.get_or_insert(w.base_offset);
+                }
             }
             Kind::Marker { pid, commit } => {
-                if let Some(first) = open.remove(&pid) {
-                    if !commit {
-                        want_aborts.push((pid, first, w.base_offset));
+                if let Some((first, first_readable)) = open.remove(&pid) {
+                    if !commit && w.base_offset >= start {
+                        want_aborts.push((pid, first, first_readable.unwrap_or(w.base_offset), w.base_offset));
                     }
                 }
             }
             _ => {}
         }
     }
-    let got_aborts: Vec<(i64, i64, i64)> =
-        p.all_aborted_transactions().iter().map(|a| (a.producer_id, a.first_offset, a.last_offset)).collect();
-    if got_aborts != want_aborts {
-        return Err(format!("aborted transactions {got_aborts:?}, expected {want_aborts:?}"));
+    // Aborts whose markers were deleted may or may not still be indexed (their files go with
+    // the segment holding the marker).
+    let got_aborts: Vec<(i64, i64, i64)> = p
+        .all_aborted_transactions()
+        .iter()
+        .map(|a| (a.producer_id, a.first_offset, a.last_offset))
+        .filter(|a| a.2 >= start)
+        .collect();
+    let matches = got_aborts.len() == want_aborts.len()
+        && got_aborts
+            .iter()
+            .zip(&want_aborts)
+            .all(|(got, want)| got.0 == want.0 && got.2 == want.3 && (want.1..=want.2).contains(&got.1));
+    if !matches {
+        return Err(format!(
+            "aborted transactions {got_aborts:?}, expected (pid, first, first readable, last) {want_aborts:?}"
+        ));
     }
     // A retry of each producer's last surviving batch is a duplicate: nothing is written twice.
     let mut last: BTreeMap<i64, &Written> = BTreeMap::new();
@@ -373,6 +444,8 @@ fn check(p: &Partition, model: &mut Vec<Written>, recovery_point: i64) -> Result
             last.insert(pid, w);
         }
     }
+    // Producers whose last batch was deleted may be forgotten (as in Kafka).
+    last.retain(|_, w| w.base_offset >= start);
     for (pid, w) in last {
         let Some(sent) = &w.sent else { continue };
         let info = p.append(std::slice::from_ref(sent), 0).map_err(|e| format!("retry of producer {pid}: {e}"))?;

@@ -122,7 +122,15 @@ impl LogState {
     }
 
     /// Starts a new active segment at `base_offset`, closing the current one (Kafka's `roll`).
-    pub(crate) fn roll(&mut self, tp: &TopicPartition, base_offset: i64, now: i64) -> Result<()> {
+    /// `undo` holds the producer entries as they were before the append that rolls, when the
+    /// roll comes before its first batch (see below).
+    pub(crate) fn roll(
+        &mut self,
+        tp: &TopicPartition,
+        base_offset: i64,
+        now: i64,
+        undo: &[(i64, Option<ProducerEntry>)],
+    ) -> Result<()> {
         if !self.segments.is_empty() {
             // As Kafka: a producer state snapshot at every roll, so recovery replays only the
             // tail. The append that rolls has already recorded its own batches, which lie at or
@@ -130,7 +138,12 @@ impl LogState {
             // keeps only each producer's last batch, so one naming a batch a power loss then
             // took would make recovery forget the producer's earlier batches too (and a retry
             // of them would be written twice).
+            // Markers are undone too: an ABORT that rolled and was then lost must leave its
+            // transaction open in the snapshot.
             let mut state = self.producer_state.clone();
+            for (pid, entry) in undo.iter().rev() {
+                state.restore(*pid, entry.clone());
+            }
             state.truncate_from(base_offset);
             producer_state::write_snapshot(&self.dir, base_offset, &state).map_err(|e| io_err(&self.dir, e))?;
         }
@@ -177,7 +190,7 @@ impl LogState {
             base_offsets.push(next);
             next += i64::from(b.last_offset_delta()) + 1;
         }
-        let aborted = match self.check_producers(batches, &base_offsets, now)? {
+        let (aborted, undo) = match self.check_producers(batches, &base_offsets, now)? {
             ProducerCheck::Duplicate(dup) => {
                 // A retry of a batch already in the log: answer with its offsets, write nothing.
                 return Ok(AppendInfo {
@@ -186,12 +199,12 @@ impl LogState {
                     log_start_offset: self.log_start_offset,
                 });
             }
-            ProducerCheck::Append { aborted } => aborted,
+            ProducerCheck::Append { aborted, undo } => (aborted, undo),
         };
         let patches: Vec<[u8; 16]> =
             batches.iter().zip(&base_offsets).map(|(b, &base)| b.header_patch(base, leader_epoch)).collect();
         if self.segments.is_empty() {
-            self.roll(tp, first_offset, now)?;
+            self.roll(tp, first_offset, now, &undo)?;
         }
         let mut config = self.config.clone();
         config.segment_bytes = config.segment_bytes.min(MAX_SEGMENT_BYTES);
@@ -203,7 +216,10 @@ impl LogState {
             let roll = self.active().is_some_and(|s| s.should_roll(&config, size, b.max_timestamp(), last, now));
             if roll {
                 self.write_group(&patches[group_start..i], &batches[group_start..i])?;
-                self.roll(tp, base, now)?;
+                // Rolling before the append's first batch, the snapshot is the state before the
+                // append; later in it, the batches below the roll stay in.
+                let undo: &[_] = if base == first_offset { &undo } else { &[] };
+                self.roll(tp, base, now, undo)?;
                 group_start = i;
             }
             let interval = config.index_interval_bytes;
@@ -288,13 +304,13 @@ impl LogState {
             }
         }
         if !matches!(outcome, Ok(None)) {
-            for (pid, entry) in saved.into_iter().rev() {
+            for (pid, entry) in std::mem::take(&mut saved).into_iter().rev() {
                 self.producer_state.restore(pid, entry);
             }
         }
         match outcome {
             Ok(Some(dup)) => Ok(ProducerCheck::Duplicate(dup)),
-            Ok(None) => Ok(ProducerCheck::Append { aborted }),
+            Ok(None) => Ok(ProducerCheck::Append { aborted, undo: saved }),
             Err(SequenceError::InvalidProducerEpoch { producer_id, current, received }) => {
                 Err(StorageError::InvalidProducerEpoch { producer_id, current, received })
             }
@@ -365,7 +381,8 @@ enum ProducerCheck {
     /// A retry of a batch already in the log.
     Duplicate(BatchMetadata),
     /// Write the batches; these transactions are aborted by markers among them.
-    Append { aborted: Vec<AbortedTxn> },
+    /// `undo`: the entries of the producers the append touched, as they were before it.
+    Append { aborted: Vec<AbortedTxn>, undo: Vec<(i64, Option<ProducerEntry>)> },
 }
 
 /// One partition's log: the ordered segments and the append lock. Thread-safe; appends to one
@@ -946,7 +963,7 @@ impl Partition {
         let roll_due = st.active().is_some_and(|a| a.time_to_roll(&st.config, now));
         if roll_due && st.log_end_offset > st.segments.keys().next_back().copied().unwrap_or(i64::MAX) {
             let leo = st.log_end_offset;
-            st.roll(&self.tp, leo, now).map_err(|e| self.fail(e))?;
+            st.roll(&self.tp, leo, now, &[]).map_err(|e| self.fail(e))?;
             self.request_roll_flush(&mut st);
             stats.rolled = true;
         }

@@ -16,8 +16,12 @@ mod workload;
 ///   entry fsynced: data fsynced into it later vanished with it;
 /// - 1306, 1248, 399: a `.txnindex` file rebuilt by recovery, then a crash before any flush: the
 ///   next recovery found it in the page cache, never fsynced it, and a power loss took it after
-///   the recovery point had passed it (an abort lost for good).
-const REGRESSION_SEEDS: &[u64] = &[30, 54, 24, 8, 542, 714, 1306, 1248, 399];
+///   the recovery point had passed it (an abort lost for good);
+/// - 1738, 2508, 2510: an ABORT marker that rolled the segment was already applied to the
+///   producer state snapshotted at the roll; a power loss took the marker, and recovery started
+///   from a snapshot without the open transaction (its abort then began at a later offset, and
+///   read_committed consumers would have read part of an aborted transaction).
+const REGRESSION_SEEDS: &[u64] = &[30, 54, 24, 8, 542, 714, 1306, 1248, 399, 1738, 2508, 2510];
 
 /// Seeds of the workload with retention that once found a bug:
 /// - 70: DeleteRecords moved the recovery point up to the new log start, past unflushed records

@@ -261,6 +261,11 @@ fn load_producer_state(
     use crate::segment::{BatchScanner, Scanned};
     let snapshot =
         crate::producer_state::load_latest_snapshot(dir, log_end_offset, replay_from).map_err(|e| io_err(dir, e))?;
+    // A snapshot below the first segment cannot be brought up to date: the batches between it
+    // and the first segment are deleted, and producers whose latest batches were among them
+    // would come back with older sequences. The remaining log alone is replayed instead.
+    let first_segment_base = segments.keys().next().copied().unwrap_or(log_end_offset);
+    let snapshot = snapshot.filter(|(offset, _)| *offset >= first_segment_base);
     let (start, mut state) = match snapshot {
         Some((offset, mut state)) => {
             state.truncate_from(offset);

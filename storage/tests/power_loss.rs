@@ -25,8 +25,11 @@ const REGRESSION_SEEDS: &[u64] = &[30, 54, 24, 8, 542, 714, 1306, 1248, 399, 173
 
 /// Seeds of the workload with retention that once found a bug:
 /// - 70: DeleteRecords moved the recovery point up to the new log start, past unflushed records
-///   of a segment that stays; a power loss then took data below the recovery point.
-const RETENTION_REGRESSION_SEEDS: &[u64] = &[70];
+///   of a segment that stays; a power loss then took data below the recovery point;
+/// - 563: recovery replayed the remaining segments on top of a producer snapshot older than the
+///   first segment, so a producer whose newer batches were deleted came back with an old
+///   sequence and its next batch was refused.
+const RETENTION_REGRESSION_SEEDS: &[u64] = &[70, 563];
 
 #[test]
 fn no_acknowledged_or_fsynced_data_is_lost_and_recovery_always_succeeds() {

@@ -278,8 +278,10 @@ fn delete(rng: &mut Rng, mgr: &LogManager, p: &Partition, model: &[Written]) -> 
     if rng.below(4) == 0 {
         mgr.apply_retention(sluice_storage_now_ms()).map_err(|e| format!("retention: {e}"))?;
     } else {
+        let offsets = p.offsets();
         let target = model[rng.below(model.len() as u64) as usize].base_offset;
-        p.delete_records(target.max(p.offsets().log_start_offset)).map_err(|e| format!("delete records: {e}"))?;
+        let target = target.clamp(offsets.log_start_offset, offsets.high_watermark);
+        p.delete_records(target).map_err(|e| format!("delete records: {e}"))?;
         mgr.checkpoint().map_err(|e| format!("checkpoint: {e}"))?;
     }
     Ok(())

@@ -57,7 +57,7 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 /// fsync are all lost or all kept), and per file its durable bytes plus a random prefix of what
 /// changed since (a torn tail), or — when the file was truncated or overwritten since — either
 /// the old durable bytes or a torn version of the new ones. Only paths under a root registered
-/// with [`enable`] are simulated; fsyncs elsewhere are real.
+/// with [`enable`](sim::enable) are simulated; fsyncs elsewhere are real.
 pub mod sim {
     use std::collections::BTreeMap;
     use std::ffi::OsString;

@@ -6,6 +6,7 @@
 //! - [`checkpoint`]: offset checkpoint files, `partition.metadata`, crash-safe small writes;
 //! - `header`: batch header parsing for scans;
 //! - [`index`]: offset and time indexes;
+//! - [`io`]: the fsyncs of all storage I/O, and the power-loss simulation built on them;
 //! - `segment`: one segment's files, bookkeeping and lock-free reads;
 //! - `log`: [`Partition`], one partition's log (append, read, flush, HW);
 //! - `recovery`: loading and recovering a partition dir at startup;

@@ -2,6 +2,10 @@
 //! the log start offset, log end offset (LEO), high watermark (HW) and recovery point, appends
 //! with segment rolling, reads, timestamp lookups and flushing.
 //!
+//! Flushing: a roll hands the closed segment's fsync to the log dir's flusher (see
+//! [`crate::LogManager::flush_rolled_segments`]); `flush.messages` makes appends wait for an
+//! fsync, one at a time per partition and shared by every append it covers (group commit).
+//!
 //! Invariants (all under the partition's mutex): `log_start_offset <= high_watermark <=
 //! log_end_offset`; `recovery_point <= log_end_offset` and every byte below it is fsynced; the
 //! last segment is the active one and the only one appended to; segment base offsets increase.
@@ -9,7 +13,8 @@
 //! Thread-safety contract: appends are serialized by the mutex (they must be: offsets come from
 //! the LEO). Reads, timestamp lookups and flushes hold the mutex only to snapshot file handles
 //! and sizes ([`SegmentView`]) and do their positional reads / fsyncs after releasing it, so a
-//! slow disk read never blocks producers and an fsync never blocks readers. Nothing in here
+//! slow disk read never blocks producers and an fsync never blocks readers. Flushes are
+//! serialized by a second mutex, never held together with the first across an fsync. Nothing in here
 //! panics while holding the mutex; a poisoned mutex is recovered (state is updated only after
 //! the I/O it describes succeeded, or the log dir is offline and the state is never used again).
 

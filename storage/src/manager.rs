@@ -4,7 +4,9 @@
 //! Owns: startup (load every `<topic>-<partition>` dir, recovery of dirs without
 //! `.kafka_cleanshutdown`, finishing interrupted deletions, removing the marker), placement of new
 //! partitions (the online dir with the fewest), deletion (rename to `…-delete`, then remove),
-//! periodic `flush.ms` flushing, checkpoints and clean shutdown.
+//! periodic `flush.ms` flushing, the background flush of rolled segments (queued per dir by
+//! rolls, run by the broker's flusher, followed by a recovery-point checkpoint), checkpoints and
+//! clean shutdown.
 //!
 //! Invariants: a topic-partition is in at most one dir; once a dir is offline it stays offline
 //! for the life of the process (Kafka never retries a failed fsync or write).

@@ -21,7 +21,9 @@
 //! Durability: the state is written to `<offset>.snapshot` (Kafka's v1 snapshot format: version,
 //! CRC-32C, one entry per producer with its last batch) when a segment rolls and at clean
 //! shutdown, and rebuilt at load from the newest valid snapshot plus the batches after it.
-//! Snapshots are not fsynced: a torn one fails its CRC and an older one (or a full scan) is used.
+//! A roll's snapshot is fsynced with the rolled segment (recovery starts its replay there once
+//! the recovery point passes it); until then, and for the clean-shutdown one, a torn snapshot
+//! fails its CRC and an older one (or a full scan) is used.
 //!
 //! Not thread-safe: the owner ([`crate::log::LogState`]) holds the partition's mutex.
 

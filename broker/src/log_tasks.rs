@@ -1,4 +1,6 @@
-//! Background log maintenance owned by the broker: the retention task (every
+//! Background log maintenance owned by the broker: the roll flusher (fsyncs each rolled segment
+//! and checkpoints the recovery points soon after the roll, as Kafka schedules it, so a crash
+//! rescans only the newest segment), the retention task (every
 //! `log.retention.check.interval.ms`: time/size/log-start retention, idle segment rolls, removal
 //! of `.deleted` files after `file.delete.delay.ms`) and the log cleaner workers
 //! (`log.cleaner.threads`, each cleaning the filthiest compacted log, then backing off
@@ -24,6 +26,7 @@ const MAX_CLEANER_THREADS: usize = 16;
 
 /// Starts the retention task and the cleaner supervisor.
 pub fn spawn(broker: &Arc<Broker>, tasks: &mut JoinSet<()>) {
+    tasks.spawn(roll_flush_task(broker.clone()));
     tasks.spawn(retention_task(broker.clone()));
     if broker.broker_config_value("log.cleaner.enable").is_none_or(|(v, _)| v == "true") {
         tasks.spawn(cleaner_supervisor(broker.clone()));
@@ -43,6 +46,29 @@ async fn sleep_or_shutdown(broker: &Broker, d: Duration) -> bool {
     tokio::select! {
         _ = shutdown.changed() => false,
         _ = tokio::time::sleep(d) => !*broker.shutdown.borrow(),
+    }
+}
+
+/// Flushes rolled segments whenever a roll asks for it, on a blocking thread: producers never
+/// wait for these fsyncs.
+async fn roll_flush_task(broker: Arc<Broker>) {
+    let notify = broker.logs.roll_notify();
+    let mut shutdown = broker.shutdown.clone();
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = notify.notified() => {}
+        }
+        let logs = broker.logs.clone();
+        match tokio::task::spawn_blocking(move || logs.flush_rolled_segments()).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(partitions)) => tracing::debug!(partitions, "flushed rolled segments"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "flushing rolled segments failed"),
+            Err(e) => tracing::error!(error = %e, "roll flush task panicked"),
+        }
     }
 }
 

@@ -7,7 +7,7 @@
 //! stateless; callers serialize writers of the same file (the log manager holds a per-dir lock).
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::path::Path;
 
@@ -18,7 +18,7 @@ const CHECKPOINT_VERSION: i32 = 0;
 
 /// fsyncs a directory so renames and file creations inside it survive a crash.
 pub fn fsync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+    crate::io::sync_dir(dir)
 }
 
 /// Replaces `path` with `contents` atomically and durably.
@@ -29,7 +29,7 @@ pub fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
     {
         let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(tmp)?;
         f.write_all(contents)?;
-        f.sync_all()?;
+        crate::io::sync_all(&f)?;
     }
     fs::rename(tmp, path)?;
     match path.parent() {

@@ -397,7 +397,7 @@ impl Partition {
         let written = (|| -> std::io::Result<()> {
             out.close_indexes(true)?;
             for (file, _) in out.files() {
-                file.sync_data()?;
+                crate::io::sync_data(&file)?;
             }
             crate::checkpoint::write_atomically(&group_end_cleaned, group_end.to_string().as_bytes())
         })();

@@ -6,6 +6,7 @@
 //! - [`checkpoint`]: offset checkpoint files, `partition.metadata`, crash-safe small writes;
 //! - `header`: batch header parsing for scans;
 //! - [`index`]: offset and time indexes;
+//! - [`io`]: the fsyncs of all storage I/O, and the power-loss simulation built on them;
 //! - `segment`: one segment's files, bookkeeping and lock-free reads;
 //! - `log`: [`Partition`], one partition's log (append, read, flush, HW);
 //! - `recovery`: loading and recovering a partition dir at startup;
@@ -26,6 +27,7 @@ pub mod checkpoint;
 mod cleaner;
 mod header;
 pub mod index;
+pub mod io;
 pub mod layout;
 mod log;
 mod manager;
@@ -283,4 +285,7 @@ pub struct LoadReport {
     pub bytes_truncated: u64,
     /// Segments whose missing or inconsistent indexes were rebuilt outside recovery.
     pub indexes_rebuilt: usize,
+    /// Per recovered partition, the base offset of the first segment recovery scanned: the
+    /// segment holding the recovery point (everything below it was fsynced and is not read).
+    pub recovered_from: Vec<i64>,
 }

@@ -2,6 +2,10 @@
 //! the log start offset, log end offset (LEO), high watermark (HW) and recovery point, appends
 //! with segment rolling, reads, timestamp lookups and flushing.
 //!
+//! Flushing: a roll hands the closed segment's fsync to the log dir's flusher (see
+//! [`crate::LogManager::flush_rolled_segments`]); `flush.messages` makes appends wait for an
+//! fsync, one at a time per partition and shared by every append it covers (group commit).
+//!
 //! Invariants (all under the partition's mutex): `log_start_offset <= high_watermark <=
 //! log_end_offset`; `recovery_point <= log_end_offset` and every byte below it is fsynced; the
 //! last segment is the active one and the only one appended to; segment base offsets increase.
@@ -9,21 +13,21 @@
 //! Thread-safety contract: appends are serialized by the mutex (they must be: offsets come from
 //! the LEO). Reads, timestamp lookups and flushes hold the mutex only to snapshot file handles
 //! and sizes ([`SegmentView`]) and do their positional reads / fsyncs after releasing it, so a
-//! slow disk read never blocks producers and an fsync never blocks readers. Nothing in here
+//! slow disk read never blocks producers and an fsync never blocks readers. Flushes are
+//! serialized by a second mutex, never held together with the first across an fsync. Nothing in here
 //! panics while holding the mutex; a poisoned mutex is recovered (state is updated only after
 //! the I/O it describes succeeded, or the log dir is offline and the state is never used again).
 
 use std::collections::BTreeMap;
 use std::io::IoSlice;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 
 use bytes::{Bytes, BytesMut};
 use sluice_protocol::batch::RecordBatch;
 use tokio::sync::watch;
 
-use crate::checkpoint::fsync_dir;
 use crate::header::HEADER_SIZE;
 use crate::manager::LogDir;
 use crate::producer_state::{self, BatchMetadata, ProducerEntry, ProducerStateManager, SequenceCheck, SequenceError};
@@ -86,6 +90,9 @@ pub(crate) struct LogState {
     pub first_unflushed_append_ms: Option<i64>,
     /// A segment file was created since the last flush; the directory entry needs an fsync.
     pub dir_needs_sync: bool,
+    /// A roll started a segment at this offset since the partition last asked its log dir to
+    /// flush the segments below it (see [`Partition::flush_to`]).
+    pub roll_flush_offset: Option<i64>,
     /// The log cleaner's first dirty offset (`cleaner-offset-checkpoint`), compacted logs only.
     pub cleaner_checkpoint: Option<i64>,
     /// The earliest delete horizon of tombstones the cleaner kept; once it passes, the log is
@@ -120,22 +127,48 @@ impl LogState {
     }
 
     /// Starts a new active segment at `base_offset`, closing the current one (Kafka's `roll`).
-    pub(crate) fn roll(&mut self, tp: &TopicPartition, base_offset: i64, now: i64) -> Result<()> {
+    /// `undo` holds the producer entries as they were before the append that rolls, when the
+    /// roll comes before its first batch (see below).
+    pub(crate) fn roll(
+        &mut self,
+        tp: &TopicPartition,
+        base_offset: i64,
+        now: i64,
+        undo: &[(i64, Option<ProducerEntry>)],
+    ) -> Result<()> {
         // The new segment's files are opened first: running out of descriptors then fails the
         // append before anything changed, and the current segment stays active.
         let seg = LogSegment::create(&self.dir, base_offset, &self.config, now, roll_jitter(&self.config))
             .map_err(|e| io_err(&self.dir, e))?;
         if !self.segments.is_empty() {
-            // As Kafka: a producer state snapshot at every roll, so recovery replays only the tail.
-            producer_state::write_snapshot(&self.dir, base_offset, &self.producer_state)
-                .map_err(|e| io_err(&self.dir, e))?;
+            // As Kafka: a producer state snapshot at every roll, so recovery replays only the
+            // tail. The append that rolls has already recorded its own batches, which lie at or
+            // after `base_offset`: the snapshot must describe the state before them. A snapshot
+            // keeps only each producer's last batch, so one naming a batch a power loss then
+            // took would make recovery forget the producer's earlier batches too (and a retry
+            // of them would be written twice).
+            // Markers are undone too: an ABORT that rolled and was then lost must leave its
+            // transaction open in the snapshot.
+            let mut state = self.producer_state.clone();
+            for (pid, entry) in undo.iter().rev() {
+                state.restore(*pid, entry.clone());
+            }
+            state.truncate_from(base_offset);
+            producer_state::write_snapshot(&self.dir, base_offset, &state).map_err(|e| io_err(&self.dir, e))?;
         }
-        if let Some(active) = self.active_mut() {
+        let rolled = if let Some(active) = self.active_mut() {
             let path = active.log_path().to_path_buf();
-            active.close_indexes(true).map_err(|e| io_err(&path, e))?;
-        }
+            // The fsync of the closed segment's files comes later, outside the append lock.
+            active.close_indexes(false).map_err(|e| io_err(&path, e))?;
+            true
+        } else {
+            false
+        };
         self.segments.insert(base_offset, seg);
         self.dir_needs_sync = true;
+        if rolled {
+            self.roll_flush_offset = Some(base_offset);
+        }
         tracing::debug!(partition = %tp.topic, index = tp.partition, base_offset, "rolled new log segment");
         Ok(())
     }
@@ -164,7 +197,7 @@ impl LogState {
             base_offsets.push(next);
             next += i64::from(b.last_offset_delta()) + 1;
         }
-        let aborted = match self.check_producers(batches, &base_offsets, now)? {
+        let (aborted, undo) = match self.check_producers(batches, &base_offsets, now)? {
             ProducerCheck::Duplicate(dup) => {
                 // A retry of a batch already in the log: answer with its offsets, write nothing.
                 return Ok(AppendInfo {
@@ -173,12 +206,12 @@ impl LogState {
                     log_start_offset: self.log_start_offset,
                 });
             }
-            ProducerCheck::Append { aborted } => aborted,
+            ProducerCheck::Append { aborted, undo } => (aborted, undo),
         };
         let patches: Vec<[u8; 16]> =
             batches.iter().zip(&base_offsets).map(|(b, &base)| b.header_patch(base, leader_epoch)).collect();
         if self.segments.is_empty() {
-            self.roll(tp, first_offset, now)?;
+            self.roll(tp, first_offset, now, &undo)?;
         }
         let mut config = self.config.clone();
         config.segment_bytes = config.segment_bytes.min(MAX_SEGMENT_BYTES);
@@ -190,7 +223,10 @@ impl LogState {
             let roll = self.active().is_some_and(|s| s.should_roll(&config, size, b.max_timestamp(), last, now));
             if roll {
                 self.write_group(&patches[group_start..i], &batches[group_start..i])?;
-                self.roll(tp, base, now)?;
+                // Rolling before the append's first batch, the snapshot is the state before the
+                // append; later in it, the batches below the roll stay in.
+                let undo: &[_] = if base == first_offset { &undo } else { &[] };
+                self.roll(tp, base, now, undo)?;
                 group_start = i;
             }
             let interval = config.index_interval_bytes;
@@ -204,7 +240,9 @@ impl LogState {
             // The file of the segment the marker went to.
             let base = self.segments.range(..=txn.last_offset).next_back().map(|(b, _)| *b).unwrap_or(first_offset);
             let dir = self.dir.clone();
-            self.txn_index.append(&dir, base, txn).map_err(|e| io_err(&dir, e))?;
+            if self.txn_index.append(&dir, base, txn).map_err(|e| io_err(&dir, e))? {
+                self.dir_needs_sync = true;
+            }
         }
         self.log_end_offset = next;
         if self.first_unflushed_append_ms.is_none() && !batches.is_empty() {
@@ -273,13 +311,13 @@ impl LogState {
             }
         }
         if !matches!(outcome, Ok(None)) {
-            for (pid, entry) in saved.into_iter().rev() {
+            for (pid, entry) in std::mem::take(&mut saved).into_iter().rev() {
                 self.producer_state.restore(pid, entry);
             }
         }
         match outcome {
             Ok(Some(dup)) => Ok(ProducerCheck::Duplicate(dup)),
-            Ok(None) => Ok(ProducerCheck::Append { aborted }),
+            Ok(None) => Ok(ProducerCheck::Append { aborted, undo: saved }),
             Err(SequenceError::InvalidProducerEpoch { producer_id, current, received }) => {
                 Err(StorageError::InvalidProducerEpoch { producer_id, current, received })
             }
@@ -350,7 +388,8 @@ enum ProducerCheck {
     /// A retry of a batch already in the log.
     Duplicate(BatchMetadata),
     /// Write the batches; these transactions are aborted by markers among them.
-    Append { aborted: Vec<AbortedTxn> },
+    /// `undo`: the entries of the producers the append touched, as they were before it.
+    Append { aborted: Vec<AbortedTxn>, undo: Vec<(i64, Option<ProducerEntry>)> },
 }
 
 /// One partition's log: the ordered segments and the append lock. Thread-safe; appends to one
@@ -364,6 +403,12 @@ pub struct Partition {
     deleted: AtomicBool,
     state: Mutex<LogState>,
     hw_tx: watch::Sender<i64>,
+    /// Held by the one flush in progress (never together with `state` across an fsync).
+    flush_lock: Mutex<()>,
+    /// Flushes that fsynced something (group commit makes this lower than the flush requests).
+    flushes: AtomicU64,
+    /// The recovery point, for callers waiting for durability.
+    flushed_tx: watch::Sender<i64>,
 }
 
 impl std::fmt::Debug for Partition {
@@ -380,7 +425,18 @@ impl Partition {
         state: LogState,
     ) -> Self {
         let (hw_tx, _) = watch::channel(state.high_watermark);
-        Self { tp, topic_id, log_dir, deleted: AtomicBool::new(false), state: Mutex::new(state), hw_tx }
+        let (flushed_tx, _) = watch::channel(state.recovery_point);
+        Self {
+            tp,
+            topic_id,
+            log_dir,
+            deleted: AtomicBool::new(false),
+            state: Mutex::new(state),
+            hw_tx,
+            flush_lock: Mutex::new(()),
+            flushes: AtomicU64::new(0),
+            flushed_tx,
+        }
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, LogState> {
@@ -388,7 +444,7 @@ impl Partition {
     }
 
     /// Fails fast for deleted partitions and offline log dirs.
-    pub(crate) fn check(&self) -> Result<()> {
+    pub fn check(&self) -> Result<()> {
         if self.deleted.load(Ordering::Acquire) {
             return Err(StorageError::Deleted(self.tp.clone()));
         }
@@ -427,21 +483,46 @@ impl Partition {
     /// Appends validated batches at the log end: consecutive offsets from the LEO are stamped into
     /// each batch's header (base offset, `leader_epoch`) as it is written; rolls segments on
     /// `segment.bytes`/`segment.ms`/index full; adds index entries every `index.interval.bytes`;
-    /// fsyncs before returning when `flush.messages` is reached. Does not move the high watermark.
+    /// fsyncs before returning when `flush.messages` is reached (with `flush.messages=1`, every
+    /// append is durable before it returns; concurrent appends share fsyncs, see
+    /// [`Self::flush_to`]). A roll asks the log dir to flush the closed segment in the
+    /// background. Does not move the high watermark.
     pub fn append(&self, batches: &[RecordBatch], leader_epoch: i32) -> Result<AppendInfo> {
+        let (info, flush_to) = self.append_deferring_flush(batches, leader_epoch)?;
+        if let Some(offset) = flush_to {
+            // Outside the append lock, like Kafka: other producers keep appending meanwhile.
+            self.flush_to(offset)?;
+        }
+        Ok(info)
+    }
+
+    /// [`Self::append`] without its fsync: returns, with where the batches landed, the offset
+    /// to flush to before acknowledging them when `flush.messages` says so. Async callers wait
+    /// for [`Self::watch_recovery_point`] to reach it (driving flushes with [`Self::try_flush`])
+    /// instead of blocking a thread.
+    pub fn append_deferring_flush(
+        &self,
+        batches: &[RecordBatch],
+        leader_epoch: i32,
+    ) -> Result<(AppendInfo, Option<i64>)> {
         self.check()?;
         let now = now_ms();
-        let (info, flush_needed) = {
+        let (info, flush_to) = {
             let mut st = self.lock();
             self.check()?;
             let info = st.append(&self.tp, batches, leader_epoch, now).map_err(|e| self.fail(e))?;
-            (info, st.log_end_offset - st.recovery_point >= st.config.flush_messages)
+            self.request_roll_flush(&mut st);
+            let due = st.log_end_offset - st.recovery_point >= st.config.flush_messages;
+            (info, due.then_some(st.log_end_offset))
         };
-        if flush_needed {
-            // Outside the append lock, like Kafka: other producers keep appending meanwhile.
-            self.flush()?;
+        Ok((info, flush_to))
+    }
+
+    /// Hands a roll's flush to the log dir's flusher (Kafka schedules it asynchronously too).
+    fn request_roll_flush(&self, st: &mut LogState) {
+        if let Some(offset) = st.roll_flush_offset.take() {
+            self.log_dir.request_roll_flush(&self.tp, offset);
         }
-        Ok(info)
     }
 
     /// Reads whole batches starting with the batch that contains `fetch_offset`, stopping before
@@ -617,46 +698,136 @@ impl Partition {
         view.find_max_timestamp_record(pos, max_ts).map_err(|e| self.fail(e))
     }
 
-    /// fsyncs everything written so far and advances the recovery point.
+    /// fsyncs everything written so far and advances the recovery point to the log end offset.
     pub fn flush(&self) -> Result<()> {
+        self.flush_to(i64::MAX)
+    }
+
+    /// Whether everything below `offset` (capped at the log end offset) is fsynced.
+    fn is_flushed(st: &LogState, offset: i64) -> bool {
+        st.recovery_point >= offset.min(st.log_end_offset) && !st.dir_needs_sync
+    }
+
+    /// fsyncs at least everything below `offset` (capped at the log end offset) and advances the
+    /// recovery point past it: the segments holding data from the recovery point on, the
+    /// transaction index files written since the last flush, the producer snapshots taken at
+    /// the rolls being covered, and the directory when a file was created in it. A flush that
+    /// reaches into the active segment covers the whole log end (the fsync costs the same); one
+    /// that stops at a segment boundary (a roll's flush) leaves the active segment alone.
+    ///
+    /// Group commit: one flush runs at a time (behind `flush_lock`, never the append lock, so
+    /// producers keep appending), and it covers every append made before it started. Callers
+    /// that waited behind it find their offset covered and return without an fsync of their
+    /// own, so concurrent producers waiting for durability share one fsync.
+    pub fn flush_to(&self, offset: i64) -> Result<()> {
         self.check()?;
-        let (files, flushed_leo, dir, txn_files) = {
+        if Self::is_flushed(&self.lock(), offset) {
+            return Ok(());
+        }
+        let flushing = self.flush_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let result = self.flush_locked(offset);
+        drop(flushing);
+        self.publish_recovery_point();
+        result
+    }
+
+    /// Flushes everything written so far unless a flush is already running (`None`: that
+    /// flush's end is announced on [`Self::watch_recovery_point`]). For async callers that wait
+    /// on the watch instead of blocking a thread behind the running flush.
+    pub fn try_flush(&self) -> Option<Result<()>> {
+        let flushing = match self.flush_lock.try_lock() {
+            Ok(guard) => guard,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => return None,
+        };
+        let result = self.check().and_then(|()| self.flush_locked(i64::MAX));
+        drop(flushing);
+        self.publish_recovery_point();
+        Some(result)
+    }
+
+    /// Whether a flush is running right now.
+    pub fn flush_in_progress(&self) -> bool {
+        matches!(self.flush_lock.try_lock(), Err(TryLockError::WouldBlock))
+    }
+
+    /// A receiver of the recovery point, sent after every flush — also a failed one (the log
+    /// dir is then offline), so waiters always wake and re-check.
+    pub fn watch_recovery_point(&self) -> watch::Receiver<i64> {
+        self.flushed_tx.subscribe()
+    }
+
+    /// Announces the recovery point after the flush lock is released, so a woken waiter that
+    /// finds its offset still uncovered can start the next flush itself.
+    fn publish_recovery_point(&self) {
+        let recovery_point = self.lock().recovery_point;
+        self.flushed_tx.send_modify(|v| *v = (*v).max(recovery_point));
+    }
+
+    /// [`Self::flush_to`]'s work; the caller holds `flush_lock`.
+    fn flush_locked(&self, offset: i64) -> Result<()> {
+        let (files, flushed_to, dir, txn_files) = {
             let mut st = self.lock();
             self.check()?;
-            if st.recovery_point >= st.log_end_offset && !st.dir_needs_sync {
+            if Self::is_flushed(&st, offset) {
                 return Ok(());
             }
-            let from = st.segments.range(..=st.recovery_point).next_back().map(|(b, _)| *b).unwrap_or(i64::MIN);
-            let files: Vec<_> = st.segments.range(from..).flat_map(|(_, s)| s.files()).collect();
+            let leo = st.log_end_offset;
+            let active_base = st.segments.keys().next_back().copied().unwrap_or(leo);
+            let flushed_to = if offset > active_base { leo } else { offset.min(leo) };
+            let mut files = Vec::new();
+            if flushed_to > st.recovery_point {
+                let from = st.segments.range(..=st.recovery_point).next_back().map(|(b, _)| *b).unwrap_or(i64::MIN);
+                for (&base, seg) in st.segments.range(from..) {
+                    if flushed_to < leo && base >= flushed_to {
+                        break;
+                    }
+                    files.extend(seg.files().map(|(file, path)| (Some(file), path)));
+                    if base > st.recovery_point {
+                        // Taken when this segment was rolled in: recovery starts its replay there.
+                        files.push((None, producer_state::snapshot_file(&st.dir, base)));
+                    }
+                }
+            }
             let dir = std::mem::take(&mut st.dir_needs_sync).then(|| st.dir.clone());
             let log_dir = st.dir.clone();
             let txn_files = st.txn_index.take_dirty(&log_dir);
-            (files, st.log_end_offset, dir, txn_files)
+            (files, flushed_to, dir, txn_files)
         };
+        // fsync outside the lock. Never retried: a failed fsync may have dropped dirty pages, so
+        // the dir goes offline instead.
         for path in &txn_files {
             crate::txn_index::sync(path).map_err(|e| self.fail(io_err(path, e)))?;
         }
-        // fsync outside the lock. Never retried: a failed fsync may have dropped dirty pages, so
-        // the dir goes offline instead.
         for (file, path) in &files {
-            file.sync_data().map_err(|e| self.fail(io_err(path, e)))?;
+            match file {
+                Some(file) => crate::io::sync_data(file).map_err(|e| self.fail(io_err(path, e)))?,
+                // Snapshots are pruned as new ones are taken: a missing one needs no fsync.
+                None => crate::io::sync_path(path).map_err(|e| self.fail(io_err(path, e)))?,
+            }
         }
         if let Some(dir) = dir {
-            fsync_dir(&dir).map_err(|e| self.fail(io_err(&dir, e)))?;
+            crate::io::sync_dir(&dir).map_err(|e| self.fail(io_err(&dir, e)))?;
             // The partition directory's own entry in the log dir (new partitions are created
             // without fsyncs).
             if let Some(parent) = dir.parent() {
-                fsync_dir(parent).map_err(|e| self.fail(io_err(parent, e)))?;
+                crate::io::sync_dir(parent).map_err(|e| self.fail(io_err(parent, e)))?;
             }
         }
+        self.flushes.fetch_add(1, Ordering::Relaxed);
         let mut st = self.lock();
-        if flushed_leo > st.recovery_point {
-            st.recovery_point = flushed_leo;
+        if flushed_to > st.recovery_point {
+            st.recovery_point = flushed_to;
         }
         if st.recovery_point >= st.log_end_offset {
             st.first_unflushed_append_ms = None;
         }
         Ok(())
+    }
+
+    /// How many flushes fsynced something since the partition was loaded.
+    pub fn flush_count(&self) -> u64 {
+        self.flushes.load(Ordering::Relaxed)
     }
 
     /// Whether the oldest unflushed append is at least `flush.ms` old at `now_ms`.
@@ -764,7 +935,7 @@ impl Partition {
         }
         let new_dir = make_new_name(&st.dir);
         std::fs::rename(&st.dir, &new_dir).map_err(|e| self.fail(io_err(&st.dir, e)))?;
-        fsync_dir(self.log_dir.path()).map_err(|e| self.fail(io_err(self.log_dir.path(), e)))?;
+        crate::io::sync_dir(self.log_dir.path()).map_err(|e| self.fail(io_err(self.log_dir.path(), e)))?;
         st.dir = new_dir.clone();
         Ok(new_dir)
     }
@@ -820,7 +991,8 @@ impl Partition {
         let roll_due = st.active().is_some_and(|a| a.time_to_roll(&st.config, now));
         if roll_due && st.log_end_offset > st.segments.keys().next_back().copied().unwrap_or(i64::MAX) {
             let leo = st.log_end_offset;
-            st.roll(&self.tp, leo, now).map_err(|e| self.fail(e))?;
+            st.roll(&self.tp, leo, now, &[]).map_err(|e| self.fail(e))?;
+            self.request_roll_flush(&mut st);
             stats.rolled = true;
         }
         let config = st.config.clone();
@@ -914,12 +1086,16 @@ impl Partition {
             std::fs::rename(&path, &deleted).map_err(|e| io_err(&path, e))?;
             paths.push(deleted);
         }
-        fsync_dir(&st.dir).map_err(|e| io_err(&st.dir, e))?;
+        crate::io::sync_dir(&st.dir).map_err(|e| io_err(&st.dir, e))?;
         if let Some(first) = st.segments.keys().next().copied() {
             st.log_start_offset = st.log_start_offset.max(first);
-        }
-        if st.recovery_point < st.log_start_offset {
-            st.recovery_point = st.log_start_offset;
+            // Everything below the first remaining segment is gone for good, so the recovery
+            // point may skip it — but no further: records between that segment's base and the
+            // log start are still on disk, unflushed, and may be lost in a power loss like any
+            // other (claiming them fsynced would let recovery skip a torn segment).
+            if st.recovery_point < first {
+                st.recovery_point = first.min(st.log_end_offset);
+            }
         }
         self.log_dir.schedule_delete(paths, now.saturating_add(st.config.file_delete_delay_ms));
         Ok(doomed.len())

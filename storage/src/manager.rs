@@ -4,7 +4,9 @@
 //! Owns: startup (load every `<topic>-<partition>` dir, recovery of dirs without
 //! `.kafka_cleanshutdown`, finishing interrupted deletions, removing the marker), placement of new
 //! partitions (the online dir with the fewest), deletion (rename to `…-delete`, then remove),
-//! periodic `flush.ms` flushing, checkpoints and clean shutdown.
+//! periodic `flush.ms` flushing, the background flush of rolled segments (queued per dir by
+//! rolls, run by the broker's flusher, followed by a recovery-point checkpoint), checkpoints and
+//! clean shutdown.
 //!
 //! Invariants: a topic-partition is in at most one dir; once a dir is offline it stays offline
 //! for the life of the process (Kafka never retries a failed fsync or write).
@@ -19,6 +21,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use tokio::sync::Notify;
 
 use crate::checkpoint::{self, fsync_dir, read_offset_checkpoint, write_offset_checkpoint};
 use crate::layout::{
@@ -40,16 +44,35 @@ pub struct LogDir {
     /// `.deleted` files and when they may be removed (`file.delete.delay.ms`). Files left here
     /// by a crash are removed by recovery at the next startup.
     pending_deletes: Mutex<Vec<(i64, PathBuf)>>,
+    /// Partitions that rolled a segment, with the offset to flush them to (the newest roll's
+    /// base offset): one entry per partition, so the queue is bounded by the partition count.
+    roll_flushes: Mutex<BTreeMap<TopicPartition, i64>>,
+    /// Wakes the flusher (shared by every dir of one manager).
+    roll_notify: Arc<Notify>,
 }
 
 impl LogDir {
-    fn new(path: PathBuf) -> Self {
+    fn new(path: PathBuf, roll_notify: Arc<Notify>) -> Self {
         Self {
             path,
             offline: AtomicBool::new(false),
             checkpoint_lock: Mutex::new(()),
             pending_deletes: Mutex::new(Vec::new()),
+            roll_flushes: Mutex::new(BTreeMap::new()),
+            roll_notify,
         }
+    }
+
+    /// Asks for `tp` to be flushed up to `offset` (a roll's new base offset) in the background.
+    pub(crate) fn request_roll_flush(&self, tp: &TopicPartition, offset: i64) {
+        let mut pending = self.roll_flushes.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = pending.entry(tp.clone()).or_insert(offset);
+        *entry = (*entry).max(offset);
+        self.roll_notify.notify_one();
+    }
+
+    fn take_roll_flushes(&self) -> BTreeMap<TopicPartition, i64> {
+        std::mem::take(&mut *self.roll_flushes.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// Queues renamed-away files for removal at `due_ms` (immediately if already due).
@@ -126,6 +149,8 @@ pub struct LogManager {
     create_lock: Mutex<()>,
     /// Partitions a cleaner thread is working on (at most one cleaner per log).
     pub(crate) cleaning: Mutex<std::collections::HashSet<TopicPartition>>,
+    /// Notified when a segment rolls (see [`LogManager::flush_rolled_segments`]).
+    roll_notify: Arc<Notify>,
 }
 
 impl std::fmt::Debug for LogManager {
@@ -154,8 +179,9 @@ impl LogManager {
         let mut partitions: HashMap<TopicPartition, Arc<Partition>> = HashMap::new();
         let mut dirs = Vec::new();
         let mut first_error = None;
+        let roll_notify = Arc::new(Notify::new());
         for path in config.log_dirs {
-            let dir = Arc::new(LogDir::new(path));
+            let dir = Arc::new(LogDir::new(path, roll_notify.clone()));
             if let Err(e) = load_dir(&dir, config_for, &mut report, &mut partitions) {
                 let e = dir.fail(e);
                 tracing::error!(log_dir = %dir.path.display(), error = %e, "failed to load log dir");
@@ -181,6 +207,7 @@ impl LogManager {
             partitions: RwLock::new(partitions),
             create_lock: Mutex::new(()),
             cleaning: Mutex::new(Default::default()),
+            roll_notify,
         };
         Ok((Arc::new(manager), report))
     }
@@ -274,6 +301,43 @@ impl LogManager {
         first_error.map_or(Ok(()), Err)
     }
 
+    /// Flushes the segments rolled since the last call, each partition up to the base offset of
+    /// its newest segment (Kafka schedules this flush right after a roll), then checkpoints the
+    /// recovery points, so recovery after a crash rescans only what was written since. Runs on
+    /// the broker's flusher thread whenever [`Self::roll_notify`] fires; appends never wait for
+    /// it. Returns how many partitions it flushed; the first failure is returned after trying
+    /// every partition.
+    pub fn flush_rolled_segments(&self) -> Result<usize> {
+        let mut flushed = 0;
+        let mut first_error = None;
+        for dir in &self.dirs {
+            for (tp, offset) in dir.take_roll_flushes() {
+                let Some(p) = self.get(&tp) else { continue };
+                if p.log_dir().is_offline() || p.is_deleted() {
+                    continue;
+                }
+                match p.flush_to(offset) {
+                    Ok(()) => flushed += 1,
+                    Err(StorageError::Deleted(_)) => {}
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+        }
+        if flushed > 0 {
+            if let Err(e) = self.checkpoint() {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(flushed), Err)
+    }
+
+    /// Notified whenever a segment rolls and [`Self::flush_rolled_segments`] has work.
+    pub fn roll_notify(&self) -> Arc<Notify> {
+        self.roll_notify.clone()
+    }
+
     /// Writes the recovery-point and log-start-offset checkpoint files of every online dir (and
     /// the high watermarks to `replication-offset-checkpoint`).
     pub fn checkpoint(&self) -> Result<()> {
@@ -334,7 +398,9 @@ impl LogManager {
                 continue;
             }
             let marker = dir.path.join(CLEAN_SHUTDOWN_FILE);
-            if let Err(e) = fs::File::create(&marker).and_then(|f| f.sync_all()).and_then(|_| fsync_dir(&dir.path)) {
+            if let Err(e) =
+                fs::File::create(&marker).and_then(|f| crate::io::sync_all(&f)).and_then(|_| fsync_dir(&dir.path))
+            {
                 first_error.get_or_insert(dir.fail(io_err(&marker, e)));
             }
         }
@@ -470,6 +536,7 @@ fn create_partition(
         recovery_point: 0,
         first_unflushed_append_ms: None,
         dir_needs_sync: true,
+        roll_flush_offset: None,
         cleaner_checkpoint: None,
         tombstone_horizon: None,
         producer_state: Default::default(),

@@ -21,7 +21,9 @@
 //! Durability: the state is written to `<offset>.snapshot` (Kafka's v1 snapshot format: version,
 //! CRC-32C, one entry per producer with its last batch) when a segment rolls and at clean
 //! shutdown, and rebuilt at load from the newest valid snapshot plus the batches after it.
-//! Snapshots are not fsynced: a torn one fails its CRC and an older one (or a full scan) is used.
+//! A roll's snapshot is fsynced with the rolled segment (recovery starts its replay there once
+//! the recovery point passes it); until then, and for the clean-shutdown one, a torn snapshot
+//! fails its CRC and an older one (or a full scan) is used.
 //!
 //! Not thread-safe: the owner ([`crate::log::LogState`]) holds the partition's mutex.
 
@@ -575,27 +577,47 @@ pub fn write_snapshot(dir: &Path, offset: i64, state: &ProducerStateManager) -> 
     Ok(())
 }
 
-/// The newest valid snapshot at or below `max_offset`, deleting snapshots above it (they
-/// describe a tail recovery cut off) and unreadable ones. Returns its offset and state.
-pub fn load_latest_snapshot(dir: &Path, max_offset: i64) -> std::io::Result<Option<(i64, ProducerStateManager)>> {
+/// The newest valid snapshot at or below `at_most` (the log end offset, or where recovery's
+/// rescan starts), deleting snapshots past `log_end_offset` (they describe a tail recovery cut
+/// off) and unreadable ones. Returns its offset and state. Deletions are made durable before it
+/// returns: a snapshot past the log end that a crash brought back would describe data that no
+/// longer exists once the log grows past its offset again.
+pub fn load_latest_snapshot(
+    dir: &Path,
+    log_end_offset: i64,
+    at_most: i64,
+) -> std::io::Result<Option<(i64, ProducerStateManager)>> {
     let snapshots = list_snapshots(dir)?;
+    let mut deleted = false;
+    let mut found = None;
     for &off in snapshots.iter().rev() {
         let path = snapshot_file(dir, off);
-        if off > max_offset {
-            tracing::info!(file = %path.display(), max_offset, "deleting producer snapshot past the log end");
+        if off > log_end_offset {
+            tracing::info!(file = %path.display(), log_end_offset, "deleting producer snapshot past the log end");
             fs::remove_file(&path)?;
+            deleted = true;
+            continue;
+        }
+        if off > at_most {
             continue;
         }
         let bytes = fs::read(&path)?;
         match ProducerStateManager::decode_snapshot(&bytes) {
-            Ok(state) => return Ok(Some((off, state))),
+            Ok(state) => {
+                found = Some((off, state));
+                break;
+            }
             Err(reason) => {
                 tracing::warn!(file = %path.display(), %reason, "deleting unreadable producer snapshot");
                 fs::remove_file(&path)?;
+                deleted = true;
             }
         }
     }
-    Ok(None)
+    if deleted {
+        crate::io::sync_dir(dir)?;
+    }
+    Ok(found)
 }
 
 #[cfg(test)]
@@ -655,7 +677,7 @@ mod tests {
             write_snapshot(dir.path(), off, &s).unwrap();
         }
         assert_eq!(list_snapshots(dir.path()).unwrap(), vec![20, 30]);
-        let (off, loaded) = load_latest_snapshot(dir.path(), 25).unwrap().unwrap();
+        let (off, loaded) = load_latest_snapshot(dir.path(), 25, 25).unwrap().unwrap();
         assert_eq!(off, 20);
         assert_eq!(loaded.get(1).unwrap().last_seq(), Some(20));
         assert_eq!(list_snapshots(dir.path()).unwrap(), vec![20]);

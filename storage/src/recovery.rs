@@ -81,6 +81,10 @@ pub(crate) fn load_partition(
     // the recovery point (the one containing it and all later ones); all of them without one.
     let bases: Vec<i64> = segments.keys().copied().collect();
     let mut last_next_offset = None;
+    // Base offset of the first segment scanned because it may hold unflushed data.
+    let mut rescan_from = None;
+    // Files were removed: the directory is fsynced before the log is used.
+    let mut removed_files = false;
     let mut i = 0;
     while i < bases.len() {
         let base = bases[i];
@@ -94,12 +98,22 @@ pub(crate) fn load_partition(
         let Some(seg) = segments.get_mut(&base) else { break };
         if unflushed {
             report.segments_recovered += 1;
+            rescan_from.get_or_insert(base);
         } else if let Some(reason) = &index_problem {
             tracing::warn!(partition = %tp.topic, index = tp.partition, segment = %seg.log_path().display(), %reason, "rebuilding index");
             report.indexes_rebuilt += 1;
         }
         let path = seg.log_path().to_path_buf();
-        let outcome = seg.recover(config.index_interval_bytes, next_base).map_err(|e| io_err(&path, e))?;
+        let mut outcome = seg.recover(config.index_interval_bytes, next_base).map_err(|e| io_err(&path, e))?;
+        // A roll starts the next segment at the log end, so without compaction (which leaves
+        // gaps) an unflushed segment ends exactly where the next one begins. One that ends
+        // earlier lost its tail in a power loss that kept later segments, whose data then
+        // belongs after offsets that no longer exist: they go, as after a torn batch.
+        if let Some(nb) = next_base.filter(|nb| unflushed && !config.cleanup_compact && outcome.next_offset != *nb) {
+            outcome.reason.get_or_insert_with(|| {
+                format!("segment ends at offset {} but the next segment starts at {nb}", outcome.next_offset)
+            });
+        }
         if next_base.is_none() {
             last_next_offset = Some(outcome.next_offset);
         }
@@ -114,6 +128,7 @@ pub(crate) fn load_partition(
                     for p in s.paths() {
                         fs::remove_file(&p).map_err(|e| io_err(&p, e))?;
                     }
+                    removed_files = true;
                 }
             }
             report.bytes_truncated += outcome.truncated_bytes + deleted_bytes;
@@ -152,6 +167,7 @@ pub(crate) fn load_partition(
                 Err(crate::StorageError::Corrupt { reason, position, .. }) => {
                     let path = last.log_path().to_path_buf();
                     report.segments_recovered += 1;
+                    rescan_from.get_or_insert(last.base_offset());
                     let outcome = last.recover(config.index_interval_bytes, None).map_err(|e| io_err(&path, e))?;
                     report.bytes_truncated += outcome.truncated_bytes;
                     tracing::warn!(
@@ -191,9 +207,19 @@ pub(crate) fn load_partition(
         "loaded log"
     );
     report.partitions_loaded += 1;
+    report.recovered_from.extend(rescan_from);
+    if removed_files {
+        // Segments deleted after a cut must stay deleted: brought back by a crash, they would
+        // sit after data appended in their place.
+        crate::io::sync_dir(dir).map_err(dir_err)?;
+    }
     let mut txn_index = crate::txn_index::TxnIndex::load(dir, first_base, log_end_offset, config.remote_storage_enable)
         .map_err(|e| io_err(dir, e))?;
-    let producer_state = load_producer_state(dir, &segments, log_end_offset, &mut txn_index)?;
+    if let Some(from) = rescan_from {
+        txn_index.mark_unsynced_from(from);
+    }
+    let replay_from = rescan_from.unwrap_or(log_end_offset).min(log_end_offset);
+    let producer_state = load_producer_state(dir, &segments, log_end_offset, replay_from, &mut txn_index)?;
     let state = LogState {
         dir: dir.to_path_buf(),
         config,
@@ -203,7 +229,10 @@ pub(crate) fn load_partition(
         high_watermark,
         recovery_point,
         first_unflushed_append_ms: None,
-        dir_needs_sync: false,
+        // Loading may have created files (rebuilt indexes, `.txnindex` files of replayed
+        // aborts): the first flush fsyncs the directory too.
+        dir_needs_sync: true,
+        roll_flush_offset: None,
         cleaner_checkpoint: hints.cleaner_offset.map(|c| c.clamp(log_start_offset, log_end_offset)),
         tombstone_horizon: Some(0),
         producer_state,
@@ -214,24 +243,36 @@ pub(crate) fn load_partition(
 }
 
 /// Rebuilds producer state (Kafka's `rebuildProducerState`): the newest valid snapshot at or
-/// below the log end, then every batch from the snapshot's offset to the log end. Without a
+/// below `replay_from`, then every batch from the snapshot's offset to the log end. Without a
 /// snapshot the whole log is replayed. State from a snapshot survives retention having deleted
 /// the segments it was built from.
+///
+/// The replay also re-indexes the aborts it meets, which is why recovery passes the start of
+/// its rescan as `replay_from`: the `.txnindex` entries of segments that were never flushed may
+/// be lost even when a later snapshot survived, and replaying from that snapshot would skip
+/// them.
 fn load_producer_state(
     dir: &Path,
     segments: &std::collections::BTreeMap<i64, LogSegment>,
     log_end_offset: i64,
+    replay_from: i64,
     txn_index: &mut crate::txn_index::TxnIndex,
 ) -> Result<crate::producer_state::ProducerStateManager> {
     use crate::segment::{BatchScanner, Scanned};
-    let (start, mut state) =
-        match crate::producer_state::load_latest_snapshot(dir, log_end_offset).map_err(|e| io_err(dir, e))? {
-            Some((offset, mut state)) => {
-                state.truncate_from(offset);
-                (offset, state)
-            }
-            None => (i64::MIN, Default::default()),
-        };
+    let snapshot =
+        crate::producer_state::load_latest_snapshot(dir, log_end_offset, replay_from).map_err(|e| io_err(dir, e))?;
+    // A snapshot below the first segment cannot be brought up to date: the batches between it
+    // and the first segment are deleted, and producers whose latest batches were among them
+    // would come back with older sequences. The remaining log alone is replayed instead.
+    let first_segment_base = segments.keys().next().copied().unwrap_or(log_end_offset);
+    let snapshot = snapshot.filter(|(offset, _)| *offset >= first_segment_base);
+    let (start, mut state) = match snapshot {
+        Some((offset, mut state)) => {
+            state.truncate_from(offset);
+            (offset, state)
+        }
+        None => (i64::MIN, Default::default()),
+    };
     let from_base = segments.range(..=start).next_back().map(|(b, _)| *b).unwrap_or(i64::MIN);
     for (&base, seg) in segments.range(from_base..) {
         let [(file, path), _, _] = seg.files();
@@ -261,6 +302,7 @@ fn remove_leftovers_and_complete_swaps(dir: &Path, tp: &TopicPartition) -> Resul
     let mut swaps = Vec::new();
     let mut other_swaps = Vec::new();
     let mut segment_files = Vec::new();
+    let mut removed = false;
     for entry in fs::read_dir(dir).map_err(dir_err)? {
         let entry = entry.map_err(dir_err)?;
         let name = entry.file_name();
@@ -269,6 +311,7 @@ fn remove_leftovers_and_complete_swaps(dir: &Path, tp: &TopicPartition) -> Resul
         if LEFTOVER_SUFFIXES.iter().any(|s| name.ends_with(s)) {
             tracing::info!(file = %path.display(), "deleting leftover file of an interrupted operation");
             fs::remove_file(&path).map_err(|e| io_err(&path, e))?;
+            removed = true;
         } else if let Some(stem) = name.strip_suffix(SWAP_SUFFIX) {
             match layout::parse_segment_file_name(stem, LOG_SUFFIX) {
                 Some(base) => swaps.push((base, path)),
@@ -333,8 +376,8 @@ fn remove_leftovers_and_complete_swaps(dir: &Path, tp: &TopicPartition) -> Resul
             fs::remove_file(&path).map_err(|e| io_err(&path, e))?;
         }
     }
-    if !swaps.is_empty() {
-        crate::checkpoint::fsync_dir(dir).map_err(dir_err)?;
+    if removed || !swaps.is_empty() {
+        crate::io::sync_dir(dir).map_err(dir_err)?;
     }
     Ok(())
 }

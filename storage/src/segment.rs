@@ -531,6 +531,10 @@ impl LogSegment {
         self.size
     }
 
+    pub fn base_offset(&self) -> i64 {
+        self.base_offset
+    }
+
     pub fn log_path(&self) -> &Path {
         &self.log_path
     }
@@ -627,8 +631,8 @@ impl LogSegment {
         }
         self.write_pending_indexes()?;
         if sync {
-            self.offset_index.file().sync_data()?;
-            self.time_index.file().sync_data()?;
+            crate::io::sync_data(self.offset_index.file())?;
+            crate::io::sync_data(self.time_index.file())?;
         }
         Ok(())
     }
@@ -717,6 +721,9 @@ impl LogSegment {
         let truncated_bytes = file_len - valid_bytes;
         if truncated_bytes > 0 {
             self.log.set_len(valid_bytes)?;
+            // Durable before anything is appended after the cut: otherwise a later crash could
+            // bring the invalid tail back between flushed data.
+            crate::io::sync_data(&self.log)?;
         }
         // Like Kafka, end with the max-timestamp entry so a later clean load restores it.
         if self.max_timestamp_so_far >= 0 {

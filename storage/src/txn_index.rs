@@ -97,10 +97,14 @@ impl TxnIndex {
             }
         }
         bases.sort_unstable();
+        // Entries dropped here must stay dropped: brought back by a crash after the log grew
+        // past them again, they would mark new data as aborted.
+        let mut changed = false;
         for base in bases {
             let path = txn_index_file(dir, base);
             if base < first_segment_base && !tiered {
                 fs::remove_file(&path)?;
+                changed = true;
                 continue;
             }
             let bytes = fs::read(&path)?;
@@ -115,9 +119,11 @@ impl TxnIndex {
             if dropped {
                 tracing::info!(file = %path.display(), kept = kept.len(), "truncating transaction index");
                 rewrite(&path, &kept)?;
+                changed = true;
             }
             if kept.is_empty() {
                 fs::remove_file(&path)?;
+                changed = true;
                 continue;
             }
             for e in kept {
@@ -125,22 +131,26 @@ impl TxnIndex {
             }
             index.files.insert(base);
         }
+        if changed {
+            crate::io::sync_dir(dir)?;
+        }
         Ok(index)
     }
 
     /// Records an abort whose marker lies in the segment based at `segment_base`. Entries already
-    /// known (log replay at load) are not written again.
-    pub fn append(&mut self, dir: &Path, segment_base: i64, entry: AbortedTxn) -> io::Result<()> {
+    /// known (log replay at load) are not written again. Returns whether it created the file:
+    /// its directory entry then needs an fsync too, or a power loss can take the file whole.
+    pub fn append(&mut self, dir: &Path, segment_base: i64, entry: AbortedTxn) -> io::Result<bool> {
         if self.entries.contains_key(&entry.last_offset) {
-            return Ok(());
+            return Ok(false);
         }
         let path = txn_index_file(dir, segment_base);
         let mut f = OpenOptions::new().create(true).append(true).open(&path)?;
         f.write_all(&entry.encode())?;
         self.entries.insert(entry.last_offset, entry);
-        self.files.insert(segment_base);
+        let created = self.files.insert(segment_base);
         self.dirty.insert(segment_base);
-        Ok(())
+        Ok(created)
     }
 
     /// The aborted transactions a fetch of `[fetch_offset, upper_bound)` must report (Kafka's
@@ -191,6 +201,15 @@ impl TxnIndex {
         below.into_iter().map(|b| txn_index_file(dir, b)).collect()
     }
 
+    /// Counts the files of segments from `base` on as written since the last sync. Recovery
+    /// calls it for the segments it rescans: their files may be in the page cache only (written
+    /// before a process crash), and the next flush must make them durable before the recovery
+    /// point passes them, since the replay that would rebuild their entries finds them present.
+    pub fn mark_unsynced_from(&mut self, base: i64) {
+        let unsynced: Vec<i64> = self.files.range(base..).copied().collect();
+        self.dirty.extend(unsynced);
+    }
+
     /// Paths of the files written since the last sync; they count as synced once returned.
     pub fn take_dirty(&mut self, dir: &Path) -> Vec<PathBuf> {
         std::mem::take(&mut self.dirty).into_iter().map(|b| txn_index_file(dir, b)).collect()
@@ -204,11 +223,7 @@ impl TxnIndex {
 
 /// fsyncs one index file.
 pub fn sync(path: &Path) -> io::Result<()> {
-    match fs::File::open(path) {
-        Ok(f) => f.sync_data(),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-    }
+    crate::io::sync_path(path)
 }
 
 fn rewrite(path: &Path, entries: &[AbortedTxn]) -> io::Result<()> {
@@ -217,7 +232,9 @@ fn rewrite(path: &Path, entries: &[AbortedTxn]) -> io::Result<()> {
     for e in entries {
         bytes.extend_from_slice(&e.encode());
     }
-    fs::write(&tmp, bytes)?;
+    let mut f = fs::File::create(&tmp)?;
+    f.write_all(&bytes)?;
+    crate::io::sync_data(&f)?;
     fs::rename(&tmp, path)
 }
 

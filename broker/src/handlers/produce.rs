@@ -12,6 +12,8 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
+use sluice_storage::{Partition, StorageError};
+
 use super::{now_ms, RequestContext};
 use crate::broker::{Broker, LEADER_EPOCH};
 use crate::metadata::TopicMeta;
@@ -85,17 +87,13 @@ async fn produce_partition(
     } else {
         None
     };
-    // Appends go to the page cache and are quick; an append that must fsync (flush.messages)
-    // runs on a blocking thread so it never stalls the runtime.
-    let appended = if topic.config.log.flush_messages == i64::MAX {
-        log.append(std::slice::from_ref(&validated.batch), LEADER_EPOCH)
-    } else {
-        let log2 = log.clone();
-        let batch = validated.batch.clone();
-        match tokio::task::spawn_blocking(move || log2.append(std::slice::from_ref(&batch), LEADER_EPOCH)).await {
-            Ok(r) => r,
-            Err(e) => return error_response(index, ResponseError::UnknownServerError, Some(e.to_string())),
-        }
+    // The append itself goes to the page cache and is quick. With `flush.messages` (1 = the
+    // durable mode) the batch is fsynced before it is acknowledged, whatever `acks` says (as in
+    // Kafka, the flush policy belongs to the log); the wait never blocks the runtime.
+    let appended = match log.append_deferring_flush(std::slice::from_ref(&validated.batch), LEADER_EPOCH) {
+        Ok((info, Some(flush_to))) => wait_flushed(&log, flush_to).await.map(|()| info),
+        Ok((info, None)) => Ok(info),
+        Err(e) => Err(e),
     };
     match appended {
         Ok(info) => {
@@ -111,6 +109,40 @@ async fn produce_partition(
         Err(e) => {
             tracing::warn!(topic_partition = %tp_name, error = %e, "append failed");
             error_response(index, crate::error::storage_error(&e), Some(e.to_string()))
+        }
+    }
+}
+
+/// Waits until the partition's recovery point reaches `offset` (everything below it fsynced).
+/// Group commit: one flush runs at a time, on a blocking thread, started by whichever waiter
+/// finds none running; it covers every append made before it began, and the others wait on the
+/// recovery point watch, so concurrent producers share fsyncs instead of queueing for their own.
+async fn wait_flushed(log: &Arc<Partition>, offset: i64) -> Result<(), StorageError> {
+    let mut flushed = log.watch_recovery_point();
+    loop {
+        if *flushed.borrow_and_update() >= offset {
+            return Ok(());
+        }
+        // A failed flush takes the log dir offline and wakes every waiter.
+        log.check()?;
+        if !log.flush_in_progress() {
+            let l = log.clone();
+            match tokio::task::spawn_blocking(move || l.try_flush()).await {
+                Ok(Some(result)) => {
+                    result?;
+                    continue;
+                }
+                // Another waiter started one first: wait for it like the rest.
+                Ok(None) => {}
+                Err(e) => {
+                    return Err(StorageError::Io { path: log.dir(), source: std::io::Error::other(e.to_string()) })
+                }
+            }
+        }
+        // Sent after every flush ends; the sender lives as long as the partition we hold.
+        if flushed.changed().await.is_err() {
+            log.check()?;
+            return Err(StorageError::Deleted(log.topic_partition().clone()));
         }
     }
 }

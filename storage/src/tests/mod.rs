@@ -2,6 +2,7 @@
 //! dirs), plus shared helpers. Unit tests of single modules live beside them.
 
 mod cleaner;
+mod durability;
 mod model;
 mod offline;
 mod producer;

@@ -1,13 +1,15 @@
 //! Produce-time validation of record batches against a topic's configs — Sluice's LogValidator.
 //!
 //! The hot path touches only the batch header: CRC, counts, sizes and the header timestamps.
-//! Records are decoded only when a check needs them (timestamp bounds that the header cannot
+//! Records are read only when a check needs them (timestamp bounds that the header cannot
 //! settle, keys on compacted topics, recompression to the topic's codec), so an uncompressed batch
-//! to a `compression.type=producer` topic is never parsed record by record.
+//! to a `compression.type=producer` topic is never parsed record by record. When they are, they
+//! are walked in place: the cost is one pass over the (bounded) decompressed bytes, with nothing
+//! allocated per record.
 
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
-use sluice_protocol::batch::{BatchError, RecordBatch, TimestampType};
+use sluice_protocol::batch::{BatchError, RecordBatch, TimestampType, DECOMPRESSED_BATCH_BYTES_MAX};
 use sluice_protocol::records::BatchBuilder;
 
 use crate::topic_config::{TopicCompression, TopicConfig};
@@ -30,12 +32,6 @@ impl Rejection {
 pub struct Validated {
     pub batch: RecordBatch,
     pub log_append_time: Option<i64>,
-}
-
-/// Upper bound on a decompressed batch, relative to the topic's `max.message.bytes`: a small
-/// compressed batch may not inflate without limit (decompression bombs).
-pub fn decompressed_limit(config: &TopicConfig) -> usize {
-    config.max_message_bytes.saturating_mul(32).clamp(64 << 20, 1 << 30)
 }
 
 fn batch_rejection(e: &BatchError) -> Rejection {
@@ -91,69 +87,77 @@ pub fn validate_batch(
     if batch.is_control() {
         return Err(Rejection::new(ResponseError::InvalidRecord, "Producers may not write control batches"));
     }
-    let limit = decompressed_limit(config);
     let codec = batch.compression().map_err(|e| batch_rejection(&e))?;
 
     // Timestamp bounds (CreateTime only): the header's base and max timestamps settle the common
-    // case; records are decoded only to name the offenders.
+    // case; records are read only to find the offenders.
     let lower = now_ms.saturating_sub(config.timestamp_before_max_ms);
     let upper = now_ms.saturating_add(config.timestamp_after_max_ms);
     let header_ok = batch.max_timestamp() <= upper && (batch.base_timestamp() >= lower || batch.base_timestamp() < 0);
     let check_records_ts = !config.log_append_time && !header_ok;
-    let need_records = check_records_ts || config.compact || recompress_to(config, codec).is_some();
-    let records = if need_records { Some(batch.records(limit).map_err(|e| batch_rejection(&e))?) } else { None };
-
-    if let Some(records) = &records {
-        if check_records_ts {
-            let mut errors = Vec::new();
-            for (i, r) in records.iter().enumerate() {
-                let ts = batch.base_timestamp().saturating_add(r.timestamp_delta);
-                if ts >= 0 && (ts < lower || ts > upper) {
-                    errors.push((
-                        i as i32,
-                        format!("Timestamp {ts} of message with offset {} is out of range. The timestamp should be within [{lower}, {upper}]", r.offset_delta),
-                    ));
-                }
-            }
-            if !errors.is_empty() {
-                return Err(Rejection {
-                    code: ResponseError::InvalidTimestamp,
-                    message: Some(format!(
-                        "One or more records have been rejected due to invalid timestamp in {topic_partition}"
-                    )),
-                    record_errors: errors,
-                });
-            }
-        }
-        if config.compact {
-            let errors: Vec<(i32, String)> = records
-                .iter()
-                .enumerate()
-                .filter(|(_, r)| r.key.is_none())
-                .map(|(i, _)| {
-                    (
-                        i as i32,
-                        format!(
-                            "Compacted topic cannot accept message without key in topic partition {topic_partition}."
-                        ),
-                    )
-                })
-                .collect();
-            if !errors.is_empty() {
-                return Err(Rejection {
-                    code: ResponseError::InvalidRecord,
-                    message: Some(format!(
-                        "One or more records have been rejected due to missing keys in {topic_partition}"
-                    )),
-                    record_errors: errors,
-                });
-            }
-        }
+    let recompress = recompress_to(config, codec);
+    let log_append_time = config.log_append_time.then_some(now_ms);
+    if !(check_records_ts || config.compact || recompress.is_some()) {
+        let batch = match log_append_time {
+            Some(now) => batch.with_log_append_time(now),
+            None => batch,
+        };
+        return Ok(Validated { batch, log_append_time });
     }
 
-    let log_append_time = config.log_append_time.then_some(now_ms);
-    let batch = match (recompress_to(config, codec), records) {
-        (Some((target, level)), Some(records)) => {
+    // One pass over the records in place. Only what a rejection or a rewrite needs is kept: the
+    // first offender of each kind and the largest timestamp, so memory does not grow with the
+    // record count (a 1 MiB zstd batch can hold millions of records).
+    let base_timestamp = batch.base_timestamp();
+    let mut first_missing_key: Option<usize> = None;
+    let mut first_bad_timestamp: Option<(usize, i64, i32)> = None;
+    let mut max_timestamp: Option<i64> = None;
+    let (section, summary) = batch
+        .walk_records(DECOMPRESSED_BATCH_BYTES_MAX, |index, record| {
+            // Wrapping, as `BatchBuilder` computes the max timestamp of a batch it encodes.
+            let timestamp = base_timestamp.wrapping_add(record.timestamp_delta);
+            max_timestamp = Some(max_timestamp.map_or(timestamp, |m| m.max(timestamp)));
+            // Kafka's LogValidator reports one error per record, the missing key before the
+            // timestamp.
+            if config.compact && record.key.is_none() {
+                first_missing_key.get_or_insert(index);
+            } else if check_records_ts {
+                let ts = base_timestamp.saturating_add(record.timestamp_delta);
+                if ts >= 0 && (ts < lower || ts > upper) {
+                    first_bad_timestamp.get_or_insert((index, ts, record.offset_delta));
+                }
+            }
+        })
+        .map_err(|e| batch_rejection(&e))?;
+
+    // Kafka answers INVALID_TIMESTAMP if any record has a bad timestamp, INVALID_RECORD otherwise,
+    // and lists every offender; only the first is listed here, so the response stays small
+    // whatever the record count (clients fail the whole batch either way).
+    if let Some((index, ts, offset_delta)) = first_bad_timestamp {
+        return Err(Rejection {
+            code: ResponseError::InvalidTimestamp,
+            message: Some(format!("One or more records have been rejected due to invalid timestamp in {topic_partition}")),
+            record_errors: vec![(
+                record_index(index),
+                format!("Timestamp {ts} of message with offset {offset_delta} is out of range. The timestamp should be within [{lower}, {upper}]"),
+            )],
+        });
+    }
+    if let Some(index) = first_missing_key {
+        return Err(Rejection {
+            code: ResponseError::InvalidRecord,
+            message: Some(format!("One or more records have been rejected due to missing keys in {topic_partition}")),
+            record_errors: vec![(
+                record_index(index),
+                format!("Compacted topic cannot accept message without key in topic partition {topic_partition}."),
+            )],
+        });
+    }
+
+    let batch = match recompress {
+        // The records section is the same under any codec: compress the decompressed bytes as
+        // they are rather than decoding and re-encoding every record.
+        Some((target, level)) => {
             let builder = BatchBuilder {
                 base_offset: 0,
                 compression: target,
@@ -163,18 +167,26 @@ pub fn validate_batch(
                 } else {
                     TimestampType::CreateTime
                 },
-                max_timestamp: log_append_time,
-                ..BatchBuilder::from_header(&batch, records).map_err(|e| batch_rejection(&e))?
+                max_timestamp: Some(log_append_time.or(max_timestamp).unwrap_or(base_timestamp)),
+                ..BatchBuilder::from_header(&batch, Vec::new()).map_err(|e| batch_rejection(&e))?
             };
-            let bytes = builder.build().map_err(|e| batch_rejection(&e))?;
+            let bytes = builder
+                .build_from_section(&section, batch.records_count(), summary.max_offset_delta.unwrap_or(0))
+                .map_err(|e| batch_rejection(&e))?;
             RecordBatch::new(bytes).map_err(|e| batch_rejection(&e))?
         }
-        _ => match log_append_time {
+        None => match log_append_time {
             Some(now) => batch.with_log_append_time(now),
             None => batch,
         },
     };
     Ok(Validated { batch, log_append_time })
+}
+
+/// A record's index within its batch as the response carries it. The walk reads at most
+/// `records_count` (an `i32`) records, so the saturation never happens.
+fn record_index(index: usize) -> i32 {
+    i32::try_from(index).unwrap_or(i32::MAX)
 }
 
 /// The codec to recompress to, when the topic's `compression.type` differs from the batch's.

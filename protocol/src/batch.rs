@@ -14,7 +14,7 @@ use thiserror::Error;
 
 use crate::compression::decompress;
 use crate::compression::{Compression, CompressionError};
-use crate::records::{decode_records, Record};
+use crate::records::{decode_records, walk_records, Record, RecordView, RecordsSummary};
 
 /// Bytes before `batch_length` counts: base offset and the length itself.
 pub const LOG_OVERHEAD: usize = 12;
@@ -47,6 +47,11 @@ pub const BASE_SEQUENCE_OFFSET: usize = 53;
 pub const RECORDS_COUNT_OFFSET: usize = 57;
 /// Smallest valid `batch_length`: the header after the log overhead.
 pub const MIN_BATCH_LENGTH: i32 = (RECORD_BATCH_OVERHEAD - LOG_OVERHEAD) as i32;
+/// The most a batch's records section may inflate to when decompressed, everywhere a batch is
+/// decompressed: produce validation, segment reads, the cleaner, remote reads, coordinator
+/// loading. One value, so a batch that produce accepts is one every later reader can decompress,
+/// and a small hostile batch (a decompression bomb) costs at most this much memory.
+pub const DECOMPRESSED_BATCH_BYTES_MAX: usize = 256 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TimestampType {
@@ -319,6 +324,19 @@ impl RecordBatch {
     /// Decompresses (bounded by `max_output_bytes`) and decodes every record.
     pub fn records(&self, max_output_bytes: usize) -> Result<Vec<Record>, BatchError> {
         decode_records(&self.records_data(max_output_bytes)?, self.records_count())
+    }
+
+    /// Decompresses (bounded by `max_output_bytes`) and reads every record in place, handing each
+    /// to `visit`; returns the decompressed section with what the walk found. Beyond the
+    /// decompressed bytes nothing is allocated per record, unlike [`records`](Self::records).
+    pub fn walk_records(
+        &self,
+        max_output_bytes: usize,
+        visit: impl FnMut(usize, &RecordView<'_>),
+    ) -> Result<(Bytes, RecordsSummary), BatchError> {
+        let data = self.records_data(max_output_bytes)?;
+        let summary = walk_records(&data, self.records_count(), visit)?;
+        Ok((data, summary))
     }
 
     /// `N` bytes at `at`. Constructors guarantee at least a full header, so the zero fallback is

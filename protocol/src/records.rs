@@ -1,6 +1,8 @@
-//! Records inside a v2 batch: decoding (varint-framed records with headers) and a builder that
-//! encodes a complete batch with any codec. The broker uses these only off the hot path: per-record
-//! validation errors (KIP-467), timestamp lookups, recompression and control batches.
+//! Records inside a v2 batch: reading the varint-framed records (with headers) in place or
+//! decoding them into owned values, and a builder that encodes a complete batch with any codec.
+//! The broker reads records only off the hot path: produce-time checks that need them
+//! (timestamps, compaction keys, recompression) walk them in place without allocating; timestamp
+//! lookups, compaction and control batches decode them.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -36,15 +38,15 @@ fn malformed(reason: impl Into<String>) -> BatchError {
     BatchError::MalformedRecords(reason.into())
 }
 
-/// A cursor over a `Bytes` that hands out zero-copy slices and never panics.
+/// A cursor over a byte slice that hands out borrowed sub-slices and never panics.
 struct Reader<'a> {
-    data: &'a Bytes,
+    data: &'a [u8],
     pos: usize,
     end: usize,
 }
 
 impl<'a> Reader<'a> {
-    fn new(data: &'a Bytes) -> Self {
+    fn new(data: &'a [u8]) -> Self {
         Self { data, pos: 0, end: data.len() }
     }
 
@@ -54,9 +56,9 @@ impl<'a> Reader<'a> {
 
     fn u8(&mut self, what: &str) -> Result<u8, BatchError> {
         if self.pos >= self.end {
-            return Err(malformed(format!("truncated {what}")));
+            return Err(truncated(what));
         }
-        let byte = self.data.get(self.pos).copied().ok_or_else(|| malformed(format!("truncated {what}")))?;
+        let byte = self.data.get(self.pos).copied().ok_or_else(|| truncated(what))?;
         self.pos += 1;
         Ok(byte)
     }
@@ -88,18 +90,18 @@ impl<'a> Reader<'a> {
         Ok(((raw >> 1) as i64) ^ -((raw & 1) as i64))
     }
 
-    fn slice(&mut self, len: usize, what: &str) -> Result<Bytes, BatchError> {
+    fn slice(&mut self, len: usize, what: &str) -> Result<&'a [u8], BatchError> {
         if len > self.remaining() {
             return Err(malformed(format!("{what} of {len} bytes overruns the record ({} left)", self.remaining())));
         }
-        let out = self.data.slice(self.pos..self.pos + len);
+        let out = self.data.get(self.pos..self.pos + len).ok_or_else(|| truncated(what))?;
         self.pos += len;
         Ok(out)
     }
 
     /// A varint length followed by that many bytes; a negative length is null (Kafka reads any
     /// negative size as null, `-1` being the one writers use).
-    fn nullable_bytes(&mut self, what: &str) -> Result<Option<Bytes>, BatchError> {
+    fn nullable_bytes(&mut self, what: &str) -> Result<Option<&'a [u8]>, BatchError> {
         let len = self.varint(what)?;
         match usize::try_from(len) {
             Ok(len) => self.slice(len, what).map(Some),
@@ -108,12 +110,61 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Decodes the (already decompressed) records section of a batch: exactly `count` records must be
-/// present and the bytes must be consumed exactly.
-pub fn decode_records(data: &Bytes, count: i32) -> Result<Vec<Record>, BatchError> {
+fn truncated(what: &str) -> BatchError {
+    malformed(format!("truncated {what}"))
+}
+
+/// One record read in place: every field borrows from the records section, nothing is copied
+/// or allocated. Its headers were checked when the record was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordView<'a> {
+    pub attributes: i8,
+    pub timestamp_delta: i64,
+    pub offset_delta: i32,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    header_count: usize,
+    /// The encoded headers after the header count.
+    headers: &'a [u8],
+}
+
+impl<'a> RecordView<'a> {
+    pub fn header_count(&self) -> usize {
+        self.header_count
+    }
+
+    /// The headers as (key, value) pairs.
+    pub fn headers(&self) -> impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)> + 'a {
+        let mut reader = Reader::new(self.headers);
+        // Already checked by `read_record`, so a failure here cannot happen; it ends the
+        // iteration rather than panicking.
+        (0..self.header_count).map_while(move |_| read_header(&mut reader).ok())
+    }
+}
+
+/// What a walk over a whole records section found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RecordsSummary {
+    /// Records read: always the batch's `records_count` when the walk succeeds.
+    pub count: usize,
+    /// The largest offset delta, `None` for an empty section.
+    pub max_offset_delta: Option<i32>,
+}
+
+/// Reads every record of an (already decompressed) records section in place, handing each to
+/// `visit` with its index. Exactly `count` records must be present and the bytes consumed
+/// exactly; every record must use exactly its declared length (Kafka's "Invalid record size").
+///
+/// Allocates nothing: memory stays O(1) however many records the section holds, which is what
+/// lets produce validation look at a batch of millions of tiny records.
+pub fn walk_records<'a>(
+    data: &'a [u8],
+    count: i32,
+    mut visit: impl FnMut(usize, &RecordView<'a>),
+) -> Result<RecordsSummary, BatchError> {
     let count = usize::try_from(count).map_err(|_| malformed(format!("negative record count {count}")))?;
-    let mut records = Vec::with_capacity(count.min(data.len() / MIN_RECORD_BYTES));
     let mut reader = Reader::new(data);
+    let mut summary = RecordsSummary::default();
     for index in 0..count {
         let len = reader.varint("record length")?;
         let len = usize::try_from(len).map_err(|_| malformed(format!("record {index} has negative length {len}")))?;
@@ -121,11 +172,10 @@ pub fn decode_records(data: &Bytes, count: i32) -> Result<Vec<Record>, BatchErro
             return Err(malformed(format!("record {index} claims {len} bytes but only {} remain", reader.remaining())));
         }
         // The record body is read through a cursor ending at its declared length, so a record
-        // cannot borrow bytes from the next one; it must also use all of them (Kafka's
-        // "Invalid record size" check).
+        // cannot borrow bytes from the next one; it must also use all of them.
         let body_end = reader.pos + len;
         let mut body = Reader { data, pos: reader.pos, end: body_end };
-        let record = decode_record_body(&mut body).map_err(|e| match e {
+        let record = read_record(&mut body).map_err(|e| match e {
             BatchError::MalformedRecords(reason) => malformed(format!("record {index}: {reason}")),
             other => other,
         })?;
@@ -136,15 +186,40 @@ pub fn decode_records(data: &Bytes, count: i32) -> Result<Vec<Record>, BatchErro
             )));
         }
         reader.pos = body_end;
-        records.push(record);
+        summary.count += 1;
+        summary.max_offset_delta =
+            Some(summary.max_offset_delta.map_or(record.offset_delta, |m| m.max(record.offset_delta)));
+        visit(index, &record);
     }
     if reader.remaining() != 0 {
         return Err(malformed(format!("{} bytes after the last of {count} records", reader.remaining())));
     }
+    Ok(summary)
+}
+
+/// Decodes the (already decompressed) records section of a batch into owned records (zero-copy
+/// slices of `data`). For checks that need no owned records, [`walk_records`] allocates nothing.
+pub fn decode_records(data: &Bytes, count: i32) -> Result<Vec<Record>, BatchError> {
+    let capacity = usize::try_from(count).unwrap_or(0).min(data.len() / MIN_RECORD_BYTES);
+    let mut records = Vec::with_capacity(capacity);
+    let owned = |slice: &[u8]| data.slice_ref(slice);
+    walk_records(data, count, |_, r| {
+        records.push(Record {
+            attributes: r.attributes,
+            timestamp_delta: r.timestamp_delta,
+            offset_delta: r.offset_delta,
+            key: r.key.map(owned),
+            value: r.value.map(owned),
+            headers: r
+                .headers()
+                .map(|(key, value)| RecordHeader { key: owned(key), value: value.map(owned) })
+                .collect(),
+        })
+    })?;
     Ok(records)
 }
 
-fn decode_record_body(r: &mut Reader<'_>) -> Result<Record, BatchError> {
+fn read_record<'a>(r: &mut Reader<'a>) -> Result<RecordView<'a>, BatchError> {
     let attributes = r.u8("attributes")? as i8;
     let timestamp_delta = r.varlong("timestamp delta")?;
     let offset_delta = r.varint("offset delta")?;
@@ -153,17 +228,20 @@ fn decode_record_body(r: &mut Reader<'_>) -> Result<Record, BatchError> {
     let header_count = r.varint("header count")?;
     let header_count =
         usize::try_from(header_count).map_err(|_| malformed(format!("negative header count {header_count}")))?;
-    // Each header takes at least two bytes (key length and value length).
-    let mut headers = Vec::with_capacity(header_count.min(r.remaining() / 2));
+    let headers_start = r.pos;
     for _ in 0..header_count {
-        let key_len = r.varint("header key length")?;
-        let key_len =
-            usize::try_from(key_len).map_err(|_| malformed(format!("negative header key length {key_len}")))?;
-        let key = r.slice(key_len, "header key")?;
-        let value = r.nullable_bytes("header value")?;
-        headers.push(RecordHeader { key, value });
+        read_header(r)?;
     }
-    Ok(Record { attributes, timestamp_delta, offset_delta, key, value, headers })
+    let headers = r.data.get(headers_start..r.pos).unwrap_or_default();
+    Ok(RecordView { attributes, timestamp_delta, offset_delta, key, value, header_count, headers })
+}
+
+fn read_header<'a>(r: &mut Reader<'a>) -> Result<(&'a [u8], Option<&'a [u8]>), BatchError> {
+    let key_len = r.varint("header key length")?;
+    let key_len = usize::try_from(key_len).map_err(|_| malformed(format!("negative header key length {key_len}")))?;
+    let key = r.slice(key_len, "header key")?;
+    let value = r.nullable_bytes("header value")?;
+    Ok((key, value))
 }
 
 fn put_unsigned_varint(out: &mut Vec<u8>, mut value: u64) {
@@ -301,9 +379,43 @@ impl BatchBuilder {
             }
         }
         let records_count = i32::try_from(self.records.len()).map_err(|_| too_big("the record count"))?;
-
         let raw = encode_records(&self.records);
-        let payload = compress(self.compression, &raw, self.compression_level)?;
+        // An empty batch (Kafka never writes one from a producer; compaction can leave them) gets
+        // last offset delta 0 and the base timestamp as its max.
+        let last_offset_delta = self.records.iter().map(|r| r.offset_delta).max().unwrap_or(0);
+        let max_timestamp = self.max_timestamp.unwrap_or_else(|| {
+            self.records
+                .iter()
+                .map(|r| self.base_timestamp.wrapping_add(r.timestamp_delta))
+                .max()
+                .unwrap_or(self.base_timestamp)
+        });
+        self.encode(&raw, records_count, last_offset_delta, max_timestamp)
+    }
+
+    /// Encodes a batch with this builder's header around `section`, an uncompressed records
+    /// section of `records_count` records that is already encoded (`self.records` is ignored):
+    /// rewriting a batch under another codec without decoding its records into memory.
+    /// `max_timestamp` must be set; the last offset delta is the caller's (the largest record's).
+    pub fn build_from_section(
+        &self,
+        section: &[u8],
+        records_count: i32,
+        last_offset_delta: i32,
+    ) -> Result<Bytes, BatchError> {
+        let max_timestamp = self.max_timestamp.ok_or_else(|| malformed("a rewritten batch needs its max timestamp"))?;
+        self.encode(section, records_count, last_offset_delta, max_timestamp)
+    }
+
+    fn encode(
+        &self,
+        raw: &[u8],
+        records_count: i32,
+        last_offset_delta: i32,
+        max_timestamp: i64,
+    ) -> Result<Bytes, BatchError> {
+        let too_big = |what: &str| malformed(format!("{what} does not fit in an i32 length"));
+        let payload = compress(self.compression, raw, self.compression_level)?;
 
         let mut attributes = self.compression.id();
         if self.timestamp_type == TimestampType::LogAppendTime {
@@ -315,16 +427,6 @@ impl BatchBuilder {
         if self.control {
             attributes |= ATTR_CONTROL;
         }
-        // An empty batch (Kafka never writes one from a producer; compaction can leave them) gets
-        // last offset delta 0 and the base timestamp as its max.
-        let last_offset_delta = self.records.iter().map(|r| r.offset_delta).max().unwrap_or(0);
-        let max_timestamp = self.max_timestamp.unwrap_or_else(|| {
-            self.records
-                .iter()
-                .map(|r| self.base_timestamp.wrapping_add(r.timestamp_delta))
-                .max()
-                .unwrap_or(self.base_timestamp)
-        });
 
         let total = RECORD_BATCH_OVERHEAD.checked_add(payload.len()).ok_or_else(|| too_big("the batch"))?;
         let batch_length = i32::try_from(total - LOG_OVERHEAD).map_err(|_| too_big("the batch"))?;

@@ -45,7 +45,7 @@ use std::sync::{Arc, PoisonError};
 use bytes::{Bytes, BytesMut};
 use sluice_protocol::batch::{
     BatchError, RecordBatch, TimestampType, ATTRIBUTES_OFFSET, ATTR_DELETE_HORIZON, CRC_OFFSET,
-    LAST_OFFSET_DELTA_OFFSET,
+    DECOMPRESSED_BATCH_BYTES_MAX, LAST_OFFSET_DELTA_OFFSET,
 };
 use sluice_protocol::records::{BatchBuilder, Record};
 
@@ -56,8 +56,6 @@ use crate::manager::LogManager;
 use crate::segment::{io_err, BatchScanner, LogSegment, Scanned, SegmentView};
 use crate::{CleanerConfig, CleanerStats, LogConfig, Result, StorageError, TopicPartition};
 
-/// Upper bound for decompressing one batch while cleaning.
-const MAX_DECOMPRESSED_BATCH: usize = 256 << 20;
 /// Bytes per offset map entry, as Kafka counts them (16-byte hash + 8-byte offset).
 const OFFSET_MAP_ENTRY_BYTES: u64 = 24;
 /// Kafka's `log.cleaner.io.buffer.load.factor`.
@@ -571,7 +569,7 @@ fn build_offset_map(snap: &Snapshot, map: &mut OffsetMap, stats: &mut CleanerSta
                     return Ok(end);
                 }
                 let records =
-                    batch.records(MAX_DECOMPRESSED_BATCH).map_err(|e| corrupt(&s.view.path, 0, e.to_string()))?;
+                    batch.records(DECOMPRESSED_BATCH_BYTES_MAX).map_err(|e| corrupt(&s.view.path, 0, e.to_string()))?;
                 for r in &records {
                     stats.records_read += 1;
                     if let Some(k) = &r.key {
@@ -632,7 +630,7 @@ fn filter_batch(
     if batch.is_control() {
         return Ok((Filtered::Keep, None));
     }
-    let records = batch.records(MAX_DECOMPRESSED_BATCH)?;
+    let records = batch.records(DECOMPRESSED_BATCH_BYTES_MAX)?;
     let horizon = batch.has_delete_horizon().then(|| batch.base_timestamp());
     let mut retained = Vec::with_capacity(records.len());
     let mut removed = 0u64;

@@ -20,15 +20,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use sluice_protocol::batch::RecordBatch;
+use sluice_protocol::batch::{RecordBatch, DECOMPRESSED_BATCH_BYTES_MAX};
 
 use crate::header::{BatchHeader, HEADER_SIZE};
 use crate::index::{OffsetIndex, TimeIndex};
 use crate::layout;
 use crate::{LogConfig, StorageError, TimestampOffset};
 
-/// Upper bound for decompressing one stored batch during timestamp lookups.
-const MAX_DECOMPRESSED_BATCH: usize = 256 << 20;
 /// Read size for sequential scans during recovery.
 const SCAN_CHUNK: usize = 1 << 20;
 
@@ -206,7 +204,7 @@ impl SegmentView {
             if h.max_timestamp >= target && h.last_offset() >= starting_offset {
                 let batch = self.read_batch(pos, &h)?;
                 let records =
-                    batch.records(MAX_DECOMPRESSED_BATCH).map_err(|e| corrupt(&self.path, pos, e.to_string()))?;
+                    batch.records(DECOMPRESSED_BATCH_BYTES_MAX).map_err(|e| corrupt(&self.path, pos, e.to_string()))?;
                 let lat = h.is_log_append_time();
                 for r in &records {
                     let ts = record_timestamp(&batch, lat, r.timestamp_delta);
@@ -237,7 +235,7 @@ impl SegmentView {
             if h.max_timestamp == max_timestamp {
                 let batch = self.read_batch(pos, &h)?;
                 let records =
-                    batch.records(MAX_DECOMPRESSED_BATCH).map_err(|e| corrupt(&self.path, pos, e.to_string()))?;
+                    batch.records(DECOMPRESSED_BATCH_BYTES_MAX).map_err(|e| corrupt(&self.path, pos, e.to_string()))?;
                 let lat = h.is_log_append_time();
                 let offset = records
                     .iter()

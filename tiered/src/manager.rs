@@ -38,7 +38,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
-use sluice_protocol::batch::{RecordBatch, TimestampType};
+use sluice_protocol::batch::{RecordBatch, TimestampType, DECOMPRESSED_BATCH_BYTES_MAX};
 use sluice_storage::layout::encode_topic_id;
 use sluice_storage::remote::{
     RemoteFileKind, RemoteLogMetadataFile, RemoteLogSegmentMetadata, RemoteSegmentState, RemoteStorageError, RemoteTier,
@@ -49,8 +49,6 @@ use sluice_storage::{Partition, TimestampOffset, TopicPartition};
 const INDEX_CACHE_ENTRIES_MAX: usize = 256;
 /// Bytes of a remote segment read per range read while scanning for a timestamp.
 const TIME_SCAN_CHUNK_BYTES: u64 = 1 << 20;
-/// Largest decompressed batch decoded while scanning for a timestamp.
-const DECOMPRESSED_BATCH_BYTES_MAX: usize = 256 << 20;
 /// File (in the manager's state dir) of topic deletions whose remote data is not yet deleted.
 pub const PENDING_DELETIONS_FILE: &str = "remote-log-pending-deletions.json";
 /// Bytes read past `max_bytes` in one range read, so the batch that crosses the limit is whole.

@@ -363,7 +363,7 @@ pub fn scan_batches(
 /// Decodes the records of one non-control batch of `__consumer_offsets` (offsets below the log
 /// start are skipped).
 pub fn decode_batch(batch: &sluice_protocol::batch::RecordBatch, log_start_offset: i64) -> Vec<GroupRecord> {
-    let Ok(records) = batch.records(64 << 20) else {
+    let Ok(records) = batch.records(sluice_protocol::batch::DECOMPRESSED_BATCH_BYTES_MAX) else {
         tracing::warn!(offset = batch.base_offset(), "skipping undecodable group batch");
         return Vec::new();
     };

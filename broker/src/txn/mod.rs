@@ -521,7 +521,7 @@ impl TxnCoordinator {
                 if batch.is_control() {
                     return;
                 }
-                let Ok(records) = batch.records(64 << 20) else { return };
+                let Ok(records) = batch.records(sluice_protocol::batch::DECOMPRESSED_BATCH_BYTES_MAX) else { return };
                 for r in records {
                     if batch.base_offset() + i64::from(r.offset_delta) < log_start {
                         continue;

@@ -60,7 +60,9 @@ step cargo-test run_cargo_tests
 export SLUICE_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/sluice"
 run_abuse() {
   timeout -k 30 "${SLUICE_ABUSE_TIMEOUT:-900}" \
-    "$(dirname "$SLUICE_BIN")/sluice-abuse" --broker "$SLUICE_BIN" --scale "${SLUICE_ABUSE_SCALE:-0.05}"
+    "$(dirname "$SLUICE_BIN")/sluice-abuse" --broker "$SLUICE_BIN" --scale "${SLUICE_ABUSE_SCALE:-0.05}" \
+    2>&1 | tee "$logdir/abuse.log"
+  return "${PIPESTATUS[0]}"
 }
 step abuse run_abuse
 step compat run_compat
@@ -80,8 +82,10 @@ sk = sum(int(s.get("skipped", 0)) for s in suites)
 print(t - f - sk, f, sk)
 PY
 )
+# The abuse table's rows: "| name | ... | yes | yes | ..." passed, any "NO" failed.
+read -r ap af < <(awk -F'|' 'NF > 8 && $2 !~ /case|---/ { if ($5 ~ /yes/ && $6 ~ /yes/) p++; else f++ } END { print p + 0, f + 0 }' "$logdir/abuse.log" 2>/dev/null || echo "0 0")
 echo
-echo "cargo test: $cp passed, $cf failed | compat (pytest): $pp passed, $pf failed, $ps skipped | $((SECONDS - start_all)) s"
+echo "cargo test: $cp passed, $cf failed | abuse: $ap passed, $af failed | compat (pytest): $pp passed, $pf failed, $ps skipped | $((SECONDS - start_all)) s"
 if ((${#failed_steps[@]})); then
   echo "FAILED steps: ${failed_steps[*]} (logs in $logdir)"
 fi
@@ -90,9 +94,10 @@ extra=0
 for s in "${failed_steps[@]}"; do
   case $s in
     cargo-test) ((cf > 0)) || extra=$((extra + 1)) ;;
+    abuse) ((af > 0)) || extra=$((extra + 1)) ;;
     compat) ((pf + ps > 0)) || extra=$((extra + 1)) ;;
     *) extra=$((extra + 1)) ;;
   esac
 done
-echo "total: $((cp + pp)) passed, $((cf + pf + ps + extra)) failed"
+echo "total: $((cp + ap + pp)) passed, $((cf + af + pf + ps + extra)) failed"
 ((${#failed_steps[@]} == 0))

@@ -149,7 +149,8 @@ impl RequestContext {
 
 fn decode<R: Decodable>(ctx: &RequestContext, mut body: Bytes) -> Result<R, Reply> {
     R::decode(&mut body, ctx.api_version)
-        .map_err(|e| Reply::Close(format!("malformed {:?} v{} request: {e}", ctx.api_key, ctx.api_version)))
+        // `{e:#}` names the cause under the codec's outer context ("Failed to decode …").
+        .map_err(|e| Reply::Close(format!("malformed {:?} v{} request: {e:#}", ctx.api_key, ctx.api_version)))
 }
 
 /// Times a handler: queue time up to now, processing time until `finish`.

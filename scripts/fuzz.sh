@@ -10,7 +10,7 @@
 # an install root such as $HOME/.cache/sluice/cargo-fuzz to use one outside PATH). A crash, leak,
 # timeout or out-of-memory stops that target, leaves the input in fuzz/artifacts/TARGET/, and makes
 # the script exit non-zero once every target has run. Reproduce one with
-#   cd fuzz && cargo +nightly fuzz run -O TARGET artifacts/TARGET/crash-...
+#   cd fuzz && cargo +nightly fuzz run -O --target-dir ~/.cache/sluice/fuzz-target TARGET artifacts/TARGET/crash-...
 # and turn it into a regression test in the normal suite before fixing it.
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
@@ -42,13 +42,18 @@ if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
   exit 2
 fi
 
+# Sanitizer builds of the whole broker are slow; their target dir lives outside the clone so a
+# fresh clone on the same machine (CI) rebuilds only Sluice's own crates.
+target_dir=${SLUICE_FUZZ_TARGET_DIR:-$HOME/.cache/sluice/fuzz-target}
+mkdir -p "$target_dir"
+
 t0=$SECONDS
-echo "== fuzz.sh: building ${targets[*]}"
+echo "== fuzz.sh: building ${targets[*]} (target dir $target_dir)"
 # `fuzz build` takes one target or all; build all when several are asked for.
 if ((${#targets[@]} > 1)); then
-  cargo +nightly fuzz build -O
+  cargo +nightly fuzz build -O --target-dir "$target_dir"
 else
-  cargo +nightly fuzz build -O "${targets[0]}"
+  cargo +nightly fuzz build -O --target-dir "$target_dir" "${targets[0]}"
 fi
 echo "== fuzz.sh: built in $((SECONDS - t0)) s"
 
@@ -67,7 +72,7 @@ for target in "${targets[@]}"; do
   # One process at a time; an input may take 10 s and 2 GiB of RSS, and no single allocation may
   # exceed 1 GiB: more than that from one small input is a bug (a count or length trusted before
   # it is checked).
-  if cargo +nightly fuzz run -O "$target" "$corpus" -- \
+  if cargo +nightly fuzz run -O --target-dir "$target_dir" "$target" "$corpus" -- \
     -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=1024 \
     -artifact_prefix="artifacts/$target/" -print_final_stats=1 >"$log" 2>&1; then
     runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo "?")

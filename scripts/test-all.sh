@@ -8,6 +8,8 @@
 #                                   down, against the real binary, with its table
 #   6. compat-tests/run.sh          external clients (confluent-kafka, kafka-python, kcat)
 #                                   against target/release/sluice
+#   7. scripts/fuzz.sh --ci         each fuzz target briefly (needs nightly and cargo-fuzz, which
+#                                   .ci/run installs; reported as not run without them)
 # Every step runs even if an earlier one failed (except that nothing runs without a build), so
 # one run reports everything. Exit status is non-zero if any step failed. The last line is a
 # plain "total: N passed, N failed" over cargo test and pytest.
@@ -66,6 +68,16 @@ run_abuse() {
 }
 step abuse run_abuse
 step compat run_compat
+run_fuzz() {
+  PATH="${CARGO_FUZZ_ROOT:-$HOME/.cache/sluice/cargo-fuzz}/bin:$PATH"
+  if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+    # Printed, not counted: the run's totals never include it as passed.
+    echo "fuzz: NOT RUN: no nightly toolchain or cargo-fuzz (scripts/fuzz.sh says how to get them)"
+    return 0
+  fi
+  timeout -k 30 "${SLUICE_FUZZ_TIMEOUT:-2400}" scripts/fuzz.sh --ci
+}
+step fuzz run_fuzz
 
 # Totals from cargo's "test result:" lines and pytest's junit xml.
 read -r cp cf < <(awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } } END { print p + 0, f + 0 }' "$logdir/cargo-test.log" 2>/dev/null || echo "0 0")

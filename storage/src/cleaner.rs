@@ -334,7 +334,7 @@ impl Partition {
                         stats.records_removed += batch.records_count().max(0) as u64;
                         (Filtered::Empty, None)
                     } else {
-                        filter_batch(&batch, map, now, snap.config.delete_retention_ms, stats)
+                        filter_batch(&batch, map, snap.first_dirty, now, snap.config.delete_retention_ms, stats)
                             .map_err(|e| corrupt(&seg.view.path, 0, e.to_string()))?
                     };
                     if let Some(h) = horizon {
@@ -620,9 +620,12 @@ enum Filtered {
 
 /// Kafka's `shouldRetainRecord` over one batch. Also returns the delete horizon of the kept
 /// batch when it still holds tombstones (the cleaner must run again once it passes).
+/// `first_dirty` is the cleaner checkpoint this cleaning started from: only tombstones below it
+/// may be dropped (see below).
 fn filter_batch(
     batch: &RecordBatch,
     map: &OffsetMap,
+    first_dirty: i64,
     now: i64,
     delete_retention_ms: i64,
     stats: &mut CleanerStats,
@@ -642,7 +645,13 @@ fn filter_batch(
             None => false,
             Some(k) => {
                 let latest = map.latest(k).is_none_or(|l| offset >= l);
-                let tombstone_alive = r.value.is_some() || horizon.is_none_or(|h| now < h);
+                // A tombstone may go only once its horizon passed and nothing older of its key
+                // can survive it. Below the previous checkpoint every key is already unique (an
+                // earlier cleaning deduplicated that part), so no older record is left there. At
+                // or above it, the offset map may cover only a prefix of the dirty range (its
+                // capacity is bounded), so older records of the key may still be uncleaned below
+                // the tombstone, and dropping it would bring them back.
+                let tombstone_alive = r.value.is_some() || offset >= first_dirty || horizon.is_none_or(|h| now < h);
                 if latest && !tombstone_alive {
                     stats.tombstones_removed += 1;
                 }

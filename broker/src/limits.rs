@@ -86,12 +86,6 @@ pub fn apply(config: &mut Config) -> NofileLimit {
     limit
 }
 
-/// Whether an I/O error means the process ran out of a resource (descriptors, memory) rather
-/// than that the media failed: such errors fail the one request, never the log dir.
-pub fn is_resource_exhaustion(e: &std::io::Error) -> bool {
-    sluice_storage::is_resource_exhaustion(e)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

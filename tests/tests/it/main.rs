@@ -10,6 +10,7 @@ mod cli;
 mod crash;
 mod groups;
 mod groups_consumer_protocol;
+mod hardening;
 mod idempotence;
 mod idempotence_retries;
 mod metadata;

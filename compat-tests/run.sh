@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Compat suite entry point: runs external Kafka clients (confluent-kafka, kafka-python, kcat)
-# against the release broker binary. Usage: compat-tests/run.sh [pytest args...]
+# Compat suite entry point: runs external Kafka clients (confluent-kafka, kafka-python, kcat,
+# kafkajs, @platformatic/kafka) and the Prometheus tools against the release broker binary.
+# Usage: compat-tests/run.sh [pytest args...]
 # Env: SLUICE_BIN (default target/release/sluice), SLUICE_VENV (default ~/.cache/sluice/compat-venv).
 # Fails on any failure, on skipped tests, and when no test ran (pytest exit 5).
 set -euo pipefail

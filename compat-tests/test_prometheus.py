@@ -1,4 +1,4 @@
-"""Observability (issue 7) against the release `sluice` binary, with the real Prometheus tools.
+"""Observability against the release `sluice` binary, with the real Prometheus tools.
 
 - The health endpoints answer, and a `/metrics` scrape taken while a confluent-kafka producer is
   running passes `promtool check metrics` (format and naming lint).

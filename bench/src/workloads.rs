@@ -1,4 +1,4 @@
-//! The standard workloads (issue 8) and how one is measured against one broker process.
+//! The standard workloads and how one is measured against one broker process.
 //!
 //! | id | what | full scale (`--scale 1`) |
 //! |----|------|--------------------------|

@@ -57,6 +57,8 @@ pub struct Broker {
     /// Serializes topic and partition creation, so the partition limits are checked and
     /// consumed atomically (Kafka's controller is one thread for the same reason).
     pub topic_admin: std::sync::Mutex<()>,
+    /// Decides every request's access to topics, groups, transactional ids and the cluster.
+    pub authorizer: Arc<dyn crate::authz::Authorizer>,
 }
 
 impl Broker {
@@ -90,20 +92,13 @@ impl Broker {
     /// Creates an internal compacted topic (`__consumer_offsets`, `__transaction_state`) on
     /// first start, as Kafka does on first use; creating it up front keeps that latency out of
     /// client requests.
-    pub fn ensure_internal_topic(
-        &self,
-        name: &str,
-        partitions_key: &str,
-        segment_bytes_key: &str,
-    ) -> anyhow::Result<()> {
+    pub fn ensure_internal_topic(&self, name: &str, partitions: i32, segment_bytes: i32) -> anyhow::Result<()> {
         if self.metadata.topic(name).is_some() {
             return Ok(());
         }
-        let partitions = self.config.get_i64(partitions_key).unwrap_or(50) as i32;
         let mut configs = BTreeMap::new();
         configs.insert("cleanup.policy".to_string(), "compact".to_string());
-        configs
-            .insert("segment.bytes".to_string(), self.config.get(segment_bytes_key).unwrap_or("104857600").to_string());
+        configs.insert("segment.bytes".to_string(), segment_bytes.to_string());
         configs.insert("compression.type".to_string(), "producer".to_string());
         self.create_topic(name, partitions, 1, configs, false)
             .map_err(|e| anyhow::anyhow!("creating {name}: {}", e.message))?;

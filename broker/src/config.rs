@@ -157,7 +157,7 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     ranged("max.incremental.fetch.session.cache.slots", Int, "1000", 0, IMAX),
     // Sluice's own: partitions one fetch session may hold; larger fetches run sessionless.
     ranged("max.incremental.fetch.session.partitions", Int, "100000", 1, IMAX),
-    // Groups and offsets (consumer groups issue).
+    // Groups and offsets.
     ranged("group.initial.rebalance.delay.ms", Int, "3000", 0, IMAX),
     ranged("group.min.session.timeout.ms", Int, "6000", 0, IMAX),
     ranged("group.max.session.timeout.ms", Int, "1800000", 0, IMAX),
@@ -175,7 +175,7 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     ranged("offsets.commit.timeout.ms", Int, "5000", 1, IMAX),
     ranged("offsets.load.buffer.size", Int, "5242880", 1, IMAX),
     ranged("offset.metadata.max.bytes", Int, "4096", 0, IMAX),
-    // Transactions (transactions issue).
+    // Transactions.
     ranged("transaction.max.timeout.ms", Int, "900000", 1, IMAX),
     ranged("transactional.id.expiration.ms", Int, "604800000", 1, IMAX),
     ranged("transaction.state.log.num.partitions", Int, "50", 1, IMAX),
@@ -306,6 +306,35 @@ fn parse_listeners(key: &str, value: &str) -> Result<Vec<Listener>, ConfigError>
     Ok(out)
 }
 
+/// The group coordinator's settings (Kafka's `group.*` and `offsets.*` broker configs).
+#[derive(Debug, Clone)]
+pub struct GroupSettings {
+    pub min_session_timeout_ms: i32,
+    pub max_session_timeout_ms: i32,
+    pub initial_rebalance_delay_ms: i32,
+    pub max_size: i32,
+    pub consumer_session_timeout_ms: i32,
+    pub consumer_heartbeat_interval_ms: i32,
+    /// `group.consumer.assignors` as given (names or class names).
+    pub consumer_assignors: Vec<std::string::String>,
+    pub consumer_max_size: i32,
+    pub offsets_topic_num_partitions: i32,
+    pub offsets_topic_segment_bytes: i32,
+    pub offsets_retention_minutes: i32,
+    pub offsets_retention_check_interval_ms: i64,
+    pub offset_metadata_max_bytes: i32,
+}
+
+/// The transaction coordinator's settings (Kafka's `transaction.*` broker configs).
+#[derive(Debug, Clone)]
+pub struct TransactionSettings {
+    pub max_timeout_ms: i32,
+    pub state_log_num_partitions: i32,
+    pub state_log_segment_bytes: i32,
+    pub id_expiration_ms: i32,
+    pub abort_timed_out_transaction_cleanup_interval_ms: i32,
+}
+
 /// The typed broker configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -347,6 +376,8 @@ pub struct Config {
     /// partitions, leaving the per-topic totals.
     pub metrics_per_partition_enable: bool,
     pub log_format_json: bool,
+    pub group: GroupSettings,
+    pub transactions: TransactionSettings,
     /// Keys that are not Kafka or Sluice configs (warned about at startup).
     pub unknown_keys: Vec<std::string::String>,
 }
@@ -485,6 +516,38 @@ impl Config {
             }
         }
         let flush_sched = get_i64("log.flush.scheduler.interval.ms");
+        // Every key below is validated against its definition above, so it parses and is in range.
+        let get_i32 = |k: &str| get_i64(k) as i32;
+        let group = GroupSettings {
+            min_session_timeout_ms: get_i32("group.min.session.timeout.ms"),
+            max_session_timeout_ms: get_i32("group.max.session.timeout.ms"),
+            initial_rebalance_delay_ms: get_i32("group.initial.rebalance.delay.ms"),
+            max_size: get_i32("group.max.size"),
+            consumer_session_timeout_ms: get_i32("group.consumer.session.timeout.ms"),
+            consumer_heartbeat_interval_ms: get_i32("group.consumer.heartbeat.interval.ms"),
+            consumer_assignors: get("group.consumer.assignors")
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect(),
+            consumer_max_size: get_i32("group.consumer.max.size"),
+            offsets_topic_num_partitions: get_i32("offsets.topic.num.partitions"),
+            offsets_topic_segment_bytes: get_i32("offsets.topic.segment.bytes"),
+            offsets_retention_minutes: get_i32("offsets.retention.minutes"),
+            offsets_retention_check_interval_ms: get_i64("offsets.retention.check.interval.ms"),
+            offset_metadata_max_bytes: get_i32("offset.metadata.max.bytes"),
+        };
+        let transactions = TransactionSettings {
+            max_timeout_ms: get_i32("transaction.max.timeout.ms"),
+            state_log_num_partitions: get_i32("transaction.state.log.num.partitions"),
+            state_log_segment_bytes: get_i32("transaction.state.log.segment.bytes"),
+            id_expiration_ms: get_i32("transactional.id.expiration.ms"),
+            abort_timed_out_transaction_cleanup_interval_ms: get_i32(
+                "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+            ),
+        };
         Ok(Config {
             node_id,
             listeners,
@@ -520,6 +583,8 @@ impl Config {
             metrics_listener,
             metrics_per_partition_enable: get_bool("metrics.per.partition.enable"),
             log_format_json,
+            group,
+            transactions,
             values,
             explicit,
             unknown_keys,

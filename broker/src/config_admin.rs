@@ -12,8 +12,10 @@ use std::collections::BTreeMap;
 use kafka_protocol::ResponseError;
 use sluice_storage::{CleanerConfig, TopicPartition};
 
+use crate::authz::{AclOperation, Resource};
 use crate::broker::{ApiError, Broker};
 use crate::config::{broker_config_def, is_dynamic_broker_config, validate_value};
+use crate::context::RequestContext;
 use crate::metadata::{MetadataError, TopicMeta};
 use crate::topic_config::{
     validate_effective, validate_topic_configs, BrokerLayers, BrokerView, ConfigSource, DynamicBrokerConfigs,
@@ -22,6 +24,27 @@ use crate::topic_config::{
 /// DescribeConfigs/AlterConfigs resource types (Kafka's `ConfigResource.Type`).
 pub const RESOURCE_TOPIC: i8 = 2;
 pub const RESOURCE_BROKER: i8 = 4;
+
+/// Kafka's check before a config resource is described or altered (`operation` is
+/// DESCRIBE_CONFIGS or ALTER_CONFIGS): a topic by its name, a broker through the cluster.
+pub fn authorize_config(
+    ctx: &RequestContext,
+    resource_type: i8,
+    name: &str,
+    operation: AclOperation,
+) -> Result<(), ApiError> {
+    let (resource, code) = match resource_type {
+        RESOURCE_TOPIC => (Resource::Topic(name), ResponseError::TopicAuthorizationFailed),
+        RESOURCE_BROKER => (Resource::Cluster, ResponseError::ClusterAuthorizationFailed),
+        // Other types are refused as unsupported by the caller.
+        _ => return Ok(()),
+    };
+    if ctx.authorize(operation, resource) {
+        Ok(())
+    } else {
+        Err(ApiError::new(code, "Authorization failed."))
+    }
+}
 
 fn metadata_error(e: MetadataError) -> ApiError {
     match e {
@@ -69,16 +92,18 @@ impl Broker {
         broker_config_def(key).and_then(|d| d.default).map(|v| (v.to_string(), ConfigSource::Default))
     }
 
-    /// An integer broker config's effective value, or `fallback`.
-    pub fn broker_config_i64(&self, key: &str, fallback: i64) -> i64 {
-        self.broker_config_value(key).and_then(|(v, _)| v.parse().ok()).unwrap_or(fallback)
+    /// An integer broker config's effective value (dynamic over static over Kafka's default).
+    /// Every stored value was validated against the key's definition, and the integer configs
+    /// read this way all have defaults, so the value is always there.
+    pub fn broker_config_i64(&self, key: &str) -> i64 {
+        self.broker_config_value(key).and_then(|(v, _)| v.parse().ok()).unwrap_or_default()
     }
 
     /// The log cleaner's settings from the effective broker config.
     pub fn cleaner_config(&self) -> CleanerConfig {
         CleanerConfig {
-            dedupe_buffer_size: self.broker_config_i64("log.cleaner.dedupe.buffer.size", 128 << 20).max(0) as u64,
-            threads: self.broker_config_i64("log.cleaner.threads", 1).max(0) as usize,
+            dedupe_buffer_size: self.broker_config_i64("log.cleaner.dedupe.buffer.size").max(0) as u64,
+            threads: self.broker_config_i64("log.cleaner.threads").max(0) as usize,
         }
     }
 

@@ -4,9 +4,11 @@
 //! (`handlers/`), cluster metadata, configuration, produce-time validation and the mapping of
 //! internal errors to Kafka error codes (`error`).
 
+pub mod authz;
 pub mod broker;
 pub mod config;
 pub mod config_admin;
+pub mod context;
 pub mod error;
 pub mod fetch_session;
 pub mod group;

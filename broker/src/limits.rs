@@ -1,4 +1,5 @@
-//! Process resource limits and the budgets derived from them.
+//! The broker's fixed limits in one place, with compile-time checks of how they relate, and the
+//! process resource limits and the budgets derived from them.
 //!
 //! Every connection holds one file descriptor and every partition log at least three (its active
 //! segment's `.log`, `.index` and `.timeindex`), and the two compete for one limit,
@@ -8,7 +9,44 @@
 //! blocking-pool files). Explicitly configured `max.connections` / `max.broker.partitions` win
 //! over the derived values; startup logs which applied.
 
+use std::time::Duration;
+
 use crate::config::Config;
+
+/// Responses queued per connection before the reader waits for the writer (with
+/// `queued.max.response.bytes`, bounds what a client that does not read can pin).
+pub const RESPONSE_QUEUE_DEPTH: usize = 32;
+
+/// Responses the writer sends with one `writev` at most (their chunks still go out in order).
+pub const MAX_RESPONSES_PER_WRITE: usize = 32;
+
+/// Iovecs per `writev` call (Linux allows 1024; small responses use one).
+pub const MAX_IOVECS: usize = 64;
+
+/// Initial read buffer per connection; grows to the largest frame in flight.
+pub const READ_BUFFER_BYTES: usize = 64 * 1024;
+
+/// A connection's metrics cache at most this many topics before starting over (bounds memory
+/// for a client touching many topics).
+pub const TOPIC_CACHE_MAX: usize = 1024;
+
+/// Concurrent connections to the metrics listener (Prometheus uses one per target).
+pub const MAX_METRICS_CONNECTIONS: usize = 16;
+
+/// A metrics client must send its request headers within this time.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Most cleaner workers, whatever `log.cleaner.threads` says.
+pub const MAX_CLEANER_THREADS: usize = 16;
+
+// The writer drains at most what the queue can hold, and never fewer than one response.
+const _: () = assert!(MAX_RESPONSES_PER_WRITE >= 1 && MAX_RESPONSES_PER_WRITE <= RESPONSE_QUEUE_DEPTH);
+// A response is at least a size prefix and a body chunk; linux's IOV_MAX is 1024.
+const _: () = assert!(MAX_IOVECS >= 2 && MAX_IOVECS <= 1024);
+// The read buffer must hold at least a frame's size prefix.
+const _: () = assert!(READ_BUFFER_BYTES >= sluice_protocol::frame::FRAME_PREFIX_BYTES);
+// A partition log needs its segment's three files; the reserve covers the non-log files.
+const _: () = assert!(FDS_PER_PARTITION >= 3 && RESERVED_FDS >= 64);
 
 /// File descriptors kept back for files that are neither connections nor segments: checkpoint
 /// and snapshot writes, metadata files, `.txnindex` files, the metrics listener, tiered reads.

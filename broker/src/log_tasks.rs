@@ -21,8 +21,7 @@ use crate::handlers::now_ms;
 
 /// Upper bound for any maintenance sleep, so a shortened interval takes effect quickly.
 const MAX_SLEEP: Duration = Duration::from_secs(30);
-/// Most cleaner workers, whatever `log.cleaner.threads` says.
-const MAX_CLEANER_THREADS: usize = 16;
+use crate::limits::MAX_CLEANER_THREADS;
 
 /// Starts the retention task and the cleaner supervisor.
 pub fn spawn(broker: &Arc<Broker>, tasks: &mut JoinSet<()>) {
@@ -74,7 +73,7 @@ async fn roll_flush_task(broker: Arc<Broker>) {
 
 async fn retention_task(broker: Arc<Broker>) {
     loop {
-        let interval = millis(broker.broker_config_i64("log.retention.check.interval.ms", 300_000));
+        let interval = millis(broker.broker_config_i64("log.retention.check.interval.ms"));
         if !sleep_or_shutdown(&broker, interval).await {
             return;
         }
@@ -112,7 +111,7 @@ async fn cleaner_supervisor(broker: Arc<Broker>) {
             workers.spawn(cleaner_worker(broker.clone(), running));
             running += 1;
         }
-        let backoff = millis(broker.broker_config_i64("log.cleaner.backoff.ms", 15_000));
+        let backoff = millis(broker.broker_config_i64("log.cleaner.backoff.ms"));
         if !sleep_or_shutdown(&broker, backoff).await {
             break;
         }
@@ -171,7 +170,7 @@ async fn cleaner_worker(broker: Arc<Broker>, index: usize) {
             }
         };
         if !cleaned {
-            let backoff = millis(broker.broker_config_i64("log.cleaner.backoff.ms", 15_000));
+            let backoff = millis(broker.broker_config_i64("log.cleaner.backoff.ms"));
             if !sleep_or_shutdown(&broker, backoff).await {
                 return;
             }

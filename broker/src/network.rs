@@ -37,18 +37,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
+use crate::authz::KafkaPrincipal;
 use crate::broker::Broker;
 use crate::config::Config;
 use crate::handlers::{dispatch, Reply, RequestContext};
+use crate::limits::{MAX_IOVECS, MAX_RESPONSES_PER_WRITE, READ_BUFFER_BYTES, RESPONSE_QUEUE_DEPTH};
 use crate::metrics::{CloseLabel, ConnectionMetrics, OpenConnection};
-
-/// Responses queued per connection before the reader waits for the writer (with
-/// `queued.max.response.bytes`, bounds what a client that does not read can pin).
-const RESPONSE_QUEUE_DEPTH: usize = 32;
-
-/// Initial read buffer per connection; grows to the largest frame in flight.
-const READ_BUFFER_BYTES: usize = 64 * 1024;
 
 /// What the broker lets clients hold, shared by every listener (see the module docs).
 pub struct Admission {
@@ -231,9 +227,6 @@ struct Outgoing {
     _bytes: OwnedSemaphorePermit,
 }
 
-/// Responses written together at most (their chunks still go out in order, 64 iovecs a call).
-const MAX_RESPONSES_PER_WRITE: usize = 32;
-
 /// Writes every chunk, in order, with as few `writev` calls as the socket allows; fails with
 /// `TimedOut` when the socket accepts nothing for `stall` (a client that stopped reading).
 async fn write_all_vectored(
@@ -241,8 +234,6 @@ async fn write_all_vectored(
     mut chunks: Vec<Bytes>,
     stall: Duration,
 ) -> std::io::Result<()> {
-    // At most this many iovecs per call (Linux allows 1024; small responses use one).
-    const MAX_IOVECS: usize = 64;
     chunks.retain(|c| !c.is_empty());
     let mut first = 0;
     while first < chunks.len() {
@@ -338,6 +329,8 @@ async fn read_loop(
     let response_budget = Arc::new(Semaphore::new(admission.response_bytes_per_connection));
     let max_frame = broker.config.socket_request_max_bytes;
     let mut conn_metrics = ConnectionMetrics::new(broker.metrics.clone());
+    // Every listener is PLAINTEXT today: no authentication, so every request is anonymous.
+    let principal = KafkaPrincipal::anonymous();
     let mut buf = BytesMut::with_capacity(READ_BUFFER_BYTES);
     loop {
         if *shutdown.borrow() {
@@ -407,8 +400,20 @@ async fn read_loop(
             client_id: frame.header.client_id.as_ref().map(|s| s.to_string()),
             listener: listener.clone(),
             peer,
+            principal: principal.clone(),
+            authorizer: broker.authorizer.clone(),
         };
-        match dispatch(broker, &ctx, frame.body, &mut conn_metrics).await {
+        // One span per request: every event a handler logs carries what the request was.
+        let span = tracing::info_span!(
+            "request",
+            api = ?ctx.api_key,
+            version = ctx.api_version,
+            correlation_id = ctx.correlation_id,
+            client_id = ctx.client_id.as_deref().unwrap_or(""),
+            peer = %peer,
+        );
+        let reply = dispatch(broker, &ctx, frame.body, &mut conn_metrics).instrument(span).await;
+        match reply {
             reply @ (Reply::Response(_) | Reply::Chunks(_)) => {
                 let frame = match reply {
                     Reply::Response(bytes) => vec![bytes],

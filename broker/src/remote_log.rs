@@ -212,7 +212,7 @@ async fn task(broker: Arc<Broker>, rlm: Arc<RemoteLogManager>) {
                 }
             }
         }
-        let interval = broker.broker_config_i64("remote.log.manager.task.interval.ms", 30_000);
+        let interval = broker.broker_config_i64("remote.log.manager.task.interval.ms");
         let sleep = Duration::from_millis(interval.max(1) as u64).min(MAX_SLEEP);
         tokio::select! {
             _ = shutdown.changed() => return,

@@ -84,7 +84,16 @@ impl BrokerHandle {
 }
 
 /// Starts a broker with `config`; returns once it is accepting connections.
-pub async fn start(mut config: Config) -> anyhow::Result<BrokerHandle> {
+pub async fn start(config: Config) -> anyhow::Result<BrokerHandle> {
+    start_with_authorizer(config, Arc::new(crate::authz::AllowEveryone)).await
+}
+
+/// [`start`] with the authorizer every request is checked against (tests and embedders that
+/// bring their own; the binary allows everyone, as Kafka does without `authorizer.class.name`).
+pub async fn start_with_authorizer(
+    mut config: Config,
+    authorizer: Arc<dyn crate::authz::Authorizer>,
+) -> anyhow::Result<BrokerHandle> {
     crate::limits::apply(&mut config);
     for key in &config.unknown_keys {
         tracing::warn!(key = %key, "ignoring unknown config");
@@ -174,6 +183,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<BrokerHandle> {
         producer_ids: Arc::new(open_producer_ids(&config)?),
         txns: crate::txn::TxnCoordinator::new(crate::txn::TxnConfig::from_broker(&config)),
         topic_admin: std::sync::Mutex::new(()),
+        authorizer,
         config,
     });
     broker.remove_orphan_logs();
@@ -182,15 +192,16 @@ pub async fn start(mut config: Config) -> anyhow::Result<BrokerHandle> {
     for p in broker.logs.partitions() {
         p.advance_high_watermark(p.offsets().log_end_offset);
     }
+    let (group, txn) = (&broker.config.group, &broker.config.transactions);
     broker.ensure_internal_topic(
         crate::group::store::OFFSETS_TOPIC,
-        "offsets.topic.num.partitions",
-        "offsets.topic.segment.bytes",
+        group.offsets_topic_num_partitions,
+        group.offsets_topic_segment_bytes,
     )?;
     broker.ensure_internal_topic(
         crate::txn::store::TXN_TOPIC,
-        "transaction.state.log.num.partitions",
-        "transaction.state.log.segment.bytes",
+        txn.state_log_num_partitions,
+        txn.state_log_segment_bytes,
     )?;
     if let Err(e) = broker
         .metrics
@@ -267,9 +278,9 @@ fn open_producer_ids(config: &Config) -> anyhow::Result<crate::producer_id::Prod
 /// Forgets idempotent producers idle for `producer.id.expiration.ms`, every
 /// `producer.id.expiration.check.interval.ms` (Kafka's `removeExpiredProducers`).
 async fn producer_expiration_task(broker: Arc<Broker>) {
-    let ms = broker.broker_config_i64("producer.id.expiration.check.interval.ms", 600_000).max(100) as u64;
+    let ms = broker.broker_config_i64("producer.id.expiration.check.interval.ms").max(100) as u64;
     periodic(broker, Duration::from_millis(ms), |b| {
-        let expiration_ms = b.broker_config_i64("producer.id.expiration.ms", 86_400_000);
+        let expiration_ms = b.broker_config_i64("producer.id.expiration.ms");
         let now = crate::handlers::now_ms();
         let expired: usize = b.logs.partitions().iter().map(|p| p.expire_producers(now, expiration_ms)).sum();
         if expired > 0 {

@@ -6,7 +6,6 @@
 
 use std::alloc::System;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use cap::Cap;
@@ -39,14 +38,13 @@ async fn hostile_counts_close_the_connection_for_every_advertised_api() {
     for (api_key, min, max) in SUPPORTED_APIS {
         for api_version in *min..=*max {
             for body in bodies {
-                let ctx = RequestContext {
-                    api_key: *api_key,
+                let ctx = RequestContext::anonymous(
+                    *api_key,
                     api_version,
-                    correlation_id: 1,
-                    client_id: None,
-                    listener: Arc::from("PLAINTEXT"),
-                    peer: SocketAddr::from(([127, 0, 0, 1], 40000)),
-                };
+                    "PLAINTEXT",
+                    SocketAddr::from(([127, 0, 0, 1], 40000)),
+                    broker.authorizer.clone(),
+                );
                 let mut conn = ConnectionMetrics::new(broker.metrics.clone());
                 let reply = tokio::time::timeout(
                     std::time::Duration::from_secs(5),
@@ -70,14 +68,13 @@ async fn hostile_counts_close_the_connection_for_every_advertised_api() {
     for (api_key, version, body) in
         [(ApiKey::Metadata, 0, &bodies[0]), (ApiKey::Metadata, 12, &bodies[1]), (ApiKey::CreateTopics, 2, &bodies[0])]
     {
-        let ctx = RequestContext {
+        let ctx = RequestContext::anonymous(
             api_key,
-            api_version: version,
-            correlation_id: 1,
-            client_id: None,
-            listener: Arc::from("PLAINTEXT"),
-            peer: SocketAddr::from(([127, 0, 0, 1], 40000)),
-        };
+            version,
+            "PLAINTEXT",
+            SocketAddr::from(([127, 0, 0, 1], 40000)),
+            broker.authorizer.clone(),
+        );
         let mut conn = ConnectionMetrics::new(broker.metrics.clone());
         match dispatch(&broker, &ctx, Bytes::from_static(body), &mut conn).await {
             Reply::Close(reason) => assert!(reason.contains("Tried to allocate a collection"), "{reason}"),

@@ -48,15 +48,8 @@ fn harness() -> &'static Harness {
     })
 }
 
-fn context(api_key: ApiKey, api_version: i16) -> RequestContext {
-    RequestContext {
-        api_key,
-        api_version,
-        correlation_id: 7,
-        client_id: Some("fuzz".into()),
-        listener: Arc::from("PLAINTEXT"),
-        peer: SocketAddr::from(([127, 0, 0, 1], 40000)),
-    }
+fn context(api_key: ApiKey, api_version: i16, authorizer: Arc<dyn sluice::authz::Authorizer>) -> RequestContext {
+    RequestContext::anonymous(api_key, api_version, "PLAINTEXT", SocketAddr::from(([127, 0, 0, 1], 40000)), authorizer)
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -68,7 +61,7 @@ fuzz_target!(|data: &[u8]| {
     let body = Bytes::copy_from_slice(body);
     h.runtime.block_on(async move {
         let mut conn = ConnectionMetrics::new(broker.metrics.clone());
-        let ctx = context(api_key, api_version);
+        let ctx = context(api_key, api_version, broker.authorizer.clone());
         let _ = tokio::time::timeout(HANDLER_DEADLINE, dispatch(&broker, &ctx, body, &mut conn)).await;
 
         // Still serving: ApiVersions v3 answers with every supported API.
@@ -78,7 +71,7 @@ fuzz_target!(|data: &[u8]| {
         api_versions.client_software_name = StrBytes::from_static_str("sluice-fuzz");
         api_versions.client_software_version = StrBytes::from_static_str("1");
         api_versions.encode(&mut request, 3).expect("encode");
-        let ctx = context(ApiKey::ApiVersions, 3);
+        let ctx = context(ApiKey::ApiVersions, 3, broker.authorizer.clone());
         let Reply::Response(frame) = dispatch(&broker, &ctx, request.freeze(), &mut conn).await else {
             panic!("ApiVersions did not answer");
         };

@@ -1,4 +1,4 @@
-//! Issue 5 through librdkafka's admin client and consumers: DescribeConfigs/AlterConfigs on topics
+//! Topic configs, retention and compaction through librdkafka's admin client and consumers: DescribeConfigs/AlterConfigs on topics
 //! and the broker, CreatePartitions, DeleteRecords, time retention moving the earliest offset (and
 //! a consumer behind it resetting), and compaction keeping the latest value per key with
 //! tombstones removed after `delete.retention.ms`. Each test runs against its own broker with short

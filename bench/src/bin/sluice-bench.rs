@@ -27,7 +27,7 @@ enum Command {
 
 #[derive(Args)]
 struct Common {
-    /// Multiplies every workload's size (1.0 = the full scale: W1 2 GiB, W2 10 M records).
+    /// Multiplies every workload's size (1.0 = full scale: W1 2 GiB, W2 10 M records).
     #[arg(long, default_value_t = 0.25)]
     scale: f64,
     /// Producer instances (each its own librdkafka client and thread).

@@ -7,6 +7,7 @@ use kafka_protocol::messages::{AddOffsetsToTxnRequest, AddOffsetsToTxnResponse};
 use kafka_protocol::ResponseError;
 
 use super::RequestContext;
+use crate::authz::{AclOperation, Resource};
 use crate::broker::Broker;
 use crate::group::store::{partition_for, OFFSETS_TOPIC};
 
@@ -16,6 +17,14 @@ pub async fn handle(
     req: AddOffsetsToTxnRequest,
 ) -> AddOffsetsToTxnResponse {
     let mut resp = AddOffsetsToTxnResponse::default();
+    if !ctx.authorize(AclOperation::Write, Resource::TransactionalId(&req.transactional_id.0)) {
+        resp.error_code = ResponseError::TransactionalIdAuthorizationFailed.code();
+        return resp;
+    }
+    if !ctx.authorize(AclOperation::Read, Resource::Group(&req.group_id.0)) {
+        resp.error_code = ResponseError::GroupAuthorizationFailed.code();
+        return resp;
+    }
     let Some(meta) = broker.metadata.topic(OFFSETS_TOPIC) else {
         resp.error_code = ResponseError::CoordinatorNotAvailable.code();
         return resp;

@@ -13,6 +13,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::RequestContext;
+use crate::authz::{AclOperation, Resource};
 use crate::broker::Broker;
 
 /// Per-partition results grouped by topic, in request order.
@@ -41,6 +42,25 @@ fn topic_results(
     out
 }
 
+/// Kafka's answer when the principal may not write the transactional id or one of the topics:
+/// the refused partitions carry the authorization error, the rest OPERATION_NOT_ATTEMPTED, and
+/// nothing is added.
+fn refused(ctx: &RequestContext, id: &str, partitions: &[(String, i32)]) -> Option<Vec<Option<ResponseError>>> {
+    if !ctx.authorize(AclOperation::Write, Resource::TransactionalId(id)) {
+        return Some(vec![Some(ResponseError::TransactionalIdAuthorizationFailed); partitions.len()]);
+    }
+    let denied: Vec<bool> =
+        partitions.iter().map(|(t, _)| !ctx.authorize(AclOperation::Write, Resource::Topic(t))).collect();
+    denied.iter().any(|d| *d).then(|| {
+        denied
+            .into_iter()
+            .map(|d| {
+                Some(if d { ResponseError::TopicAuthorizationFailed } else { ResponseError::OperationNotAttempted })
+            })
+            .collect()
+    })
+}
+
 fn flatten(
     topics: &[kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic],
 ) -> Vec<(String, i32)> {
@@ -56,6 +76,10 @@ pub async fn handle(
     let fenced = crate::txn::fenced_code(ctx.api_version, 2);
     if ctx.api_version <= 3 {
         let partitions = flatten(&req.v3_and_below_topics);
+        if let Some(codes) = refused(ctx, &req.v3_and_below_transactional_id.0, &partitions) {
+            resp.results_by_topic_v3_and_below = topic_results(&partitions, &Ok(codes));
+            return resp;
+        }
         let outcome = broker
             .txns
             .add_partitions(
@@ -70,9 +94,16 @@ pub async fn handle(
         resp.results_by_topic_v3_and_below = topic_results(&partitions, &outcome);
         return resp;
     }
+    // From v4 the request comes from brokers verifying a transactional produce (KIP-890).
+    if !ctx.authorize(AclOperation::ClusterAction, Resource::Cluster) {
+        resp.error_code = ResponseError::ClusterAuthorizationFailed.code();
+        return resp;
+    }
     for t in &req.transactions {
         let partitions = flatten(&t.topics);
-        let outcome = if t.verify_only {
+        let outcome = if let Some(codes) = refused(ctx, &t.transactional_id.0, &partitions) {
+            Ok(codes)
+        } else if t.verify_only {
             broker.txns.verify_partitions(&t.transactional_id.0, t.producer_id.0, t.producer_epoch, &partitions).await
         } else {
             broker

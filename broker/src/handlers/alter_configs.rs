@@ -13,6 +13,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::RequestContext;
+use crate::authz::AclOperation;
 use crate::broker::{ApiError, Broker};
 use crate::config_admin::{RESOURCE_BROKER, RESOURCE_TOPIC};
 
@@ -57,13 +58,14 @@ impl DuplicateResources {
     }
 }
 
-pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: AlterConfigsRequest) -> AlterConfigsResponse {
+pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: AlterConfigsRequest) -> AlterConfigsResponse {
     let mut resp = AlterConfigsResponse::default();
     let dups = DuplicateResources::of(req.resources.iter().map(|r| (r.resource_type, r.resource_name.as_str())));
     for res in req.resources {
         let name = res.resource_name.to_string();
         let outcome = (|| {
             dups.check(res.resource_type, &name)?;
+            crate::config_admin::authorize_config(ctx, res.resource_type, &name, AclOperation::AlterConfigs)?;
             let mut configs = BTreeMap::new();
             for c in &res.configs {
                 let Some(v) = &c.value else {

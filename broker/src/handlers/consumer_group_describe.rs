@@ -10,11 +10,9 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::RequestContext;
+use crate::authz::{AclOperation, Resource};
 use crate::broker::Broker;
 use crate::group::assignor;
-
-/// Group operations without ACLs: READ, DELETE, DESCRIBE (as DescribeGroups reports them).
-const GROUP_OPS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
 
 fn assignment(broker: &Broker, a: &assignor::Assignment) -> Assignment {
     let mut out = Assignment::default();
@@ -41,9 +39,16 @@ pub async fn handle(
     let mut resp = ConsumerGroupDescribeResponse::default();
     for id in req.group_ids {
         let mut d = DescribedGroup::default();
-        d.authorized_operations = if req.include_authorized_operations { GROUP_OPS } else { i32::MIN };
+        d.authorized_operations = if req.include_authorized_operations {
+            ctx.authorized_operations(Resource::Group(&id.0))
+        } else {
+            i32::MIN
+        };
         if id.0.is_empty() {
             d.error_code = ResponseError::InvalidGroupId.code();
+        } else if !ctx.authorize(AclOperation::Describe, Resource::Group(&id.0)) {
+            d.error_code = ResponseError::GroupAuthorizationFailed.code();
+            d.authorized_operations = i32::MIN;
         } else {
             match broker.groups.consumer_describe(&id.0) {
                 Err((code, message)) => {

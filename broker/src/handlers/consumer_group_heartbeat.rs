@@ -10,6 +10,7 @@ use kafka_protocol::messages::{ConsumerGroupHeartbeatRequest, ConsumerGroupHeart
 use kafka_protocol::protocol::StrBytes;
 
 use super::RequestContext;
+use crate::authz::{AclOperation, Resource};
 use crate::broker::Broker;
 use crate::group::assignor;
 use crate::group::consumer::HeartbeatArgs;
@@ -51,6 +52,29 @@ pub async fn handle(
         client_host: format!("/{}", ctx.peer.ip()),
     };
     let mut resp = ConsumerGroupHeartbeatResponse::default();
+    let denied = if !ctx.authorize(AclOperation::Read, Resource::Group(&req.group_id.0)) {
+        Some((kafka_protocol::ResponseError::GroupAuthorizationFailed, String::new()))
+    } else {
+        // Kafka refuses a subscription to topics the member may not describe.
+        let hidden: Vec<&str> = args
+            .subscribed_topic_names
+            .iter()
+            .flatten()
+            .map(String::as_str)
+            .filter(|t| !ctx.authorize(AclOperation::Describe, Resource::Topic(t)))
+            .collect();
+        (!hidden.is_empty()).then(|| {
+            (
+                kafka_protocol::ResponseError::TopicAuthorizationFailed,
+                format!("The member is not authorized to access topics: [{}]", hidden.join(", ")),
+            )
+        })
+    };
+    if let Some((code, message)) = denied {
+        resp.error_code = code.code();
+        resp.error_message = (!message.is_empty()).then(|| StrBytes::from_string(message));
+        return resp;
+    }
     resp.heartbeat_interval_ms = broker.groups.consumer_heartbeat_interval_ms();
     let strings = [req.group_id.0.as_str(), args.member_id.as_str()]
         .into_iter()

@@ -11,11 +11,12 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::RequestContext;
+use crate::authz::{AclOperation, Resource};
 use crate::broker::{ApiError, Broker};
 
 pub async fn handle(
     broker: &Arc<Broker>,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
     req: CreatePartitionsRequest,
 ) -> CreatePartitionsResponse {
     let mut resp = CreatePartitionsResponse::default();
@@ -28,6 +29,8 @@ pub async fn handle(
         r.name = t.name.clone();
         let outcome = if duplicates.contains(&name) {
             Err(ApiError::new(ResponseError::InvalidRequest, format!("Duplicate topic {name} in the request.")))
+        } else if !ctx.authorize(AclOperation::Alter, Resource::Topic(&name)) {
+            Err(ApiError::new(ResponseError::TopicAuthorizationFailed, "Authorization failed."))
         } else {
             // Null or empty: no manual assignment.
             let assignments: Option<Vec<Vec<i32>>> = t

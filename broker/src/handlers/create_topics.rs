@@ -12,6 +12,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::RequestContext;
+use crate::authz::{AclOperation, Resource};
 use crate::broker::{ApiError, Broker};
 use crate::metadata::TopicMeta;
 use crate::topic_config::{effective_value, ConfigSource, TOPIC_CONFIGS};
@@ -46,6 +47,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: CreateTopic
         req.topics.iter().filter(|t| !seen.insert(t.name.0.to_string())).map(|t| t.name.0.to_string()).collect();
     // Partitions this request has asked for so far (max.partitions.per.request spans topics).
     let mut requested: usize = 0;
+    let may_create_any = ctx.authorize(AclOperation::Create, Resource::Cluster);
     for t in req.topics {
         let name = t.name.0.to_string();
         let mut r = CreatableTopicResult::default();
@@ -58,6 +60,9 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: CreateTopic
                     ResponseError::InvalidRequest,
                     format!("Create topics request from client contains a duplicate topic {name}"),
                 ));
+            }
+            if !may_create_any && !ctx.authorize(AclOperation::Create, Resource::Topic(&name)) {
+                return Err(ApiError::new(ResponseError::TopicAuthorizationFailed, "Authorization failed."));
             }
             let mut partitions = t.num_partitions;
             let mut rf = t.replication_factor;
@@ -128,7 +133,12 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: CreateTopic
                 r.num_partitions = meta.partitions;
                 r.replication_factor = meta.replication_factor;
                 if ctx.api_version >= 5 {
-                    r.configs = Some(effective_configs(broker, &meta));
+                    // The effective configs are shown only to who may describe them.
+                    if ctx.authorize(AclOperation::DescribeConfigs, Resource::Topic(&name)) {
+                        r.configs = Some(effective_configs(broker, &meta));
+                    } else {
+                        r.topic_config_error_code = ResponseError::TopicAuthorizationFailed.code();
+                    }
                 }
             }
             Err(e) => {

@@ -12,20 +12,23 @@ use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 use kafka_protocol::ResponseError;
 
 use super::RequestContext;
+use crate::authz::{AclOperation, Resource};
 use crate::broker::Broker;
 
-pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
+pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
     let mut resp = DeleteRecordsResponse::default();
     let mut moved = false;
     for t in req.topics {
         let mut tr = DeleteRecordsTopicResult::default();
         tr.name = t.name.clone();
         let meta = broker.metadata.topic(&t.name.0);
+        let deletable = ctx.authorize(AclOperation::Delete, Resource::Topic(&t.name.0));
         for p in t.partitions {
             let mut pr = DeleteRecordsPartitionResult::default();
             pr.partition_index = p.partition_index;
             pr.low_watermark = -1;
             let log = match &meta {
+                _ if !deletable => Err(ResponseError::TopicAuthorizationFailed),
                 // Kafka's ReplicaManager: "Cannot delete records of internal topic".
                 Some(m) if m.internal => Err(ResponseError::InvalidTopicException),
                 Some(m) => broker.partition(m, p.partition_index).map_err(|e| e.code),

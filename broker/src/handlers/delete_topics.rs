@@ -9,6 +9,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::RequestContext;
+use crate::authz::{AclOperation, Resource};
 use crate::broker::Broker;
 
 pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: DeleteTopicsRequest) -> DeleteTopicsResponse {
@@ -27,6 +28,9 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: DeleteTopic
             None => broker.metadata.topic_by_id(&id).map(|t| t.name.clone()).ok_or(ResponseError::UnknownTopicId),
         };
         let outcome = match resolved {
+            Ok(n) if !ctx.authorize(AclOperation::Delete, Resource::Topic(&n)) => {
+                Err((ResponseError::TopicAuthorizationFailed, None))
+            }
             Ok(n) => broker.delete_topic_blocking(n).await.map_err(|e| (e.code, Some(e.message))),
             Err(code) => Err((code, None)),
         };

@@ -8,8 +8,8 @@ use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeCluster
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use super::metadata::CLUSTER_OPS;
 use super::RequestContext;
+use crate::authz::{AclOperation, Resource};
 use crate::broker::Broker;
 
 /// `endpoint_type` values (KIP-919).
@@ -28,6 +28,10 @@ pub async fn handle(
         resp.error_message = Some(StrBytes::from_static_str("The broker listener only describes brokers."));
         return resp;
     }
+    if !ctx.authorize(AclOperation::Describe, Resource::Cluster) {
+        resp.error_code = ResponseError::ClusterAuthorizationFailed.code();
+        return resp;
+    }
     resp.cluster_id = StrBytes::from_string(broker.metadata.cluster_id().to_string());
     resp.controller_id = BrokerId(broker.node_id());
     let mut b = DescribeClusterBroker::default();
@@ -37,6 +41,7 @@ pub async fn handle(
         b.port = l.port as i32;
     }
     resp.brokers = vec![b];
-    resp.cluster_authorized_operations = if req.include_cluster_authorized_operations { CLUSTER_OPS } else { i32::MIN };
+    resp.cluster_authorized_operations =
+        if req.include_cluster_authorized_operations { ctx.authorized_operations(Resource::Cluster) } else { i32::MIN };
     resp
 }

@@ -14,6 +14,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::RequestContext;
+use crate::authz::AclOperation;
 use crate::broker::Broker;
 use crate::config::{is_dynamic_broker_config, ConfigType, BROKER_CONFIGS};
 use crate::config_admin::{RESOURCE_BROKER, RESOURCE_TOPIC};
@@ -136,7 +137,7 @@ fn broker_entries(broker: &Broker, resource_name: &str) -> Vec<Entry> {
 
 pub async fn handle(
     broker: &Arc<Broker>,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
     req: DescribeConfigsRequest,
 ) -> DescribeConfigsResponse {
     let mut resp = DescribeConfigsResponse::default();
@@ -145,13 +146,16 @@ pub async fn handle(
         out.resource_type = res.resource_type;
         out.resource_name = res.resource_name.clone();
         let name = res.resource_name.to_string();
-        let entries = match res.resource_type {
-            RESOURCE_TOPIC => topic_entries(broker, &name),
-            RESOURCE_BROKER => broker
+        let allowed =
+            crate::config_admin::authorize_config(ctx, res.resource_type, &name, AclOperation::DescribeConfigs);
+        let entries = match (allowed, res.resource_type) {
+            (Err(e), _) => Err((e.code, e.message)),
+            (Ok(()), RESOURCE_TOPIC) => topic_entries(broker, &name),
+            (Ok(()), RESOURCE_BROKER) => broker
                 .check_broker_resource(&name)
                 .map(|_| broker_entries(broker, &name))
                 .map_err(|e| (e.code, e.message)),
-            other => Err((ResponseError::InvalidRequest, format!("Unsupported resource type {other}"))),
+            (Ok(()), other) => Err((ResponseError::InvalidRequest, format!("Unsupported resource type {other}"))),
         };
         match entries {
             Ok(entries) => {

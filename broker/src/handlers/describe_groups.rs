@@ -10,16 +10,25 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::RequestContext;
+use crate::authz::{AclOperation, Resource};
 use crate::broker::Broker;
-
-/// Group operations without ACLs: READ, DELETE, DESCRIBE.
-const GROUP_OPS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
 
 pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: DescribeGroupsRequest) -> DescribeGroupsResponse {
     let mut resp = DescribeGroupsResponse::default();
     for id in req.groups {
         let mut d = DescribedGroup::default();
-        d.authorized_operations = if req.include_authorized_operations { GROUP_OPS } else { i32::MIN };
+        if !ctx.authorize(AclOperation::Describe, Resource::Group(&id.0)) {
+            d.error_code = ResponseError::GroupAuthorizationFailed.code();
+            d.authorized_operations = i32::MIN;
+            d.group_id = id;
+            resp.groups.push(d);
+            continue;
+        }
+        d.authorized_operations = if req.include_authorized_operations {
+            ctx.authorized_operations(Resource::Group(&id.0))
+        } else {
+            i32::MIN
+        };
         let consumer = broker.groups.is_consumer_group(&id.0);
         match if consumer { None } else { broker.groups.describe(&id.0) } {
             None if consumer => {

@@ -9,21 +9,27 @@ use kafka_protocol::messages::{DescribeProducersRequest, DescribeProducersRespon
 use kafka_protocol::protocol::StrBytes;
 
 use super::RequestContext;
+use crate::authz::{AclOperation, Resource};
 use crate::broker::Broker;
 
 pub async fn handle(
     broker: &Arc<Broker>,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
     req: DescribeProducersRequest,
 ) -> DescribeProducersResponse {
     let mut resp = DescribeProducersResponse::default();
     for t in req.topics {
         let mut tr = TopicResponse::default();
         let meta = broker.metadata.topic(&t.name.0);
+        let readable = ctx.authorize(AclOperation::Read, Resource::Topic(&t.name.0));
         for p in t.partition_indexes {
             let mut pr = PartitionResponse::default();
             pr.partition_index = p;
             let log = match &meta {
+                _ if !readable => Err(crate::broker::ApiError::new(
+                    kafka_protocol::ResponseError::TopicAuthorizationFailed,
+                    "Authorization failed.",
+                )),
                 Some(m) => broker.partition(m, p),
                 None => Err(crate::broker::ApiError::new(
                     kafka_protocol::ResponseError::UnknownTopicOrPartition,

@@ -10,16 +10,26 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::RequestContext;
+use crate::authz::{AclOperation, Resource};
 use crate::broker::Broker;
 
 pub async fn handle(
     broker: &Arc<Broker>,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
     req: DescribeTransactionsRequest,
 ) -> DescribeTransactionsResponse {
     let mut resp = DescribeTransactionsResponse::default();
     for id in req.transactional_ids {
         let mut s = TransactionState::default();
+        if !ctx.authorize(AclOperation::Describe, Resource::TransactionalId(&id.0)) {
+            s.error_code = ResponseError::TransactionalIdAuthorizationFailed.code();
+            s.producer_id = ProducerId(-1);
+            s.producer_epoch = -1;
+            s.transaction_start_time_ms = -1;
+            s.transactional_id = id;
+            resp.transaction_states.push(s);
+            continue;
+        }
         match broker.txns.describe(&id.0).await {
             Some(m) => {
                 s.transaction_state = StrBytes::from_static_str(m.state.name());
@@ -27,7 +37,11 @@ pub async fn handle(
                 s.transaction_start_time_ms = m.start_ms;
                 s.producer_id = ProducerId(m.producer_id);
                 s.producer_epoch = m.producer_epoch;
+                // Partitions of topics the principal may not describe are left out, as in Kafka.
                 for (topic, partition) in m.partitions {
+                    if !ctx.authorize(AclOperation::Describe, Resource::Topic(&topic)) {
+                        continue;
+                    }
                     if s.topics.last().is_none_or(|t: &TopicData| t.topic.0.as_str() != topic) {
                         let mut t = TopicData::default();
                         t.topic = TopicName(StrBytes::from_string(topic));

@@ -9,10 +9,15 @@ use std::sync::Arc;
 use kafka_protocol::messages::{EndTxnRequest, EndTxnResponse};
 
 use super::RequestContext;
+use crate::authz::{AclOperation, Resource};
 use crate::broker::Broker;
 
 pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: EndTxnRequest) -> EndTxnResponse {
     let mut resp = EndTxnResponse::default();
+    if !ctx.authorize(AclOperation::Write, Resource::TransactionalId(&req.transactional_id.0)) {
+        resp.error_code = kafka_protocol::ResponseError::TransactionalIdAuthorizationFailed.code();
+        return resp;
+    }
     let fenced = crate::txn::fenced_code(ctx.api_version, 2);
     let outcome = broker
         .txns

@@ -18,6 +18,7 @@ use sluice_protocol::batch::BatchIter;
 use sluice_storage::Partition;
 
 use super::RequestContext;
+use crate::authz::{AclOperation, Resource};
 use crate::broker::{Broker, LEADER_EPOCH};
 use crate::fetch_session::{PartitionFetchState, SessionPartition};
 
@@ -236,11 +237,22 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: FetchReques
     };
     resp.session_id = plan.session_id;
 
+    // A consumer needs READ on each topic (asked once per topic: partitions of a topic are adjacent).
+    let mut readable: Option<(String, bool)> = None;
+    let mut may_read = |topic: &str| match &readable {
+        Some((t, ok)) if t == topic => *ok,
+        _ => {
+            let ok = ctx.authorize(AclOperation::Read, Resource::Topic(topic));
+            readable = Some((topic.to_string(), ok));
+            ok
+        }
+    };
     let logs: Arc<Vec<_>> = plan
         .partitions
         .into_iter()
         .map(|(key, st)| {
             let log = match broker.metadata.topic(&key.topic).filter(|t| !by_id || t.id == key.topic_id) {
+                Some(_) if !may_read(&key.topic) => Err(ResponseError::TopicAuthorizationFailed),
                 Some(meta) => broker.partition(&meta, key.partition).map_err(|e| e.code),
                 None if by_id => Err(ResponseError::UnknownTopicId),
                 None => Err(ResponseError::UnknownTopicOrPartition),

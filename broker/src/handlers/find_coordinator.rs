@@ -9,6 +9,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::RequestContext;
+use crate::authz::{AclOperation, Resource};
 use crate::broker::Broker;
 
 pub async fn handle(
@@ -29,8 +30,15 @@ pub async fn handle(
         .map(|key| {
             let mut c = Coordinator::default();
             let empty_group = req.key_type == 0 && key.is_empty();
+            let denied = match req.key_type {
+                0 => (!ctx.authorize(AclOperation::Describe, Resource::Group(&key)))
+                    .then_some(ResponseError::GroupAuthorizationFailed),
+                1 => (!ctx.authorize(AclOperation::Describe, Resource::TransactionalId(&key)))
+                    .then_some(ResponseError::TransactionalIdAuthorizationFailed),
+                _ => None,
+            };
             c.key = key;
-            match error.or(empty_group.then_some(ResponseError::InvalidRequest)) {
+            match error.or(empty_group.then_some(ResponseError::InvalidRequest)).or(denied) {
                 Some(e) => {
                     c.error_code = e.code();
                     c.node_id = BrokerId(-1);

@@ -14,6 +14,7 @@ use kafka_protocol::ResponseError;
 
 use super::alter_configs::{apply, DuplicateResources};
 use super::RequestContext;
+use crate::authz::AclOperation;
 use crate::broker::{ApiError, Broker};
 use crate::config::{broker_config_def, ConfigType};
 use crate::config_admin::{RESOURCE_BROKER, RESOURCE_TOPIC};
@@ -39,7 +40,7 @@ fn def_of(resource_type: i8, name: &str) -> Option<(ConfigType, Option<&'static 
 
 pub async fn handle(
     broker: &Arc<Broker>,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
     req: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
     let mut resp = IncrementalAlterConfigsResponse::default();
@@ -48,6 +49,7 @@ pub async fn handle(
         let name = res.resource_name.to_string();
         let outcome = (|| {
             dups.check(res.resource_type, &name)?;
+            crate::config_admin::authorize_config(ctx, res.resource_type, &name, AclOperation::AlterConfigs)?;
             let mut keys = HashSet::new();
             if let Some(c) = res.configs.iter().find(|c| !keys.insert(c.name.to_string())) {
                 return Err(ApiError::new(

@@ -16,6 +16,7 @@ use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, Pr
 use kafka_protocol::ResponseError;
 
 use super::RequestContext;
+use crate::authz::{AclOperation, Resource};
 use crate::broker::Broker;
 
 fn failed(code: ResponseError) -> InitProducerIdResponse {
@@ -36,6 +37,9 @@ fn granted(id: i64, epoch: i16) -> InitProducerIdResponse {
 pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: InitProducerIdRequest) -> InitProducerIdResponse {
     let (pid, epoch) = (req.producer_id.0, req.producer_epoch);
     if let Some(id) = req.transactional_id.as_ref().filter(|t| !t.0.is_empty()) {
+        if !ctx.authorize(AclOperation::Write, Resource::TransactionalId(&id.0)) {
+            return failed(ResponseError::TransactionalIdAuthorizationFailed);
+        }
         if !crate::group::store::storable([id.0.as_str()]) {
             // `__transaction_state` keys hold the id with an i16 length; a longer one could not
             // be stored without becoming another id.
@@ -50,6 +54,12 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: InitProduce
             Ok((id, epoch)) => granted(id, epoch),
             Err(code) => failed(code),
         };
+    }
+    // An idempotent producer needs IDEMPOTENT_WRITE on the cluster, or WRITE on some topic.
+    let may_write = ctx.authorize(AclOperation::IdempotentWrite, Resource::Cluster)
+        || broker.metadata.topics().iter().any(|t| ctx.authorize(AclOperation::Write, Resource::Topic(&t.name)));
+    if !may_write {
+        return failed(ResponseError::ClusterAuthorizationFailed);
     }
     // Epochs stop short of i16::MAX like Kafka's, so a bumped epoch is always valid.
     if pid >= 0 && epoch >= 0 && broker.producer_ids.was_allocated(pid) && epoch < i16::MAX - 1 {

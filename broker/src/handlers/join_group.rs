@@ -9,10 +9,18 @@ use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use super::RequestContext;
+use crate::authz::{AclOperation, Resource};
 use crate::broker::Broker;
 use crate::group::JoinArgs;
 
 pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: JoinGroupRequest) -> JoinGroupResponse {
+    if !ctx.authorize(AclOperation::Read, Resource::Group(&req.group_id.0)) {
+        let mut resp = JoinGroupResponse::default();
+        resp.error_code = kafka_protocol::ResponseError::GroupAuthorizationFailed.code();
+        resp.generation_id = -1;
+        resp.protocol_name = (ctx.api_version < 7).then(StrBytes::default);
+        return resp;
+    }
     let ids = [req.group_id.0.as_str(), req.member_id.as_str(), req.protocol_type.as_str()];
     let more = req.group_instance_id.iter().map(|s| s.as_str()).chain(req.protocols.iter().map(|p| p.name.as_str()));
     if !crate::group::store::storable(ids.into_iter().chain(more)) {

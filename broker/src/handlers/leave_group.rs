@@ -7,6 +7,7 @@ use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
 
 use super::RequestContext;
+use crate::authz::{AclOperation, Resource};
 use crate::broker::Broker;
 
 pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: LeaveGroupRequest) -> LeaveGroupResponse {
@@ -20,6 +21,10 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: LeaveGroupR
         vec![(req.member_id.to_string(), None)]
     };
     let mut resp = LeaveGroupResponse::default();
+    if !ctx.authorize(AclOperation::Read, Resource::Group(&req.group_id.0)) {
+        resp.error_code = kafka_protocol::ResponseError::GroupAuthorizationFailed.code();
+        return resp;
+    }
     match broker.groups.leave(broker, &req.group_id.0, &members) {
         Err(e) => resp.error_code = e.code(),
         Ok(errors) if !batched => resp.error_code = crate::error::code(errors.into_iter().next().flatten()),

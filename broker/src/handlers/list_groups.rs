@@ -9,13 +9,21 @@ use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use super::RequestContext;
+use crate::authz::{AclOperation, Resource};
 use crate::broker::Broker;
 
 pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: ListGroupsRequest) -> ListGroupsResponse {
     let mut resp = ListGroupsResponse::default();
     let states: Vec<String> = req.states_filter.iter().map(|s| s.to_lowercase()).collect();
     let types: Vec<String> = req.types_filter.iter().map(|s| s.to_lowercase()).collect();
+    // Kafka lists every group to a principal that may describe the cluster, and otherwise only
+    // the groups it may describe.
+    let all = ctx.authorize(AclOperation::Describe, Resource::Cluster);
+    let visible = |id: &str| all || ctx.authorize(AclOperation::Describe, Resource::Group(id));
     for g in broker.groups.list() {
+        if !visible(&g.group_id) {
+            continue;
+        }
         if !states.is_empty() && !states.contains(&g.state.name().to_lowercase()) {
             continue;
         }
@@ -34,6 +42,9 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: ListGroupsR
         resp.groups.push(l);
     }
     for (group_id, state) in broker.groups.list_consumer() {
+        if !visible(&group_id) {
+            continue;
+        }
         if !states.is_empty() && !states.contains(&state.name().to_lowercase()) {
             continue;
         }

@@ -12,6 +12,7 @@ use kafka_protocol::ResponseError;
 use sluice_storage::{Partition, TimestampOffset};
 
 use super::RequestContext;
+use crate::authz::{AclOperation, Resource};
 use crate::broker::{Broker, LEADER_EPOCH};
 
 pub const LATEST: i64 = -1;
@@ -52,7 +53,12 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: ListOffsets
         let mut tr = ListOffsetsTopicResponse::default();
         tr.name = t.name.clone();
         let topic = broker.metadata.topic(&t.name.0);
+        let describable = ctx.authorize(AclOperation::Describe, Resource::Topic(&t.name.0));
         for p in t.partitions {
+            if !describable {
+                tr.partitions.push(partition_error(p.partition_index, ResponseError::TopicAuthorizationFailed));
+                continue;
+            }
             let Some(meta) = &topic else {
                 tr.partitions.push(partition_error(p.partition_index, ResponseError::UnknownTopicOrPartition));
                 continue;

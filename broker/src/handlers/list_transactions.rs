@@ -10,6 +10,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::{now_ms, RequestContext};
+use crate::authz::{AclOperation, Resource};
 use crate::broker::Broker;
 use crate::txn::TxnState;
 
@@ -47,7 +48,10 @@ pub async fn handle(
             || req.duration_filter < 0
             || (m.start_ms >= 0 && now - m.start_ms >= req.duration_filter);
         let id_ok = pattern.as_ref().is_none_or(|r| r.is_match(&m.transactional_id));
-        if !(state_ok && pid_ok && duration_ok && id_ok) || m.state == TxnState::Dead {
+        if !(state_ok && pid_ok && duration_ok && id_ok)
+            || m.state == TxnState::Dead
+            || !ctx.authorize(AclOperation::Describe, Resource::TransactionalId(&m.transactional_id))
+        {
             continue;
         }
         let mut s = TransactionState::default();

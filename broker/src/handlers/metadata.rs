@@ -12,18 +12,12 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::RequestContext;
+use crate::authz::{AclOperation, Resource};
 use crate::broker::{Broker, LEADER_EPOCH};
 use crate::metadata::TopicMeta;
 
 /// `authorized_operations` when the client did not ask for them.
 const OPS_NOT_REQUESTED: i32 = i32::MIN;
-/// Without ACLs every operation is allowed: READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE,
-/// DESCRIBE_CONFIGS, ALTER_CONFIGS (Kafka's AclOperation codes as bit positions).
-const TOPIC_OPS: i32 = (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
-/// CREATE, ALTER, DESCRIBE, CLUSTER_ACTION, DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE,
-/// CREATE_TOKENS, DESCRIBE_TOKENS.
-pub const CLUSTER_OPS: i32 =
-    (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12) | (1 << 13) | (1 << 14);
 
 pub fn broker_list(broker: &Broker, ctx: &RequestContext) -> Vec<MetadataResponseBroker> {
     let mut b = MetadataResponseBroker::default();
@@ -35,13 +29,14 @@ pub fn broker_list(broker: &Broker, ctx: &RequestContext) -> Vec<MetadataRespons
     vec![b]
 }
 
-fn describe_topic(broker: &Broker, meta: &TopicMeta, include_ops: bool) -> MetadataResponseTopic {
+fn describe_topic(broker: &Broker, ctx: &RequestContext, meta: &TopicMeta, include_ops: bool) -> MetadataResponseTopic {
     let node = broker.node_id();
     let mut t = MetadataResponseTopic::default();
     t.name = Some(TopicName(StrBytes::from_string(meta.name.clone())));
     t.topic_id = meta.id;
     t.is_internal = meta.internal;
-    t.topic_authorized_operations = if include_ops { TOPIC_OPS } else { OPS_NOT_REQUESTED };
+    t.topic_authorized_operations =
+        if include_ops { ctx.authorized_operations(Resource::Topic(&meta.name)) } else { OPS_NOT_REQUESTED };
     let offline = broker.logs.offline_dirs();
     t.partitions = (0..meta.partitions)
         .map(|i| {
@@ -82,8 +77,11 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: MetadataReq
     resp.brokers = broker_list(broker, ctx);
     resp.cluster_id = Some(StrBytes::from_string(broker.metadata.cluster_id().to_string()));
     resp.controller_id = BrokerId(broker.node_id());
-    resp.cluster_authorized_operations =
-        if req.include_cluster_authorized_operations { CLUSTER_OPS } else { OPS_NOT_REQUESTED };
+    resp.cluster_authorized_operations = if req.include_cluster_authorized_operations {
+        ctx.authorized_operations(Resource::Cluster)
+    } else {
+        OPS_NOT_REQUESTED
+    };
     let include_ops = req.include_topic_authorized_operations;
     // v0: an empty list means all topics; v1+: null means all topics.
     let all = match &req.topics {
@@ -91,7 +89,14 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: MetadataReq
         Some(list) => list.is_empty() && ctx.api_version == 0,
     };
     if all {
-        resp.topics = broker.metadata.topics().iter().map(|t| describe_topic(broker, t, include_ops)).collect();
+        // Only the topics the principal may describe exist for it.
+        resp.topics = broker
+            .metadata
+            .topics()
+            .iter()
+            .filter(|t| ctx.authorize(AclOperation::Describe, Resource::Topic(&t.name)))
+            .map(|t| describe_topic(broker, ctx, t, include_ops))
+            .collect();
         return resp;
     }
     let allow_auto_create =
@@ -100,18 +105,29 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: MetadataReq
         let topic = match &rt.name {
             Some(name) => {
                 let name_str = name.0.to_string();
+                let may_create = || {
+                    ctx.authorize(AclOperation::Create, Resource::Cluster)
+                        || ctx.authorize(AclOperation::Create, Resource::Topic(&name_str))
+                };
                 match broker.metadata.topic(&name_str) {
-                    Some(meta) => describe_topic(broker, &meta, include_ops),
+                    // Whether a topic exists is not told to who may not describe it.
+                    _ if !ctx.authorize(AclOperation::Describe, Resource::Topic(&name_str)) => {
+                        error_topic(Some(name.clone()), uuid::Uuid::nil(), ResponseError::TopicAuthorizationFailed)
+                    }
+                    Some(meta) => describe_topic(broker, ctx, &meta, include_ops),
                     None if crate::metadata::validate_topic_name(&name_str).is_err() => {
                         error_topic(Some(name.clone()), uuid::Uuid::nil(), ResponseError::InvalidTopicException)
                     }
+                    None if allow_auto_create && !may_create() => {
+                        error_topic(Some(name.clone()), uuid::Uuid::nil(), ResponseError::TopicAuthorizationFailed)
+                    }
                     None if allow_auto_create => {
                         match broker.create_topic_blocking(name_str.clone(), -1, -1, Default::default(), false).await {
-                            Ok(meta) => describe_topic(broker, &meta, include_ops),
+                            Ok(meta) => describe_topic(broker, ctx, &meta, include_ops),
                             // Another request created it between our lookup and create.
                             Err(e) if e.code == ResponseError::TopicAlreadyExists => {
                                 match broker.metadata.topic(&name_str) {
-                                    Some(meta) => describe_topic(broker, &meta, include_ops),
+                                    Some(meta) => describe_topic(broker, ctx, &meta, include_ops),
                                     None => error_topic(
                                         Some(name.clone()),
                                         uuid::Uuid::nil(),
@@ -126,7 +142,10 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: MetadataReq
                 }
             }
             None => match broker.metadata.topic_by_id(&rt.topic_id) {
-                Some(meta) => describe_topic(broker, &meta, include_ops),
+                Some(meta) if !ctx.authorize(AclOperation::Describe, Resource::Topic(&meta.name)) => {
+                    error_topic(None, rt.topic_id, ResponseError::TopicAuthorizationFailed)
+                }
+                Some(meta) => describe_topic(broker, ctx, &meta, include_ops),
                 None => error_topic(None, rt.topic_id, ResponseError::UnknownTopicId),
             },
         };

@@ -3,9 +3,10 @@
 //! [`SUPPORTED_APIS`] is the single list of what Sluice advertises in ApiVersions; a request for
 //! any other API or version never reaches a handler. Each handler takes the decoded request and
 //! returns the typed response; this module decodes, checks versions and encodes, so handlers hold
-//! only Kafka semantics. Every request passes through [`dispatch`] — the future home of the
-//! authorization check (ACLs) and quota throttling — and where request metrics are taken: queue
-//! and processing time, response error codes, per-topic produce/fetch throughput.
+//! only Kafka semantics. Every request passes through [`dispatch`] — where request metrics are
+//! taken (queue and processing time, response error codes, per-topic produce/fetch throughput) and
+//! the future home of quota throttling. Each handler asks the request's context whether the
+//! principal may act on each resource it touches ([`crate::authz`]), where Kafka's `KafkaApis` asks.
 
 pub mod add_offsets_to_txn;
 pub mod add_partitions_to_txn;
@@ -43,16 +44,15 @@ pub mod produce;
 pub mod sync_group;
 pub mod txn_offset_commit;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
-use kafka_protocol::protocol::{Decodable, Encodable};
-use sluice_protocol::request::encode_response;
+use kafka_protocol::protocol::Decodable;
 
 use crate::broker::Broker;
+pub use crate::context::{Reply, RequestContext};
 use crate::metrics::{ApiMetrics, ConnectionMetrics};
 
 /// Every API Sluice serves, with the version range it advertises: Kafka 4.1's ranges for these
@@ -101,50 +101,6 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
 /// The advertised version range of `key`, if Sluice serves it.
 pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
     SUPPORTED_APIS.iter().find(|(k, _, _)| *k == key).map(|(_, min, max)| (*min, *max))
-}
-
-/// What one request produced.
-pub enum Reply {
-    /// A complete response frame (size prefix included).
-    Response(Bytes),
-    /// A response frame in pieces, written with one vectored write (Fetch: record batches are
-    /// passed through from the log without being copied into a response buffer).
-    Chunks(Vec<Bytes>),
-    /// Nothing to send (`acks=0` produce).
-    NoResponse,
-    /// Close the connection, for the logged reason.
-    Close(String),
-}
-
-/// Who sent a request, and how.
-#[derive(Debug, Clone)]
-pub struct RequestContext {
-    pub api_key: ApiKey,
-    pub api_version: i16,
-    pub correlation_id: i32,
-    pub client_id: Option<String>,
-    /// The listener the connection arrived on.
-    pub listener: Arc<str>,
-    pub peer: SocketAddr,
-}
-
-impl RequestContext {
-    /// Encodes `body` as this request's response.
-    pub fn respond<M: Encodable>(&self, body: &M) -> Reply {
-        let header_version = self.api_key.response_header_version(self.api_version);
-        match encode_response(self.correlation_id, header_version, self.api_version, body) {
-            Ok(b) => Reply::Response(b),
-            Err(e) => Reply::Close(format!("encoding {:?} v{} response failed: {e}", self.api_key, self.api_version)),
-        }
-    }
-
-    /// Encodes a Fetch response without copying its records.
-    pub fn respond_fetch(&self, body: &kafka_protocol::messages::FetchResponse) -> Reply {
-        match sluice_protocol::fetch::encode_fetch_response(self.correlation_id, self.api_version, body) {
-            Ok(c) => Reply::Chunks(c.chunks),
-            Err(e) => Reply::Close(format!("encoding Fetch v{} response failed: {e}", self.api_version)),
-        }
-    }
 }
 
 fn decode<R: Decodable>(ctx: &RequestContext, mut body: Bytes) -> Result<R, Reply> {

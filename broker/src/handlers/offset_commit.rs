@@ -8,6 +8,7 @@ use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponseParti
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 
 use super::{now_ms, RequestContext};
+use crate::authz::{AclOperation, Resource};
 use crate::broker::Broker;
 use crate::group::store::OffsetAndMetadata;
 
@@ -17,8 +18,14 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: OffsetCommi
     if !crate::group::store::storable(strings) {
         return error_response(&req, kafka_protocol::ResponseError::InvalidGroupId);
     }
+    if !ctx.authorize(AclOperation::Read, Resource::Group(&req.group_id.0)) {
+        return error_response(&req, kafka_protocol::ResponseError::GroupAuthorizationFailed);
+    }
+    // Partitions of topics the principal may not read are answered here and never committed.
+    let readable: Vec<bool> =
+        req.topics.iter().map(|t| ctx.authorize(AclOperation::Read, Resource::Topic(&t.name.0))).collect();
     let mut offsets = Vec::new();
-    for t in &req.topics {
+    for t in req.topics.iter().zip(&readable).filter(|(_, ok)| **ok).map(|(t, _)| t) {
         for p in &t.partitions {
             offsets.push((
                 t.name.0.to_string(),
@@ -43,13 +50,14 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: OffsetCommi
     );
     let mut codes = partition_codes(&result);
     let mut resp = OffsetCommitResponse::default();
-    for t in req.topics {
+    for (t, readable) in req.topics.into_iter().zip(readable) {
         let mut tr = OffsetCommitResponseTopic::default();
         tr.name = t.name;
         for p in t.partitions {
             let mut pr = OffsetCommitResponsePartition::default();
             pr.partition_index = p.partition_index;
-            pr.error_code = codes();
+            pr.error_code =
+                if readable { codes() } else { kafka_protocol::ResponseError::TopicAuthorizationFailed.code() };
             tr.partitions.push(pr);
         }
         resp.topics.push(tr);

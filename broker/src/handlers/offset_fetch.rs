@@ -16,6 +16,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::RequestContext;
+use crate::authz::{AclOperation, Resource};
 use crate::broker::Broker;
 use crate::group::store::OffsetAndMetadata;
 
@@ -48,8 +49,20 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: OffsetFetch
             -1
         }
     };
+    // Committed offsets of topics the principal may not describe are not shown: an explicitly
+    // named partition gets TOPIC_AUTHORIZATION_FAILED, an all-topics fetch leaves them out.
+    let describable = |topic: &str| ctx.authorize(AclOperation::Describe, Resource::Topic(topic));
+    let group_denied = |group: &str| !ctx.authorize(AclOperation::Describe, Resource::Group(group));
     if ctx.api_version >= 8 {
         for g in req.groups {
+            if group_denied(&g.group_id.0) {
+                let mut gr = OffsetFetchResponseGroup::default();
+                gr.error_code = ResponseError::GroupAuthorizationFailed.code();
+                gr.group_id = g.group_id;
+                resp.groups.push(gr);
+                continue;
+            }
+            let explicit = g.topics.is_some();
             let wanted = g.topics.map(|ts| {
                 ts.iter().flat_map(|t| t.partition_indexes.iter().map(move |p| (t.name.0.to_string(), *p))).collect()
             });
@@ -66,10 +79,21 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: OffsetFetch
             }
             let found = broker.groups.fetch_offsets(&g.group_id.0, wanted);
             for (topic, parts) in grouped(found) {
+                let allowed = describable(&topic);
+                if !allowed && !explicit {
+                    continue;
+                }
                 let mut tr = OffsetFetchResponseTopics::default();
                 for (p, v) in parts {
                     let mut pr = OffsetFetchResponsePartitions::default();
                     pr.partition_index = p;
+                    if !allowed {
+                        pr.committed_offset = -1;
+                        pr.committed_leader_epoch = -1;
+                        pr.error_code = ResponseError::TopicAuthorizationFailed.code();
+                        tr.partitions.push(pr);
+                        continue;
+                    }
                     pr.committed_offset = v.as_ref().map(|v| v.offset).unwrap_or(-1);
                     pr.committed_leader_epoch = epoch(&v);
                     pr.metadata = Some(StrBytes::from_string(v.map(|v| v.metadata).unwrap_or_default()));
@@ -87,15 +111,45 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: OffsetFetch
         }
         return resp;
     }
+    if group_denied(&req.group_id.0) {
+        // Before v2 there is no top-level error: every partition carries it.
+        resp.error_code = ResponseError::GroupAuthorizationFailed.code();
+        for t in req.topics.unwrap_or_default() {
+            let mut tr = OffsetFetchResponseTopic::default();
+            for p in t.partition_indexes {
+                let mut pr = OffsetFetchResponsePartition::default();
+                pr.partition_index = p;
+                pr.committed_offset = -1;
+                pr.committed_leader_epoch = -1;
+                pr.error_code = ResponseError::GroupAuthorizationFailed.code();
+                tr.partitions.push(pr);
+            }
+            tr.name = t.name;
+            resp.topics.push(tr);
+        }
+        return resp;
+    }
+    let explicit = req.topics.is_some();
     let wanted = req.topics.map(|ts| {
         ts.iter().flat_map(|t| t.partition_indexes.iter().map(move |p| (t.name.0.to_string(), *p))).collect()
     });
     let found = broker.groups.fetch_offsets(&req.group_id.0, wanted);
     for (topic, parts) in grouped(found) {
+        let allowed = describable(&topic);
+        if !allowed && !explicit {
+            continue;
+        }
         let mut tr = OffsetFetchResponseTopic::default();
         for (p, v) in parts {
             let mut pr = OffsetFetchResponsePartition::default();
             pr.partition_index = p;
+            if !allowed {
+                pr.committed_offset = -1;
+                pr.committed_leader_epoch = -1;
+                pr.error_code = ResponseError::TopicAuthorizationFailed.code();
+                tr.partitions.push(pr);
+                continue;
+            }
             pr.committed_offset = v.as_ref().map(|v| v.offset).unwrap_or(-1);
             pr.committed_leader_epoch = epoch(&v);
             pr.metadata = Some(StrBytes::from_string(v.map(|v| v.metadata).unwrap_or_default()));

@@ -15,6 +15,7 @@ use kafka_protocol::ResponseError;
 use sluice_storage::{Partition, StorageError};
 
 use super::{now_ms, RequestContext};
+use crate::authz::{AclOperation, Resource};
 use crate::broker::{Broker, LEADER_EPOCH};
 use crate::metadata::TopicMeta;
 use crate::validate::{single_batch, validate_batch, Rejection};
@@ -150,6 +151,11 @@ async fn wait_flushed(log: &Arc<Partition>, offset: i64) -> Result<(), StorageEr
 pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: ProduceRequest) -> ProduceReply {
     let by_id = ctx.api_version >= 13;
     let acks_valid = matches!(req.acks, -1..=1);
+    // A transactional produce needs WRITE on its transactional id; every topic needs WRITE.
+    let txn_denied = req
+        .transactional_id
+        .as_ref()
+        .is_some_and(|id| !ctx.authorize(AclOperation::Write, Resource::TransactionalId(&id.0)));
     let mut resp = ProduceResponse::default();
     let mut any_error = false;
     for td in req.topic_data {
@@ -157,9 +163,14 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: ProduceRequ
         tr.name = td.name.clone();
         tr.topic_id = td.topic_id;
         let topic = if by_id { broker.metadata.topic_by_id(&td.topic_id) } else { broker.metadata.topic(&td.name.0) };
+        let writable = topic.as_ref().is_none_or(|t| ctx.authorize(AclOperation::Write, Resource::Topic(&t.name)));
         for pd in td.partition_data {
             let pr = if !acks_valid {
                 error_response(pd.index, ResponseError::InvalidRequiredAcks, None)
+            } else if txn_denied {
+                error_response(pd.index, ResponseError::TransactionalIdAuthorizationFailed, None)
+            } else if !writable {
+                error_response(pd.index, ResponseError::TopicAuthorizationFailed, None)
             } else {
                 match &topic {
                     // Kafka's ReplicaManager: only the coordinators append to internal topics.

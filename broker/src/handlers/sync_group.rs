@@ -7,9 +7,15 @@ use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use super::RequestContext;
+use crate::authz::{AclOperation, Resource};
 use crate::broker::Broker;
 
 pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: SyncGroupRequest) -> SyncGroupResponse {
+    if !ctx.authorize(AclOperation::Read, Resource::Group(&req.group_id.0)) {
+        let mut resp = SyncGroupResponse::default();
+        resp.error_code = kafka_protocol::ResponseError::GroupAuthorizationFailed.code();
+        return resp;
+    }
     let assignments: HashMap<String, bytes::Bytes> =
         req.assignments.iter().map(|a| (a.member_id.to_string(), a.assignment.clone())).collect();
     let r = broker

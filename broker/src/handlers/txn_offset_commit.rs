@@ -13,6 +13,7 @@ use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 use kafka_protocol::ResponseError;
 
 use super::{now_ms, RequestContext};
+use crate::authz::{AclOperation, Resource};
 use crate::broker::Broker;
 use crate::group::store::{partition_for, OffsetAndMetadata, OFFSETS_TOPIC};
 
@@ -21,6 +22,15 @@ async fn commit(
     ctx: &RequestContext,
     req: &TxnOffsetCommitRequest,
 ) -> Result<Vec<Option<ResponseError>>, ResponseError> {
+    if !ctx.authorize(AclOperation::Write, Resource::TransactionalId(&req.transactional_id.0)) {
+        return Err(ResponseError::TransactionalIdAuthorizationFailed);
+    }
+    if !ctx.authorize(AclOperation::Read, Resource::Group(&req.group_id.0)) {
+        return Err(ResponseError::GroupAuthorizationFailed);
+    }
+    // Partitions of topics the principal may not read are refused; the rest are committed.
+    let denied: Vec<bool> =
+        req.topics.iter().map(|t| !ctx.authorize(AclOperation::Read, Resource::Topic(&t.name.0))).collect();
     let meta = broker.metadata.topic(OFFSETS_TOPIC).ok_or(ResponseError::CoordinatorNotAvailable)?;
     if req.group_id.0.is_empty() {
         return Err(ResponseError::InvalidGroupId);
@@ -47,7 +57,9 @@ async fn commit(
     let offsets: Vec<(String, i32, OffsetAndMetadata)> = req
         .topics
         .iter()
-        .flat_map(|t| {
+        .zip(&denied)
+        .filter(|(_, d)| !**d)
+        .flat_map(|(t, _)| {
             t.partitions.iter().map(move |p| {
                 (
                     t.name.0.to_string(),
@@ -74,7 +86,23 @@ async fn commit(
         Some((req.producer_id.0, req.producer_epoch)),
     );
     drop(guard);
-    result
+    if !denied.iter().any(|d| *d) {
+        return result;
+    }
+    let mut committed = match result {
+        Ok(codes) => codes.into_iter(),
+        Err(e) => {
+            vec![Some(e); req.topics.iter().zip(&denied).filter(|(_, d)| !**d).map(|(t, _)| t.partitions.len()).sum()]
+                .into_iter()
+        }
+    };
+    Ok(req
+        .topics
+        .iter()
+        .zip(denied)
+        .flat_map(|(t, d)| t.partitions.iter().map(move |_| d))
+        .map(|d| if d { Some(ResponseError::TopicAuthorizationFailed) } else { committed.next().flatten() })
+        .collect())
 }
 
 pub async fn handle(

@@ -31,10 +31,7 @@ use tokio::task::JoinSet;
 
 use super::Metrics;
 
-/// Concurrent connections to the metrics listener (Prometheus uses one per target).
-pub const MAX_METRICS_CONNECTIONS: usize = 16;
-/// A client must send its request headers within this time.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+pub use crate::limits::{HEADER_READ_TIMEOUT, MAX_METRICS_CONNECTIONS};
 
 /// Binds the metrics listener; the error names `metrics.listener`.
 pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {

@@ -1,4 +1,4 @@
-//! Broker metrics (issue 7): one Prometheus [`Registry`] per broker, the handles the hot path
+//! Broker metrics: one Prometheus [`Registry`] per broker, the handles the hot path
 //! increments, the scrape-time storage collector ([`storage`]), the response error-code walk
 //! ([`response_errors`]) and the HTTP endpoint serving `/metrics` and health checks ([`http`]).
 //!
@@ -485,9 +485,7 @@ pub struct ConnectionMetrics {
     pub(crate) produce_scratch: Vec<(TopicRef, u64, u64)>,
 }
 
-/// A connection caches at most this many topics before starting over (bounds memory for a
-/// client touching many topics).
-const TOPIC_CACHE_MAX: usize = 1024;
+use crate::limits::TOPIC_CACHE_MAX;
 
 impl ConnectionMetrics {
     pub fn new(metrics: Arc<Metrics>) -> Self {

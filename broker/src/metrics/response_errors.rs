@@ -172,7 +172,7 @@ impl ResponseErrorCodes for OffsetDeleteResponse {
     }
 }
 
-// Config, partition and log-dir admin APIs (issue 5).
+// Config, partition and log-dir admin APIs.
 impl ResponseErrorCodes for kafka_protocol::messages::DescribeConfigsResponse {
     fn for_each_error_code(&self, f: &mut dyn FnMut(i16)) {
         for r in &self.results {

@@ -15,25 +15,14 @@ use tokio::sync::watch;
 use crate::config::{Config, Listener};
 use crate::fetch_session::FetchSessionCache;
 use crate::group::GroupCoordinator;
-use crate::metadata::{MetadataError, MetadataStore, TopicMeta};
+use crate::metadata::{MetadataStore, TopicMeta};
 use crate::metrics::Metrics;
 use crate::topic_config::validate_topic_configs;
 
 /// Leader epoch of every partition on a single node. Replication will make this per-partition.
 pub const LEADER_EPOCH: i32 = 0;
 
-/// A topic operation failure: the Kafka code and a message for the client.
-#[derive(Debug, Clone)]
-pub struct ApiError {
-    pub code: ResponseError,
-    pub message: String,
-}
-
-impl ApiError {
-    pub fn new(code: ResponseError, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
-    }
-}
+pub use crate::error::ApiError;
 
 pub struct Broker {
     pub config: Config,
@@ -84,9 +73,7 @@ impl Broker {
         if let Some(p) = self.logs.get(&tp) {
             return Ok(p);
         }
-        self.logs
-            .get_or_create(&tp, *topic.id.as_bytes(), topic.config.log.clone())
-            .map_err(|e| ApiError::new(crate::error::storage_error(&e), e.to_string()))
+        self.logs.get_or_create(&tp, *topic.id.as_bytes(), topic.config.log.clone()).map_err(ApiError::from)
     }
 
     /// Creates an internal compacted topic (`__consumer_offsets`, `__transaction_state`) on
@@ -159,16 +146,7 @@ impl Broker {
                 internal: false,
             }));
         }
-        let meta = self.metadata.create_topic(name, partitions, rf, configs, &self.broker_view(&dynamic)).map_err(
-            |e| match e {
-                MetadataError::TopicExists(_) => ApiError::new(ResponseError::TopicAlreadyExists, e.to_string()),
-                MetadataError::TopicCollision(..) | MetadataError::InvalidTopic(..) => {
-                    ApiError::new(ResponseError::InvalidTopicException, e.to_string())
-                }
-                MetadataError::UnknownTopic(_) => ApiError::new(ResponseError::UnknownTopicOrPartition, e.to_string()),
-                MetadataError::Io(_) => ApiError::new(ResponseError::KafkaStorageError, e.to_string()),
-            },
-        )?;
+        let meta = self.metadata.create_topic(name, partitions, rf, configs, &self.broker_view(&dynamic))?;
         // All or nothing: a topic whose logs cannot all be created is removed again, so the
         // client's error is the whole truth and nothing half-made remains.
         if let Err(e) = self.create_partition_logs(&meta, 0) {
@@ -269,10 +247,7 @@ impl Broker {
         }
         // Durable before the metadata goes; its data is deleted when this guard drops.
         let _remote_deletion = crate::remote_log::begin_topic_deletion(self, name)?;
-        let meta = self.metadata.delete_topic(name).map_err(|e| match e {
-            MetadataError::UnknownTopic(_) => ApiError::new(ResponseError::UnknownTopicOrPartition, e.to_string()),
-            _ => ApiError::new(ResponseError::KafkaStorageError, e.to_string()),
-        })?;
+        let meta = self.metadata.delete_topic(name)?;
         for p in 0..meta.partitions {
             let tp = TopicPartition { topic: name.to_string(), partition: p };
             if let Err(e) = self.logs.delete(&tp) {

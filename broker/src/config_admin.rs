@@ -16,7 +16,7 @@ use crate::authz::{AclOperation, Resource};
 use crate::broker::{ApiError, Broker};
 use crate::config::{broker_config_def, is_dynamic_broker_config, validate_value};
 use crate::context::RequestContext;
-use crate::metadata::{MetadataError, TopicMeta};
+use crate::metadata::TopicMeta;
 use crate::topic_config::{
     validate_effective, validate_topic_configs, BrokerLayers, BrokerView, ConfigSource, DynamicBrokerConfigs,
 };
@@ -43,14 +43,6 @@ pub fn authorize_config(
         Ok(())
     } else {
         Err(ApiError::new(code, "Authorization failed."))
-    }
-}
-
-fn metadata_error(e: MetadataError) -> ApiError {
-    match e {
-        MetadataError::UnknownTopic(_) => ApiError::new(ResponseError::UnknownTopicOrPartition, e.to_string()),
-        MetadataError::Io(_) => ApiError::new(ResponseError::KafkaStorageError, e.to_string()),
-        other => ApiError::new(ResponseError::InvalidRequest, other.to_string()),
     }
 }
 
@@ -139,7 +131,7 @@ impl Broker {
         if validate_only {
             return Ok(());
         }
-        let meta = self.metadata.set_topic_configs(name, configs, &view).map_err(metadata_error)?;
+        let meta = self.metadata.set_topic_configs(name, configs, &view)?;
         self.apply_topic_config(&meta);
         tracing::info!(topic = name, configs = ?meta.configs, "altered topic configs");
         Ok(())
@@ -217,10 +209,7 @@ impl Broker {
         if validate_only {
             return Ok(());
         }
-        let changed = self
-            .metadata
-            .set_broker_configs(resource_name, normalized.clone(), &self.config)
-            .map_err(metadata_error)?;
+        let changed = self.metadata.set_broker_configs(resource_name, normalized.clone(), &self.config)?;
         for meta in &changed {
             self.apply_topic_config(meta);
         }
@@ -288,7 +277,7 @@ impl Broker {
             return Ok(());
         }
         let old = meta.partitions;
-        let grown = self.metadata.set_partitions(name, count).map_err(metadata_error)?;
+        let grown = self.metadata.set_partitions(name, count)?;
         // All or nothing: if any new partition's log cannot be created, the new ones are removed
         // and the count goes back.
         if let Err(e) = self.create_partition_logs(&grown, old) {

@@ -1,11 +1,73 @@
 //! The one place where internal errors become Kafka error codes (Kafka's `Errors.java`).
 //!
 //! Codes are part of the protocol: clients decide whether to retry from them, so every internal
-//! error maps to the specific code Kafka sends, never a catch-all.
+//! error maps to the specific code Kafka sends, never a catch-all. Each layer's error type has one
+//! exhaustive mapping here ([`storage_error`], [`batch_error`], [`metadata_error`]); [`Error`]
+//! gathers them, and [`code`] is the mapping a handler applies to any of them.
 
 use kafka_protocol::ResponseError;
 use sluice_protocol::batch::BatchError;
 use sluice_storage::StorageError;
+
+use crate::metadata::MetadataError;
+
+/// A refusal decided by Kafka's rules: the code and the message the client sees.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    pub code: ResponseError,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(code: ResponseError, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+}
+
+/// Any failure of a request or of one partition of it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Batch(#[from] BatchError),
+    #[error(transparent)]
+    Metadata(#[from] MetadataError),
+}
+
+/// The Kafka error code of any failure.
+pub fn code(e: &Error) -> ResponseError {
+    match e {
+        Error::Api(e) => e.code,
+        Error::Storage(e) => storage_error(e),
+        Error::Batch(e) => batch_error(e),
+        Error::Metadata(e) => metadata_error(e),
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Api(e) => e,
+            other => ApiError::new(code(&other), other.to_string()),
+        }
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(e: StorageError) -> Self {
+        Error::from(e).into()
+    }
+}
+
+impl From<MetadataError> for ApiError {
+    fn from(e: MetadataError) -> Self {
+        Error::from(e).into()
+    }
+}
 
 /// The error code for a storage failure.
 pub fn storage_error(e: &StorageError) -> ResponseError {
@@ -34,7 +96,17 @@ pub fn batch_error(e: &BatchError) -> ResponseError {
     }
 }
 
+/// The error code for a metadata change that failed.
+pub fn metadata_error(e: &MetadataError) -> ResponseError {
+    match e {
+        MetadataError::TopicExists(_) => ResponseError::TopicAlreadyExists,
+        MetadataError::TopicCollision(..) | MetadataError::InvalidTopic(..) => ResponseError::InvalidTopicException,
+        MetadataError::UnknownTopic(_) => ResponseError::UnknownTopicOrPartition,
+        MetadataError::Io(_) => ResponseError::KafkaStorageError,
+    }
+}
+
 /// `Some(code)` for an error, `0` for success, as the wire wants it.
-pub fn code(e: Option<ResponseError>) -> i16 {
+pub fn wire_code(e: Option<ResponseError>) -> i16 {
     e.map(|e| e.code()).unwrap_or(0)
 }

@@ -41,7 +41,7 @@ pub async fn handle(
         .await;
     resp.error_code = match outcome {
         Err(e) => e.code(),
-        Ok(codes) => crate::error::code(codes.into_iter().next().flatten()),
+        Ok(codes) => crate::error::wire_code(codes.into_iter().next().flatten()),
     };
     resp
 }

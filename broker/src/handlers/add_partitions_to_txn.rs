@@ -29,7 +29,7 @@ fn topic_results(
         };
         let mut pr = AddPartitionsToTxnPartitionResult::default();
         pr.partition_index = *partition;
-        pr.partition_error_code = crate::error::code(code);
+        pr.partition_error_code = crate::error::wire_code(code);
         if out.last().is_none_or(|t| t.name.0.as_str() != topic) {
             let mut tr = AddPartitionsToTxnTopicResult::default();
             tr.name = TopicName(StrBytes::from_string(topic.clone()));

@@ -23,6 +23,6 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: EndTxnReque
         .txns
         .end_txn(broker, &req.transactional_id.0, req.producer_id.0, req.producer_epoch, req.committed, fenced)
         .await;
-    resp.error_code = crate::error::code(outcome.err());
+    resp.error_code = crate::error::wire_code(outcome.err());
     resp
 }

@@ -310,7 +310,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: FetchReques
         sent.push((key.clone(), read.high_watermark, read.last_stable_offset, read.log_start_offset));
         let mut pd = PartitionData::default();
         pd.partition_index = key.partition;
-        pd.error_code = crate::error::code(read.error);
+        pd.error_code = crate::error::wire_code(read.error);
         pd.high_watermark = read.high_watermark;
         pd.last_stable_offset = read.last_stable_offset;
         pd.log_start_offset = read.log_start_offset;

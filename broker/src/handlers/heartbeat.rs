@@ -15,7 +15,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: HeartbeatRe
         resp.error_code = kafka_protocol::ResponseError::GroupAuthorizationFailed.code();
         return resp;
     }
-    resp.error_code = crate::error::code(broker.groups.heartbeat(
+    resp.error_code = crate::error::wire_code(broker.groups.heartbeat(
         &req.group_id.0,
         req.generation_id,
         &req.member_id,

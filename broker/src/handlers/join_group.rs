@@ -44,7 +44,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: JoinGroupRe
     };
     let r = broker.groups.join(broker, args).await;
     let mut resp = JoinGroupResponse::default();
-    resp.error_code = crate::error::code(r.error);
+    resp.error_code = crate::error::wire_code(r.error);
     resp.generation_id = r.generation;
     if ctx.api_version >= 7 {
         resp.protocol_type = r.protocol_type.map(StrBytes::from_string);

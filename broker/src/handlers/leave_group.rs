@@ -27,7 +27,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: LeaveGroupR
     }
     match broker.groups.leave(broker, &req.group_id.0, &members) {
         Err(e) => resp.error_code = e.code(),
-        Ok(errors) if !batched => resp.error_code = crate::error::code(errors.into_iter().next().flatten()),
+        Ok(errors) if !batched => resp.error_code = crate::error::wire_code(errors.into_iter().next().flatten()),
         Ok(errors) => {
             resp.members = req
                 .members
@@ -37,7 +37,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: LeaveGroupR
                     let mut r = MemberResponse::default();
                     r.member_id = m.member_id.clone();
                     r.group_instance_id = m.group_instance_id.clone();
-                    r.error_code = crate::error::code(e);
+                    r.error_code = crate::error::wire_code(e);
                     r
                 })
                 .collect();

@@ -74,7 +74,7 @@ pub fn partition_codes(
     move || {
         let code = match result {
             Err(e) => e.code(),
-            Ok(errors) => crate::error::code(errors.get(i).copied().flatten()),
+            Ok(errors) => crate::error::wire_code(errors.get(i).copied().flatten()),
         };
         i += 1;
         code

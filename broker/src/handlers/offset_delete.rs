@@ -37,7 +37,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: OffsetDelet
                     let mut pr = OffsetDeleteResponsePartition::default();
                     pr.partition_index = p.partition_index;
                     pr.error_code = if readable {
-                        crate::error::code(errors.next().flatten())
+                        crate::error::wire_code(errors.next().flatten())
                     } else {
                         kafka_protocol::ResponseError::TopicAuthorizationFailed.code()
                     };

@@ -32,7 +32,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: SyncGroupRe
         )
         .await;
     let mut resp = SyncGroupResponse::default();
-    resp.error_code = crate::error::code(r.error);
+    resp.error_code = crate::error::wire_code(r.error);
     if ctx.api_version >= 5 {
         resp.protocol_type = r.protocol_type.map(StrBytes::from_string);
         resp.protocol_name = r.protocol.map(StrBytes::from_string);

@@ -4,6 +4,7 @@
 //! (`handlers/`), cluster metadata, configuration, produce-time validation and the mapping of
 //! internal errors to Kafka error codes (`error`).
 
+pub mod apis;
 pub mod authz;
 pub mod broker;
 pub mod config;

@@ -347,7 +347,7 @@ impl RequestMetrics {
             by_key: (0..API_SLOTS).map(|_| OnceLock::new()).collect(),
         };
         // The APIs Sluice serves get their series up front, so a dashboard shows zeros.
-        for (key, _, _) in crate::handlers::SUPPORTED_APIS {
+        for (key, _, _) in crate::apis::SUPPORTED_APIS {
             m.api(*key).error_slot(0);
         }
         m

@@ -56,8 +56,7 @@ use crate::manager::LogManager;
 use crate::segment::{io_err, BatchScanner, LogSegment, Scanned, SegmentView};
 use crate::{CleanerConfig, CleanerStats, LogConfig, Result, StorageError, TopicPartition};
 
-/// Bytes per offset map entry, as Kafka counts them (16-byte hash + 8-byte offset).
-const OFFSET_MAP_ENTRY_BYTES: u64 = 24;
+use crate::limits::OFFSET_MAP_ENTRY_BYTES;
 /// Kafka's `log.cleaner.io.buffer.load.factor`.
 const OFFSET_MAP_LOAD_FACTOR: f64 = 0.9;
 
@@ -480,11 +479,12 @@ impl Partition {
         for view in views {
             let mut pos = 0;
             while pos < view.end {
-                let Ok(h) = view.header_at(pos) else { break };
-                if h.producer_id >= 0 {
-                    last.insert(h.producer_id, h.base_offset);
+                let Ok(buf) = view.header_at(pos) else { break };
+                let h = buf.header();
+                if h.producer_id() >= 0 {
+                    last.insert(h.producer_id(), h.base_offset());
                 }
-                pos += h.size();
+                pos += h.size_in_bytes();
             }
         }
         last
@@ -518,7 +518,7 @@ fn cleanable_of(snap: &Snapshot, now: i64) -> Cleanable {
         } else if s.base < snap.first_uncleanable {
             dirty_bytes += s.size;
             if oldest_dirty_first_batch_ts.is_none() && s.size > 0 {
-                oldest_dirty_first_batch_ts = s.view.header_at(0).ok().map(|h| h.max_timestamp);
+                oldest_dirty_first_batch_ts = s.view.header_at(0).ok().map(|h| h.header().max_timestamp());
             }
         }
     }

@@ -4,8 +4,8 @@
 //! into modules and re-exported here):
 //! - [`layout`]: file and directory names, Kafka's topic-id encoding;
 //! - [`checkpoint`]: offset checkpoint files, `partition.metadata`, crash-safe small writes;
-//! - `header`: batch header parsing for scans;
 //! - [`index`]: offset and time indexes;
+//! - [`limits`]: the fixed limits and entry sizes, their relationships asserted at compile time;
 //! - [`io`]: the fsyncs of all storage I/O, and the power-loss simulation built on them;
 //! - `segment`: one segment's files, bookkeeping and lock-free reads;
 //! - `log`: [`Partition`], one partition's log (append, read, flush, HW);
@@ -25,10 +25,10 @@ use thiserror::Error;
 
 pub mod checkpoint;
 mod cleaner;
-mod header;
 pub mod index;
 pub mod io;
 pub mod layout;
+pub mod limits;
 mod log;
 mod manager;
 pub mod producer_state;

@@ -28,7 +28,6 @@ use bytes::{Bytes, BytesMut};
 use sluice_protocol::batch::RecordBatch;
 use tokio::sync::watch;
 
-use crate::header::HEADER_SIZE;
 use crate::manager::LogDir;
 use crate::producer_state::{self, BatchMetadata, ProducerEntry, ProducerStateManager, SequenceCheck, SequenceError};
 use crate::remote::{SegmentFiles, UploadCandidate};
@@ -39,6 +38,7 @@ use crate::{
     AppendInfo, LogConfig, LogOffsets, PartitionDirInfo, ReadResult, Result, RetentionStats, StorageError,
     TimestampOffset, TopicPartition,
 };
+use sluice_protocol::batch_header::BATCH_HEADER_BYTES as HEADER_SIZE;
 
 /// A COMMIT/ABORT control batch (Kafka's `EndTransactionMarker`): one record whose key is
 /// `[i16 version 0][i16 type]` (0 abort, 1 commit) and value `[i16 version 0][i32 coordinator epoch]`.
@@ -74,8 +74,7 @@ pub fn marker_batch(
     RecordBatch::new(bytes).map_err(|e| corrupt(e.to_string()))
 }
 
-/// Kafka's segment files use int positions.
-const MAX_SEGMENT_BYTES: u64 = i32::MAX as u64;
+use crate::limits::SEGMENT_BYTES_MAX as MAX_SEGMENT_BYTES;
 
 /// Mutable log state, guarded by [`Partition`]'s mutex.
 pub(crate) struct LogState {

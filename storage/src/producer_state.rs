@@ -34,17 +34,14 @@ use std::path::{Path, PathBuf};
 use sluice_protocol::batch::RecordBatch;
 
 use crate::txn_index::AbortedTxn;
+use crate::StorageError;
 
-/// Kafka keeps the metadata of this many batches per producer for duplicate detection (and
-/// clients keep at most this many requests in flight with idempotence).
-pub const MAX_BATCHES_PER_PRODUCER: usize = 5;
+pub use crate::limits::BATCHES_PER_PRODUCER_MAX as MAX_BATCHES_PER_PRODUCER;
 /// Suffix of producer state snapshot files.
 pub const SNAPSHOT_SUFFIX: &str = ".snapshot";
-/// Snapshot files kept after a new one is written.
-const SNAPSHOTS_KEPT: usize = 2;
+use crate::limits::PRODUCER_SNAPSHOTS_KEPT as SNAPSHOTS_KEPT;
 const SNAPSHOT_VERSION: i16 = 1;
-/// Bytes of one snapshot entry (Kafka's `ProducerSnapshotEntryV1`).
-const ENTRY_SIZE: usize = 8 + 2 + 4 + 8 + 4 + 8 + 4 + 8;
+use crate::limits::PRODUCER_SNAPSHOT_ENTRY_SIZE as ENTRY_SIZE;
 /// Kafka's "no epoch" and "no sequence".
 const NO_PRODUCER_EPOCH: i16 = -1;
 
@@ -473,24 +470,31 @@ impl ProducerStateManager {
         out
     }
 
-    /// Decodes a snapshot; `Err` with the reason when it is torn, corrupt or of another version.
-    pub fn decode_snapshot(b: &[u8]) -> Result<Self, String> {
+    /// Decodes a snapshot; `Err(StorageError::Corrupt)` when it is torn, corrupt or of another
+    /// version. The bytes come from memory, so the error names no file (its path is empty): the
+    /// caller that read them knows which one.
+    pub fn decode_snapshot(b: &[u8]) -> Result<Self, StorageError> {
+        let corrupt = |position: usize, reason: String| StorageError::Corrupt {
+            path: std::path::PathBuf::new(),
+            position: position as u64,
+            reason,
+        };
         if b.len() < 10 {
-            return Err(format!("snapshot of {} bytes is too short", b.len()));
+            return Err(corrupt(0, format!("snapshot of {} bytes is too short", b.len())));
         }
         let version = i16::from_be_bytes([b[0], b[1]]);
         if version != SNAPSHOT_VERSION {
-            return Err(format!("unsupported snapshot version {version}"));
+            return Err(corrupt(0, format!("unsupported snapshot version {version}")));
         }
         let crc = u32::from_be_bytes([b[2], b[3], b[4], b[5]]);
         let body = &b[6..];
         if crc32c::crc32c(body) != crc {
-            return Err("snapshot checksum mismatch".into());
+            return Err(corrupt(2, "snapshot checksum mismatch".into()));
         }
         let count = i32::from_be_bytes([body[0], body[1], body[2], body[3]]);
         let entries = &body[4..];
         if count < 0 || entries.len() != count as usize * ENTRY_SIZE {
-            return Err(format!("snapshot entry count {count} does not match its {} bytes", entries.len()));
+            return Err(corrupt(6, format!("snapshot entry count {count} does not match its {} bytes", entries.len())));
         }
         let mut producers = HashMap::with_capacity(count as usize);
         let mut ongoing = BTreeMap::new();
@@ -607,8 +611,8 @@ pub fn load_latest_snapshot(
                 found = Some((off, state));
                 break;
             }
-            Err(reason) => {
-                tracing::warn!(file = %path.display(), %reason, "deleting unreadable producer snapshot");
+            Err(error) => {
+                tracing::warn!(file = %path.display(), %error, "deleting unreadable producer snapshot");
                 fs::remove_file(&path)?;
                 deleted = true;
             }

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use crate::layout;
 
 pub const TXN_INDEX_SUFFIX: &str = ".txnindex";
-const ENTRY_SIZE: usize = 34;
+use crate::limits::TXN_ENTRY_SIZE as ENTRY_SIZE;
 
 /// One aborted transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -32,6 +32,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use sluice_protocol::batch::RecordBatch;
+use sluice_protocol::types::{Offset, ProducerEpoch, ProducerId, Sequence};
 
 use crate::txn_index::AbortedTxn;
 use crate::StorageError;
@@ -134,13 +135,35 @@ fn in_sequence(last_seq: i32, next_seq: i32) -> bool {
     next_seq == last_seq.wrapping_add(1) || (next_seq == 0 && last_seq == i32::MAX)
 }
 
+/// The idempotence fields of one batch, typed so that an epoch is never taken for a sequence or
+/// a producer id for an offset on the way into the producer state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerBatch {
+    pub producer_id: ProducerId,
+    pub producer_epoch: ProducerEpoch,
+    pub first_sequence: Sequence,
+    pub last_sequence: Sequence,
+}
+
+/// The offsets one batch was written at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OffsetRange {
+    pub first: Offset,
+    pub last: Offset,
+}
+
 /// The idempotence fields of a batch, `None` for batches without a producer id or control batches.
-pub fn batch_producer_fields(b: &RecordBatch) -> Option<(i64, i16, i32, i32)> {
+pub fn batch_producer_fields(b: &RecordBatch) -> Option<ProducerBatch> {
     if b.producer_id() < 0 || b.is_control() {
         return None;
     }
     let first = b.base_sequence();
-    Some((b.producer_id(), b.producer_epoch(), first, increment_sequence(first, b.last_offset_delta())))
+    Some(ProducerBatch {
+        producer_id: ProducerId::new(b.producer_id()),
+        producer_epoch: ProducerEpoch::new(b.producer_epoch()),
+        first_sequence: Sequence::new(first),
+        last_sequence: Sequence::new(increment_sequence(first, b.last_offset_delta())),
+    })
 }
 
 /// What a control batch says: the transaction committed (`true`) or aborted.
@@ -205,18 +228,20 @@ impl ProducerStateManager {
         first_seq: i32,
         last_seq: i32,
     ) -> Result<SequenceCheck, SequenceError> {
-        self.check_batch(producer_id, epoch, first_seq, last_seq, false)
+        let batch = ProducerBatch {
+            producer_id: ProducerId::new(producer_id),
+            producer_epoch: ProducerEpoch::new(epoch),
+            first_sequence: Sequence::new(first_seq),
+            last_sequence: Sequence::new(last_seq),
+        };
+        self.check_batch(batch, false)
     }
 
     /// [`Self::check`] for a batch that is transactional or not.
-    pub fn check_batch(
-        &self,
-        producer_id: i64,
-        epoch: i16,
-        first_seq: i32,
-        last_seq: i32,
-        transactional: bool,
-    ) -> Result<SequenceCheck, SequenceError> {
+    pub fn check_batch(&self, batch: ProducerBatch, transactional: bool) -> Result<SequenceCheck, SequenceError> {
+        let producer_id = batch.producer_id.get();
+        let epoch = batch.producer_epoch.get();
+        let (first_seq, last_seq) = (batch.first_sequence.get(), batch.last_sequence.get());
         let Some(entry) = self.producers.get(&producer_id) else {
             return Ok(SequenceCheck::Append);
         };
@@ -248,7 +273,19 @@ impl ProducerStateManager {
         }
     }
 
-    /// Records a batch written at `[first_offset, last_offset]` (appends, and log replay at load).
+    /// Records a batch written at `offsets` (appends, and log replay at load).
+    pub fn record_batch(&mut self, batch: ProducerBatch, offsets: OffsetRange, timestamp: i64) {
+        self.update(
+            batch.producer_id.get(),
+            batch.producer_epoch.get(),
+            batch.first_sequence.get(),
+            batch.last_sequence.get(),
+            (offsets.first.get(), offsets.last.get()),
+            timestamp,
+        );
+    }
+
+    /// [`Self::record_batch`] in raw integers: a batch written at `[first_offset, last_offset]`.
     pub fn update(
         &mut self,
         producer_id: i64,
@@ -419,10 +456,11 @@ impl ProducerStateManager {
             self.begin_unsequenced(b.producer_id(), b.producer_epoch(), b.base_offset(), b.max_timestamp());
             return None;
         }
-        if let Some((pid, epoch, first, last)) = batch_producer_fields(b) {
-            self.update(pid, epoch, first, last, (b.base_offset(), b.last_offset()), b.max_timestamp());
+        if let Some(batch) = batch_producer_fields(b) {
+            let offsets = OffsetRange { first: Offset::new(b.base_offset()), last: Offset::new(b.last_offset()) };
+            self.record_batch(batch, offsets, b.max_timestamp());
             if b.is_transactional() {
-                self.begin_txn(pid, b.base_offset());
+                self.begin_txn(batch.producer_id.get(), b.base_offset());
             }
         }
         None

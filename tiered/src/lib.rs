@@ -4,8 +4,9 @@
 //!   backend, and [`open_url`] for `s3://bucket/prefix` (standard `AWS_*` variables),
 //!   `file:///path` and `memory://`;
 //! - [`retry`]: [`RetryTier`], a decorator retrying failed calls with exponential backoff;
-//! - [`manager`]: [`RemoteLogManager`], the entry point: per-partition remote metadata, loaded
-//!   once and cleaned of what a crash left;
+//! - [`manager`]: [`RemoteLogManager`], the entry point: per-partition remote state, loaded once
+//!   and cleaned of what a crash left;
+//! - [`metadata`]: [`RemoteLogMetadataFile`], the durable remote segment list of a partition;
 //! - [`upload`]: copying rolled segments with durable metadata commits;
 //! - [`retention`]: remote retention and DeleteRecords;
 //! - [`remote_read`]: Fetch and ListOffsets below the local log start, CRC-checked, with the
@@ -21,6 +22,7 @@
 pub mod error;
 pub mod limits;
 pub mod manager;
+pub mod metadata;
 pub mod pending_deletions;
 pub mod remote_read;
 pub mod retention;
@@ -30,6 +32,7 @@ pub mod upload;
 
 pub use error::TieredError;
 pub use manager::{RemoteLogManager, RemoteLogManagerConfig, SyncStats};
+pub use metadata::{may_be_tiered, RemoteLogMetadataFile, REMOTE_LOG_METADATA_FILE};
 pub use pending_deletions::{PendingTopicDeletion, PENDING_DELETIONS_FILE};
 pub use retry::RetryTier;
 pub use sluice_storage::remote::RemoteTier;

@@ -22,11 +22,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use sluice_storage::layout::encode_topic_id;
-use sluice_storage::remote::{RemoteLogMetadataFile, RemoteLogSegmentMetadata, RemoteSegmentState, RemoteTier};
+use sluice_storage::remote::{RemoteLogSegmentMetadata, RemoteSegmentState, RemoteTier};
 use sluice_storage::{Partition, TimestampOffset, TopicPartition};
 
 use crate::error::{Result, TieredError};
 use crate::limits::INDEX_CACHE_BYTES_DEFAULT;
+use crate::metadata::RemoteLogMetadataFile;
 use crate::pending_deletions::{PendingDeletions, PendingTopicDeletion};
 use crate::remote_read::RemoteLogReader;
 use crate::upload::UploadCrashPoint;

@@ -16,11 +16,14 @@ use bytes::Bytes;
 use sluice_protocol::batch::{BatchIter, RecordBatch};
 use sluice_protocol::records::{BatchBuilder, Record};
 use sluice_storage::remote::{
-    BoxFuture, RemoteFileKind, RemoteListing, RemoteLogMetadataFile, RemoteLogSegmentMetadata, RemoteSegmentState,
-    RemoteStorageError, RemoteTier, SegmentFiles,
+    BoxFuture, RemoteFileKind, RemoteListing, RemoteLogSegmentMetadata, RemoteSegmentState, RemoteStorageError,
+    RemoteTier, SegmentFiles,
 };
 use sluice_storage::{LogConfig, LogManager, LogManagerConfig, Partition, TopicPartition};
-use sluice_tiered::{open_url, ObjectStoreTier, RemoteLogManager, RetryTier, UploadCrashPoint, PENDING_DELETIONS_FILE};
+use sluice_tiered::{
+    open_url, ObjectStoreTier, RemoteLogManager, RemoteLogMetadataFile, RetryTier, UploadCrashPoint,
+    PENDING_DELETIONS_FILE,
+};
 
 const TOPIC_ID: [u8; 16] = [7; 16];
 const RECORDS: i64 = 400;

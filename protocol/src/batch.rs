@@ -302,6 +302,20 @@ impl RecordBatch {
         RecordBatch { bytes: out.freeze() }
     }
 
+    /// A copy with `attributes` OR-ed into the attributes and, when given, the last offset delta
+    /// replaced, CRC recomputed (both fields lie inside the CRC). The cleaner uses it to record a
+    /// delete horizon and to keep an emptied batch's offset range.
+    pub fn with_header_fields(&self, attributes: i16, last_offset_delta: Option<i32>) -> RecordBatch {
+        let mut out = BytesMut::from(&self.bytes[..]);
+        put_at(&mut out, ATTRIBUTES_OFFSET, &(self.attributes() | attributes).to_be_bytes());
+        if let Some(delta) = last_offset_delta {
+            put_at(&mut out, LAST_OFFSET_DELTA_OFFSET, &delta.to_be_bytes());
+        }
+        let crc = crc32c::crc32c(out.get(CRC_START..).unwrap_or_default());
+        put_at(&mut out, CRC_OFFSET, &crc.to_be_bytes());
+        RecordBatch { bytes: out.freeze() }
+    }
+
     /// The records section exactly as stored (compressed if the batch is).
     pub fn records_section(&self) -> Bytes {
         self.bytes.slice(RECORD_BATCH_OVERHEAD..)

@@ -46,10 +46,9 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::IoSlice;
 use std::path::Path;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use sluice_protocol::batch::{
-    BatchError, RecordBatch, TimestampType, ATTRIBUTES_OFFSET, ATTR_DELETE_HORIZON, CRC_OFFSET,
-    DECOMPRESSED_BATCH_BYTES_MAX, LAST_OFFSET_DELTA_OFFSET,
+    BatchError, RecordBatch, TimestampType, ATTR_DELETE_HORIZON, DECOMPRESSED_BATCH_BYTES_MAX,
 };
 use sluice_protocol::records::{BatchBuilder, Record};
 
@@ -652,18 +651,7 @@ fn patch_header(
     attributes: i16,
     last_offset_delta: Option<i32>,
 ) -> std::result::Result<Bytes, BatchError> {
-    let mut buf = BytesMut::from(&bytes[..]);
-    let attr_bytes: [u8; 2] = [buf[ATTRIBUTES_OFFSET], buf[ATTRIBUTES_OFFSET + 1]];
-    let attrs = i16::from_be_bytes(attr_bytes) | attributes;
-    buf[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attrs.to_be_bytes());
-    if let Some(d) = last_offset_delta {
-        buf[LAST_OFFSET_DELTA_OFFSET..LAST_OFFSET_DELTA_OFFSET + 4].copy_from_slice(&d.to_be_bytes());
-    }
-    let batch = RecordBatch::new(buf.freeze())?;
-    let crc = batch.compute_crc();
-    let mut buf = BytesMut::from(&batch.as_bytes()[..]);
-    buf[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
-    Ok(buf.freeze())
+    Ok(RecordBatch::new(bytes)?.with_header_fields(attributes, last_offset_delta).into_bytes())
 }
 
 #[cfg(test)]

@@ -1203,10 +1203,14 @@ impl Partition {
         self.lock().cleaner_checkpoint
     }
 
-    /// What the per-dir checkpoints record for this partition: (recovery point, log start, HW).
-    pub(crate) fn checkpoint_offsets(&self) -> (i64, i64, i64) {
+    /// What the per-dir checkpoints record for this partition.
+    pub(crate) fn checkpoint_offsets(&self) -> CheckpointOffsets {
         let st = self.lock();
-        (st.recovery_point, st.log_start_offset, st.high_watermark)
+        CheckpointOffsets {
+            recovery_point: st.recovery_point,
+            log_start_offset: st.log_start_offset,
+            high_watermark: st.high_watermark,
+        }
     }
 
     pub(crate) fn is_deleted(&self) -> bool {
@@ -1355,6 +1359,14 @@ impl Partition {
         self.log_dir().schedule_delete(old_paths, now.saturating_add(delay));
         Ok(GroupOutcome::Swapped(new_size))
     }
+}
+
+/// The offsets of one partition that the per-dir checkpoint files record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CheckpointOffsets {
+    pub(crate) recovery_point: i64,
+    pub(crate) log_start_offset: i64,
+    pub(crate) high_watermark: i64,
 }
 
 /// What the cleaner reads of a log under its lock ([`Partition::cleaner_view`]).

@@ -356,7 +356,8 @@ impl LogManager {
             let mut high_watermarks = BTreeMap::new();
             let mut cleaner_offsets = BTreeMap::new();
             for p in partitions.iter().filter(|p| Arc::ptr_eq(p.log_dir(), dir) && !p.is_deleted()) {
-                let (rp, lso, hw) = p.checkpoint_offsets();
+                let offsets = p.checkpoint_offsets();
+                let (rp, lso, hw) = (offsets.recovery_point, offsets.log_start_offset, offsets.high_watermark);
                 let tp = p.topic_partition().clone();
                 if let Some(c) = p.cleaner_checkpoint() {
                     cleaner_offsets.insert(tp.clone(), c);

@@ -54,11 +54,11 @@ use sluice_protocol::records::{BatchBuilder, Record};
 
 use crate::checkpoint::fsync_dir;
 use crate::layout::{self, CLEANED_SUFFIX, SWAP_SUFFIX};
+use crate::limits::OFFSET_MAP_ENTRY_BYTES;
 use crate::log::Partition;
 use crate::segment::{io_err, BatchScanner, LogSegment, Scanned, SegmentView};
 use crate::{CleanerConfig, CleanerStats, LogConfig, Result, StorageError};
 
-use crate::limits::OFFSET_MAP_ENTRY_BYTES;
 /// Kafka's `log.cleaner.io.buffer.load.factor`.
 const OFFSET_MAP_LOAD_FACTOR: f64 = 0.9;
 

@@ -10,7 +10,8 @@
 //! - `segment`: one segment's files, bookkeeping and lock-free reads;
 //! - `log`: [`Partition`], one partition's log (append, read, flush, HW);
 //! - `recovery`: loading and recovering a partition dir at startup;
-//! - [`remote`]: the remote tier trait (KIP-405), remote segment metadata and its durable file;
+//! - [`remote`]: the remote tier trait (KIP-405), remote segment metadata and the upload
+//!   candidates the log hands to it (the tier itself is `sluice-tiered`);
 //! - `manager`: [`LogManager`], all logs across `log.dirs`, offline dirs, checkpoints.
 //!
 //! On disk everything is laid out exactly as Apache Kafka lays it out, so Kafka's tools

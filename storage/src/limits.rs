@@ -24,6 +24,10 @@ pub const BATCHES_PER_PRODUCER_MAX: usize = 5;
 /// Producer snapshot files kept after a new one is written.
 pub const PRODUCER_SNAPSHOTS_KEPT: usize = 2;
 
+/// The most a control batch's records may decompress to when its marker is read: a control
+/// record is a few bytes (version, type, coordinator epoch), so anything larger is not one.
+pub const CONTROL_RECORDS_BYTES_MAX: usize = 1 << 16;
+
 /// Read size of sequential scans (recovery, index rebuilds).
 pub const SCAN_CHUNK_BYTES: usize = 1 << 20;
 
@@ -38,4 +42,6 @@ const _: () = assert!(RECORD_BATCH_OVERHEAD as u64 <= SEGMENT_BYTES_MAX);
 const _: () = assert!(RECORD_BATCH_OVERHEAD <= SCAN_CHUNK_BYTES);
 const _: () = assert!(OFFSET_ENTRY_SIZE == 4 + 4 && TIME_ENTRY_SIZE == 8 + 4 && TXN_ENTRY_SIZE == 34);
 const _: () = assert!(PRODUCER_SNAPSHOTS_KEPT >= 1);
+// A control batch is a batch: its bound never exceeds the one every batch has.
+const _: () = assert!(CONTROL_RECORDS_BYTES_MAX <= sluice_protocol::limits::DECOMPRESSED_BATCH_BYTES_MAX);
 const _: () = assert!(BATCHES_PER_PRODUCER_MAX >= 1);

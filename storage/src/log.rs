@@ -26,11 +26,14 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 
 use bytes::{Bytes, BytesMut};
 use sluice_protocol::batch::RecordBatch;
+use sluice_protocol::batch_header::BATCH_HEADER_BYTES as HEADER_SIZE;
+use sluice_protocol::types::Offset;
 use tokio::sync::watch;
 
 use crate::checkpoint::fsync_dir;
 use crate::cleaner::{self, CleanCrashPoint, Cleanable, GroupOutcome};
 use crate::layout::DELETED_SUFFIX;
+use crate::limits::SEGMENT_BYTES_MAX as MAX_SEGMENT_BYTES;
 use crate::manager::LogDir;
 use crate::producer_state::{
     self, BatchMetadata, OffsetRange, ProducerEntry, ProducerStateManager, SequenceCheck, SequenceError,
@@ -43,8 +46,6 @@ use crate::{
     AppendInfo, CleanerStats, LogConfig, LogOffsets, PartitionDirInfo, ReadResult, Result, RetentionStats,
     StorageError, TimestampOffset, TopicPartition,
 };
-use sluice_protocol::batch_header::BATCH_HEADER_BYTES as HEADER_SIZE;
-use sluice_protocol::types::Offset;
 
 /// A COMMIT/ABORT control batch (Kafka's `EndTransactionMarker`): one record whose key is
 /// `[i16 version 0][i16 type]` (0 abort, 1 commit) and value `[i16 version 0][i32 coordinator epoch]`.
@@ -79,8 +80,6 @@ pub fn marker_batch(
     let bytes = builder.build().map_err(|e| corrupt(e.to_string()))?;
     RecordBatch::new(bytes).map_err(|e| corrupt(e.to_string()))
 }
-
-use crate::limits::SEGMENT_BYTES_MAX as MAX_SEGMENT_BYTES;
 
 /// Mutable log state, guarded by [`Partition`]'s mutex.
 pub(crate) struct LogState {

@@ -34,15 +34,16 @@ use std::path::{Path, PathBuf};
 use sluice_protocol::batch::RecordBatch;
 use sluice_protocol::types::{Offset, ProducerEpoch, ProducerId, Sequence};
 
+use crate::limits::{
+    CONTROL_RECORDS_BYTES_MAX, PRODUCER_SNAPSHOTS_KEPT as SNAPSHOTS_KEPT, PRODUCER_SNAPSHOT_ENTRY_SIZE as ENTRY_SIZE,
+};
 use crate::txn_index::AbortedTxn;
 use crate::StorageError;
 
 pub use crate::limits::BATCHES_PER_PRODUCER_MAX as MAX_BATCHES_PER_PRODUCER;
 /// Suffix of producer state snapshot files.
 pub const SNAPSHOT_SUFFIX: &str = ".snapshot";
-use crate::limits::PRODUCER_SNAPSHOTS_KEPT as SNAPSHOTS_KEPT;
 const SNAPSHOT_VERSION: i16 = 1;
-use crate::limits::PRODUCER_SNAPSHOT_ENTRY_SIZE as ENTRY_SIZE;
 /// Kafka's "no epoch" and "no sequence".
 const NO_PRODUCER_EPOCH: i16 = -1;
 
@@ -171,7 +172,7 @@ pub fn control_commit(b: &RecordBatch) -> Option<bool> {
     if !b.is_control() {
         return None;
     }
-    let records = b.records(1 << 16).ok()?;
+    let records = b.records(CONTROL_RECORDS_BYTES_MAX).ok()?;
     let key = records.first()?.key.as_ref()?;
     // Key: i16 version, i16 type (0 = ABORT, 1 = COMMIT).
     if key.len() < 4 {
@@ -186,7 +187,7 @@ pub fn control_commit(b: &RecordBatch) -> Option<bool> {
 
 /// The coordinator epoch a control batch carries (value: i16 version, i32 coordinator epoch).
 pub fn control_coordinator_epoch(b: &RecordBatch) -> i32 {
-    b.records(1 << 16)
+    b.records(CONTROL_RECORDS_BYTES_MAX)
         .ok()
         .and_then(|r| r.into_iter().next())
         .and_then(|r| r.value)

@@ -26,9 +26,8 @@ use sluice_protocol::limits::DECOMPRESSED_BATCH_BYTES_MAX;
 
 use crate::index::{OffsetIndex, TimeIndex};
 use crate::layout;
-use crate::{LogConfig, StorageError, TimestampOffset};
-
 use crate::limits::SCAN_CHUNK_BYTES as SCAN_CHUNK;
+use crate::{LogConfig, StorageError, TimestampOffset};
 
 pub fn io_err(path: &Path, source: io::Error) -> StorageError {
     StorageError::Io { path: path.to_path_buf(), source }

@@ -47,11 +47,12 @@ enum CachedIndex {
 }
 
 impl CachedIndex {
-    /// Bytes the entry holds in memory: what the cache bound counts.
+    /// Bytes the entry holds in memory (its allocation, not just the entries in use): what the
+    /// cache bound counts.
     fn bytes(&self) -> u64 {
         let bytes = match self {
-            CachedIndex::Offset(e) => e.len() * std::mem::size_of::<OffsetPosition>(),
-            CachedIndex::Time(e) => e.len() * std::mem::size_of::<TimeIndexEntry>(),
+            CachedIndex::Offset(e) => e.capacity() * std::mem::size_of::<OffsetPosition>(),
+            CachedIndex::Time(e) => e.capacity() * std::mem::size_of::<TimeIndexEntry>(),
         };
         bytes as u64
     }
@@ -357,7 +358,9 @@ mod tests {
     use super::*;
 
     fn offsets(n: usize) -> CachedIndex {
-        CachedIndex::Offset(Arc::new(vec![OffsetPosition { offset: 0, position: 0 }; n]))
+        let mut entries = Vec::with_capacity(n);
+        entries.resize(n, OffsetPosition { offset: 0, position: 0 });
+        CachedIndex::Offset(Arc::new(entries))
     }
 
     fn key(id: &str) -> CacheKey {

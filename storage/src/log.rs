@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use bytes::{Bytes, BytesMut};
 use sluice_protocol::batch::RecordBatch;
 use sluice_protocol::batch_header::BATCH_HEADER_BYTES as HEADER_SIZE;
-use sluice_protocol::types::Offset;
+use sluice_protocol::types::{Offset, ProducerEpoch, ProducerId};
 use tokio::sync::watch;
 
 use crate::checkpoint::fsync_dir;
@@ -287,7 +287,12 @@ impl LogState {
                             now,
                         ));
                     }
-                    None => self.producer_state.begin_unsequenced(pid, b.producer_epoch(), base, now),
+                    None => self.producer_state.begin_unsequenced(
+                        ProducerId::new(pid),
+                        ProducerEpoch::new(b.producer_epoch()),
+                        Offset::new(base),
+                        now,
+                    ),
                 }
                 continue;
             }
@@ -303,7 +308,7 @@ impl LogState {
                     // Wall time, not the batch's (possibly old) create time: expiry counts idleness.
                     self.producer_state.record_batch(fields, offsets, now.max(b.max_timestamp()));
                     if b.is_transactional() {
-                        self.producer_state.begin_txn(pid, base);
+                        self.producer_state.begin_txn(fields.producer_id, Offset::new(base));
                     }
                 }
                 Ok(SequenceCheck::Duplicate(m)) => {

@@ -201,7 +201,7 @@ pub fn control_coordinator_epoch(b: &RecordBatch) -> i32 {
 pub struct ProducerStateManager {
     producers: HashMap<i64, ProducerEntry>,
     /// Open transactions by first offset -> producer id.
-    ongoing: BTreeMap<i64, i64>,
+    ongoing: BTreeMap<Offset, ProducerId>,
 }
 
 impl ProducerStateManager {
@@ -319,9 +319,9 @@ impl ProducerStateManager {
 
     /// Puts back an entry saved before a refused multi-batch append changed it.
     pub fn restore(&mut self, producer_id: i64, entry: Option<ProducerEntry>) {
-        self.ongoing.retain(|_, pid| *pid != producer_id);
+        self.ongoing.retain(|_, pid| pid.get() != producer_id);
         if let Some(first) = entry.as_ref().and_then(|e| e.current_txn_first_offset) {
-            self.ongoing.insert(first, producer_id);
+            self.ongoing.insert(Offset::new(first), ProducerId::new(producer_id));
         }
         match entry {
             Some(e) => {
@@ -343,14 +343,14 @@ impl ProducerStateManager {
             }
         }
         self.producers.retain(|_, e| !e.batches.is_empty() || e.current_txn_first_offset.is_some());
-        self.ongoing.retain(|first, _| *first < offset);
+        self.ongoing.retain(|first, _| first.get() < offset);
     }
 
     /// Opens the producer's transaction at `first_offset` unless one is open already.
-    pub fn begin_txn(&mut self, producer_id: i64, first_offset: i64) {
-        if let Some(e) = self.producers.get_mut(&producer_id) {
+    pub fn begin_txn(&mut self, producer_id: ProducerId, first_offset: Offset) {
+        if let Some(e) = self.producers.get_mut(&producer_id.get()) {
             if e.current_txn_first_offset.is_none() {
-                e.current_txn_first_offset = Some(first_offset);
+                e.current_txn_first_offset = Some(first_offset.get());
                 self.ongoing.insert(first_offset, producer_id);
             }
         }
@@ -358,8 +358,15 @@ impl ProducerStateManager {
 
     /// A transactional batch a coordinator wrote without sequence numbers (offset commits of a
     /// transaction): no sequence checks, but it opens the producer's transaction here.
-    pub fn begin_unsequenced(&mut self, producer_id: i64, epoch: i16, first_offset: i64, timestamp: i64) {
-        let entry = self.producers.entry(producer_id).or_insert_with(|| ProducerEntry::new(epoch, timestamp));
+    pub fn begin_unsequenced(
+        &mut self,
+        producer_id: ProducerId,
+        epoch: ProducerEpoch,
+        first_offset: Offset,
+        timestamp: i64,
+    ) {
+        let epoch = epoch.get();
+        let entry = self.producers.entry(producer_id.get()).or_insert_with(|| ProducerEntry::new(epoch, timestamp));
         if epoch > entry.epoch {
             entry.epoch = epoch;
             entry.batches.clear();
@@ -405,14 +412,14 @@ impl ProducerStateManager {
         entry.last_timestamp = entry.last_timestamp.max(timestamp);
         let first = entry.current_txn_first_offset.take();
         if let Some(f) = first {
-            self.ongoing.remove(&f);
+            self.ongoing.remove(&Offset::new(f));
         }
         if commit {
             return None;
         }
         // Kafka's lastStableOffset(completedTxn): the first other open transaction, or the
         // offset after the marker.
-        let last_stable_offset = self.ongoing.keys().next().copied().unwrap_or(marker_offset + 1);
+        let last_stable_offset = self.ongoing.keys().next().map_or(marker_offset + 1, |o| o.get());
         Some(AbortedTxn {
             producer_id,
             first_offset: first.unwrap_or(marker_offset),
@@ -423,7 +430,7 @@ impl ProducerStateManager {
 
     /// The first offset of the oldest open transaction: the last stable offset can not pass it.
     pub fn first_unstable_offset(&self) -> Option<i64> {
-        self.ongoing.keys().next().copied()
+        self.ongoing.keys().next().map(|o| o.get())
     }
 
     /// How many transactions are open in this partition.
@@ -454,14 +461,19 @@ impl ProducerStateManager {
             );
         }
         if Self::is_unsequenced_txn(b) {
-            self.begin_unsequenced(b.producer_id(), b.producer_epoch(), b.base_offset(), b.max_timestamp());
+            self.begin_unsequenced(
+                ProducerId::new(b.producer_id()),
+                ProducerEpoch::new(b.producer_epoch()),
+                Offset::new(b.base_offset()),
+                b.max_timestamp(),
+            );
             return None;
         }
         if let Some(batch) = batch_producer_fields(b) {
             let offsets = OffsetRange { first: Offset::new(b.base_offset()), last: Offset::new(b.last_offset()) };
             self.record_batch(batch, offsets, b.max_timestamp());
             if b.is_transactional() {
-                self.begin_txn(batch.producer_id.get(), b.base_offset());
+                self.begin_txn(batch.producer_id, Offset::new(b.base_offset()));
             }
         }
         None
@@ -553,7 +565,7 @@ impl ProducerStateManager {
             let coordinator_epoch = i32_at(34);
             let current_txn_first_offset = Some(i64_at(38)).filter(|o| *o >= 0);
             if let Some(f) = current_txn_first_offset {
-                ongoing.insert(f, producer_id);
+                ongoing.insert(Offset::new(f), ProducerId::new(producer_id));
             }
             let mut batches = VecDeque::new();
             if last_offset >= 0 {

@@ -57,6 +57,7 @@ use crate::layout::{self, CLEANED_SUFFIX, SWAP_SUFFIX};
 use crate::limits::OFFSET_MAP_ENTRY_BYTES;
 use crate::log::Partition;
 use crate::segment::{io_err, BatchScanner, LogSegment, Scanned, SegmentView};
+use crate::txn_index::AbortedTxn;
 use crate::{CleanerConfig, CleanerStats, LogConfig, Result, StorageError};
 
 /// Kafka's `log.cleaner.io.buffer.load.factor`.
@@ -146,8 +147,8 @@ struct Snapshot {
     first_dirty: i64,
     first_uncleanable: i64,
     tombstone_horizon: Option<i64>,
-    /// Aborted transactions: producer id -> (first offset, marker offset) ranges.
-    aborted: HashMap<i64, Vec<(i64, i64)>>,
+    /// Aborted transactions by producer id (each from its first offset to its marker's).
+    aborted: HashMap<i64, Vec<AbortedTxn>>,
 }
 
 impl Snapshot {
@@ -157,7 +158,7 @@ impl Snapshot {
         batch.is_transactional()
             && !batch.is_control()
             && self.aborted.get(&batch.producer_id()).is_some_and(|ranges| {
-                ranges.iter().any(|(first, last)| *first <= batch.base_offset() && batch.base_offset() <= *last)
+                ranges.iter().any(|t| t.first_offset <= batch.base_offset() && batch.base_offset() <= t.last_offset)
             })
     }
 }
@@ -205,7 +206,7 @@ fn snapshot(log: &Partition, now: i64) -> Result<Option<Snapshot>> {
         first_uncleanable: first_uncleanable.max(view.log_start_offset),
         tombstone_horizon: view.tombstone_horizon,
         aborted: view.aborted.into_iter().fold(HashMap::new(), |mut m, t| {
-            m.entry(t.producer_id).or_insert_with(Vec::new).push((t.first_offset, t.last_offset));
+            m.entry(t.producer_id).or_insert_with(Vec::new).push(t);
             m
         }),
     }))

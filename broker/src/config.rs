@@ -189,6 +189,7 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     def("remote.log.storage.system.enable", Boolean, Some("false")),
     def("remote.log.storage.url", Str, None),
     ranged("remote.log.manager.task.interval.ms", Long, "30000", 1, LMAX),
+    ranged("remote.log.index.file.cache.total.size.bytes", Long, "1073741824", 1, LMAX),
     // Sluice's own.
     def("metrics.listener", Str, Some("127.0.0.1:9644")),
     def("metrics.per.partition.enable", Boolean, Some("true")),

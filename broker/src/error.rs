@@ -91,6 +91,7 @@ pub fn batch_error(e: &BatchError) -> ResponseError {
         BatchError::CountMismatch { .. } | BatchError::MalformedRecords(_) => ResponseError::InvalidRecord,
         BatchError::Truncated { .. }
         | BatchError::InvalidLength(_)
+        | BatchError::InvalidOffsets { .. }
         | BatchError::CrcMismatch { .. }
         | BatchError::Compression(_) => ResponseError::CorruptMessage,
     }

@@ -1,7 +1,8 @@
 //! The broker side of tiered storage (KIP-405): opens the remote tier named by
 //! `remote.log.storage.url` (default: `file://<first log dir>/remote-log-storage`) when
 //! `remote.log.storage.system.enable=true`, and runs the remote log manager task every
-//! `remote.log.manager.task.interval.ms`: for every partition of a topic with
+//! `remote.log.manager.task.interval.ms` (the remote index cache is bounded by
+//! `remote.log.index.file.cache.total.size.bytes`): for every partition of a topic with
 //! `remote.storage.enable=true` it copies rolled segments and applies remote retention.
 //!
 //! The task runs beside produce and fetch: a slow or unreachable store delays uploads only
@@ -15,15 +16,17 @@
 //! DeleteRecords on a tiered partition commits the new log start in the partition's remote
 //! metadata, then deletes the remote segments wholly below it in the background (or the next
 //! round does).
+//!
+//! This module only wires config and tasks; everything about the remote tier (its metadata,
+//! uploads, reads, retention, the deletion journal) lives in `sluice-tiered`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::ResponseError;
 use sluice_storage::layout::encode_topic_id;
-use sluice_storage::remote::RemoteLogMetadataFile;
 use sluice_storage::{Partition, TimestampOffset, TopicPartition};
-use sluice_tiered::{open_url, RemoteLogManager, RetryTier};
+use sluice_tiered::{may_be_tiered, open_url, RemoteLogManager, RemoteLogManagerConfig, RetryTier};
 use tokio::task::JoinSet;
 
 use crate::broker::{ApiError, Broker};
@@ -54,18 +57,18 @@ pub fn open(config: &Config) -> anyhow::Result<Option<Arc<RemoteLogManager>>> {
     tracing::info!(%url, "remote log storage enabled");
     let tier = RetryTier::new(tier, REMOTE_ATTEMPTS_MAX, REMOTE_BACKOFF_INITIAL);
     let state_dir = config.log_dirs.first().cloned().unwrap_or_else(|| "data".into());
-    let rlm = RemoteLogManager::new(Arc::new(tier))
+    let mut rlm_config = RemoteLogManagerConfig::default();
+    if let Some((v, _)) = config.broker_value("remote.log.index.file.cache.total.size.bytes") {
+        rlm_config.index_cache_bytes_max =
+            v.parse().map_err(|e| anyhow::anyhow!("remote.log.index.file.cache.total.size.bytes {v}: {e}"))?;
+    }
+    let rlm = RemoteLogManager::with_config(Arc::new(tier), rlm_config)
         .with_state_dir(state_dir)
         .map_err(|e| anyhow::anyhow!("pending remote deletions: {e}"))?;
     if !rlm.pending_topic_deletions().is_empty() {
         tracing::info!(topics = rlm.pending_topic_deletions().len(), "resuming remote data deletion of deleted topics");
     }
     Ok(Some(Arc::new(rlm)))
-}
-
-/// Whether a partition's data may be in the remote tier (a tiered topic, or one that was).
-fn may_be_tiered(p: &Partition) -> bool {
-    p.config().remote_storage_enable || RemoteLogMetadataFile::path(&p.dir()).exists()
 }
 
 /// Called by topic deletion before the topic's metadata is deleted (on a blocking thread: it
@@ -154,8 +157,20 @@ pub async fn offset_for_timestamp(
     result.map_err(|error| {
         broker.metrics.tier.errors.with_label_values(&["fetch"]).inc();
         tracing::warn!(topic = %tp.topic, partition = tp.partition, timestamp, %error, "remote offset for timestamp failed");
-        ResponseError::KafkaStorageError
+        error_code(&error)
     })
+}
+
+/// The error code of a failed remote read: CORRUPT_MESSAGE for damaged data (what Kafka's
+/// `RemoteLogReader` answers with, through `Errors.forException`, for the
+/// `CorruptRecordException` a damaged remote batch raises), KAFKA_STORAGE_ERROR otherwise (the
+/// store could not be reached: the client retries).
+pub fn error_code(error: &sluice_tiered::TieredError) -> ResponseError {
+    if error.is_corrupt() {
+        ResponseError::CorruptMessage
+    } else {
+        ResponseError::KafkaStorageError
+    }
 }
 
 /// Deletes the remote data of deleted topics (pending records), if any.

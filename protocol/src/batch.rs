@@ -12,14 +12,12 @@
 use bytes::{Bytes, BytesMut};
 use thiserror::Error;
 
+use crate::batch_header::BatchHeader;
 use crate::compression::decompress;
 use crate::compression::{Compression, CompressionError};
 use crate::records::{decode_records, walk_records, Record, RecordView, RecordsSummary};
 
-/// Bytes before `batch_length` counts: base offset and the length itself.
-pub const LOG_OVERHEAD: usize = 12;
-/// Size of a v2 batch header including the log overhead (a batch with no records).
-pub const RECORD_BATCH_OVERHEAD: usize = 61;
+pub use crate::limits::{DECOMPRESSED_BATCH_BYTES_MAX, LOG_OVERHEAD, RECORD_BATCH_OVERHEAD};
 /// The only magic Kafka 4 accepts.
 pub const MAGIC_V2: i8 = 2;
 /// Attribute bits.
@@ -47,11 +45,6 @@ pub const BASE_SEQUENCE_OFFSET: usize = 53;
 pub const RECORDS_COUNT_OFFSET: usize = 57;
 /// Smallest valid `batch_length`: the header after the log overhead.
 pub const MIN_BATCH_LENGTH: i32 = (RECORD_BATCH_OVERHEAD - LOG_OVERHEAD) as i32;
-/// The most a batch's records section may inflate to when decompressed, everywhere a batch is
-/// decompressed: produce validation, segment reads, the cleaner, remote reads, coordinator
-/// loading. One value, so a batch that produce accepts is one every later reader can decompress,
-/// and a small hostile batch (a decompression bomb) costs at most this much memory.
-pub const DECOMPRESSED_BATCH_BYTES_MAX: usize = 256 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TimestampType {
@@ -73,6 +66,9 @@ pub enum BatchError {
     CrcMismatch { stored: u32, computed: u32 },
     #[error("unknown compression codec {0}")]
     UnknownCodec(i16),
+    /// A negative base offset or offset delta, which no log holds.
+    #[error("invalid offsets: base {base_offset} delta {last_offset_delta}")]
+    InvalidOffsets { base_offset: i64, last_offset_delta: i32 },
     #[error("record count {count} does not match last offset delta {last_offset_delta}")]
     CountMismatch { count: i32, last_offset_delta: i32 },
     #[error("malformed records: {0}")]
@@ -156,75 +152,79 @@ impl RecordBatch {
         self.bytes.len()
     }
 
+    /// The header, viewed in place: every header field is read through it.
+    pub fn header(&self) -> BatchHeader<'_> {
+        // The constructors checked that a whole header is present.
+        BatchHeader::unchecked(&self.bytes)
+    }
+
     pub fn base_offset(&self) -> i64 {
-        self.i64_at(BASE_OFFSET_OFFSET)
+        self.header().base_offset()
     }
     pub fn batch_length(&self) -> i32 {
-        self.i32_at(BATCH_LENGTH_OFFSET)
+        self.header().batch_length()
     }
     pub fn partition_leader_epoch(&self) -> i32 {
-        self.i32_at(PARTITION_LEADER_EPOCH_OFFSET)
+        self.header().partition_leader_epoch()
     }
     pub fn magic(&self) -> i8 {
-        i8::from_be_bytes(self.field::<1>(MAGIC_OFFSET))
+        self.header().magic()
     }
     pub fn crc(&self) -> u32 {
-        u32::from_be_bytes(self.field(CRC_OFFSET))
+        self.header().crc()
     }
     pub fn attributes(&self) -> i16 {
-        i16::from_be_bytes(self.field(ATTRIBUTES_OFFSET))
+        self.header().attributes()
     }
     /// The codec, or `Err(UnknownCodec)` for ids 5–7.
     pub fn compression(&self) -> Result<Compression, BatchError> {
-        let id = self.attributes() & ATTR_COMPRESSION_MASK;
-        Compression::from_id(id).ok_or(BatchError::UnknownCodec(id))
+        self.header().compression()
     }
     pub fn timestamp_type(&self) -> TimestampType {
-        if self.attributes() & ATTR_TIMESTAMP_TYPE != 0 {
+        if self.header().is_log_append_time() {
             TimestampType::LogAppendTime
         } else {
             TimestampType::CreateTime
         }
     }
     pub fn is_transactional(&self) -> bool {
-        self.attributes() & ATTR_TRANSACTIONAL != 0
+        self.header().is_transactional()
     }
     pub fn is_control(&self) -> bool {
-        self.attributes() & ATTR_CONTROL != 0
+        self.header().is_control()
     }
     /// Whether compaction recorded a delete horizon (then `base_timestamp` holds it).
     pub fn has_delete_horizon(&self) -> bool {
-        self.attributes() & ATTR_DELETE_HORIZON != 0
+        self.header().has_delete_horizon()
     }
     pub fn last_offset_delta(&self) -> i32 {
-        self.i32_at(LAST_OFFSET_DELTA_OFFSET)
+        self.header().last_offset_delta()
     }
     pub fn base_timestamp(&self) -> i64 {
-        self.i64_at(BASE_TIMESTAMP_OFFSET)
+        self.header().base_timestamp()
     }
     pub fn max_timestamp(&self) -> i64 {
-        self.i64_at(MAX_TIMESTAMP_OFFSET)
+        self.header().max_timestamp()
     }
     pub fn producer_id(&self) -> i64 {
-        self.i64_at(PRODUCER_ID_OFFSET)
+        self.header().producer_id()
     }
     pub fn producer_epoch(&self) -> i16 {
-        i16::from_be_bytes(self.field(PRODUCER_EPOCH_OFFSET))
+        self.header().producer_epoch()
     }
     pub fn base_sequence(&self) -> i32 {
-        self.i32_at(BASE_SEQUENCE_OFFSET)
+        self.header().base_sequence()
     }
     pub fn records_count(&self) -> i32 {
-        self.i32_at(RECORDS_COUNT_OFFSET)
+        self.header().records_count()
     }
     /// `base_offset + last_offset_delta`.
     pub fn last_offset(&self) -> i64 {
-        // Wrapping like Java's long arithmetic: a hostile header must not panic a debug build.
-        self.base_offset().wrapping_add(i64::from(self.last_offset_delta()))
+        self.header().last_offset()
     }
     /// `base_offset + last_offset_delta + 1`.
     pub fn next_offset(&self) -> i64 {
-        self.last_offset().wrapping_add(1)
+        self.header().next_offset()
     }
 
     /// CRC-32C (Castagnoli) over bytes 21.. — what the `crc` field should hold.
@@ -302,6 +302,20 @@ impl RecordBatch {
         RecordBatch { bytes: out.freeze() }
     }
 
+    /// A copy with `attributes` OR-ed into the attributes and, when given, the last offset delta
+    /// replaced, CRC recomputed (both fields lie inside the CRC). The cleaner uses it to record a
+    /// delete horizon and to keep an emptied batch's offset range.
+    pub fn with_header_fields(&self, attributes: i16, last_offset_delta: Option<i32>) -> RecordBatch {
+        let mut out = BytesMut::from(&self.bytes[..]);
+        put_at(&mut out, ATTRIBUTES_OFFSET, &(self.attributes() | attributes).to_be_bytes());
+        if let Some(delta) = last_offset_delta {
+            put_at(&mut out, LAST_OFFSET_DELTA_OFFSET, &delta.to_be_bytes());
+        }
+        let crc = crc32c::crc32c(out.get(CRC_START..).unwrap_or_default());
+        put_at(&mut out, CRC_OFFSET, &crc.to_be_bytes());
+        RecordBatch { bytes: out.freeze() }
+    }
+
     /// The records section exactly as stored (compressed if the batch is).
     pub fn records_section(&self) -> Bytes {
         self.bytes.slice(RECORD_BATCH_OVERHEAD..)
@@ -347,14 +361,6 @@ impl RecordBatch {
             out.copy_from_slice(src);
         }
         out
-    }
-
-    fn i32_at(&self, at: usize) -> i32 {
-        i32::from_be_bytes(self.field(at))
-    }
-
-    fn i64_at(&self, at: usize) -> i64 {
-        i64::from_be_bytes(self.field(at))
     }
 }
 

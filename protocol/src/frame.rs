@@ -4,8 +4,7 @@
 
 use thiserror::Error;
 
-/// Bytes taken by the size prefix.
-pub const FRAME_PREFIX_BYTES: usize = 4;
+pub use crate::limits::FRAME_PREFIX_BYTES;
 
 /// Why a declared frame size was refused.
 #[derive(Debug, Error, PartialEq, Eq)]

@@ -8,11 +8,14 @@
 //! API message bodies come from the `kafka-protocol` crate, re-exported as [`kafka_protocol`].
 
 pub mod batch;
+pub mod batch_header;
 pub mod compression;
 pub mod fetch;
 pub mod frame;
+pub mod limits;
 pub mod records;
 pub mod request;
+pub mod types;
 
 #[cfg(test)]
 mod interop_tests;

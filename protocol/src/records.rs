@@ -29,10 +29,9 @@ pub struct RecordHeader {
     pub value: Option<Bytes>,
 }
 
-/// The smallest possible encoded record: length, attributes, timestamp delta, offset delta, key
-/// length, value length and header count, one byte each. Used to cap pre-allocation so a hostile
+/// The smallest possible encoded record, used to cap pre-allocation so a hostile
 /// `records_count` cannot reserve gigabytes.
-const MIN_RECORD_BYTES: usize = 7;
+use crate::limits::RECORD_BYTES_MIN as MIN_RECORD_BYTES;
 
 fn malformed(reason: impl Into<String>) -> BatchError {
     BatchError::MalformedRecords(reason.into())

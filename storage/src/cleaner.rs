@@ -35,29 +35,31 @@
 //! takes the lock only to snapshot and to swap; at the swap it checks that the segments it
 //! rewrote are still there (retention or DeleteRecords may have deleted them meanwhile) and
 //! abandons the group otherwise. At most one cleaner works on a log (`LogManager::cleaning`).
+//!
+//! The cleaner reaches the log only through `Partition`'s narrow cleaner API in `log.rs`
+//! (`cleaner_view`, `segment_views`, `replace_with_cleaned`, `commit_cleaning`,
+//! `clear_tombstone_horizon`): every method of the log lives in `log.rs`, and this module holds
+//! the cleaning itself as functions over a `&Partition`.
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::IoSlice;
 use std::path::Path;
-use std::sync::{Arc, PoisonError};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use sluice_protocol::batch::{
-    BatchError, RecordBatch, TimestampType, ATTRIBUTES_OFFSET, ATTR_DELETE_HORIZON, CRC_OFFSET,
-    DECOMPRESSED_BATCH_BYTES_MAX, LAST_OFFSET_DELTA_OFFSET,
+    BatchError, RecordBatch, TimestampType, ATTR_DELETE_HORIZON, DECOMPRESSED_BATCH_BYTES_MAX,
 };
 use sluice_protocol::records::{BatchBuilder, Record};
 
 use crate::checkpoint::fsync_dir;
-use crate::layout::{self, CLEANED_SUFFIX, DELETED_SUFFIX, SWAP_SUFFIX};
+use crate::layout::{self, CLEANED_SUFFIX, SWAP_SUFFIX};
+use crate::limits::OFFSET_MAP_ENTRY_BYTES;
 use crate::log::Partition;
-use crate::manager::LogManager;
 use crate::segment::{io_err, BatchScanner, LogSegment, Scanned, SegmentView};
-use crate::{CleanerConfig, CleanerStats, LogConfig, Result, StorageError, TopicPartition};
+use crate::txn_index::AbortedTxn;
+use crate::{CleanerConfig, CleanerStats, LogConfig, Result, StorageError};
 
-/// Bytes per offset map entry, as Kafka counts them (16-byte hash + 8-byte offset).
-const OFFSET_MAP_ENTRY_BYTES: u64 = 24;
 /// Kafka's `log.cleaner.io.buffer.load.factor`.
 const OFFSET_MAP_LOAD_FACTOR: f64 = 0.9;
 
@@ -145,8 +147,8 @@ struct Snapshot {
     first_dirty: i64,
     first_uncleanable: i64,
     tombstone_horizon: Option<i64>,
-    /// Aborted transactions: producer id -> (first offset, marker offset) ranges.
-    aborted: HashMap<i64, Vec<(i64, i64)>>,
+    /// Aborted transactions by producer id (each from its first offset to its marker's).
+    aborted: HashMap<i64, Vec<AbortedTxn>>,
 }
 
 impl Snapshot {
@@ -156,7 +158,7 @@ impl Snapshot {
         batch.is_transactional()
             && !batch.is_control()
             && self.aborted.get(&batch.producer_id()).is_some_and(|ranges| {
-                ranges.iter().any(|(first, last)| *first <= batch.base_offset() && batch.base_offset() <= *last)
+                ranges.iter().any(|t| t.first_offset <= batch.base_offset() && batch.base_offset() <= t.last_offset)
             })
     }
 }
@@ -165,333 +167,259 @@ fn corrupt(path: &Path, position: u64, reason: impl Into<String>) -> StorageErro
     StorageError::Corrupt { path: path.to_path_buf(), position, reason: reason.into() }
 }
 
-impl Partition {
-    fn cleaner_snapshot(&self, now: i64) -> Result<Option<Snapshot>> {
-        self.check()?;
-        let st = self.lock();
-        self.check()?;
-        if !st.config.cleanup_compact {
-            return Ok(None);
-        }
-        let bases: Vec<i64> = st.segments.keys().copied().collect();
-        let segments: Vec<SegmentSnapshot> = st
-            .segments
+/// Snapshots the log for one cleaning (step 1 of the module docs); `None` unless compacted.
+fn snapshot(log: &Partition, now: i64) -> Result<Option<Snapshot>> {
+    let Some(view) = log.cleaner_view()? else { return Ok(None) };
+    let bases: Vec<i64> = view.segments.iter().map(|s| s.base).collect();
+    let segments: Vec<SegmentSnapshot> = view
+        .segments
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| SegmentSnapshot {
+            base: s.base,
+            next_base: bases.get(i + 1).copied(),
+            view: s.view,
+            size: s.size,
+            largest_timestamp: s.largest_timestamp,
+        })
+        .collect();
+    let active_base = bases.last().copied().unwrap_or(view.log_end_offset);
+    let first_dirty = view.cleaner_checkpoint.unwrap_or(view.log_start_offset).max(view.log_start_offset);
+    // Open transactions are not cleaned: whether their records stay is not decided yet.
+    let mut first_uncleanable = active_base.min(view.last_stable_offset);
+    if view.config.min_compaction_lag_ms > 0 {
+        let horizon = now.saturating_sub(view.config.min_compaction_lag_ms);
+        if let Some(young) = segments
             .iter()
-            .enumerate()
-            .map(|(i, (base, seg))| SegmentSnapshot {
-                base: *base,
-                next_base: bases.get(i + 1).copied(),
-                view: seg.view(),
-                size: seg.size(),
-                largest_timestamp: seg.largest_timestamp(),
-            })
-            .collect();
-        let active_base = bases.last().copied().unwrap_or(st.log_end_offset);
-        let first_dirty = st.cleaner_checkpoint.unwrap_or(st.log_start_offset).max(st.log_start_offset);
-        // Open transactions are not cleaned: whether their records stay is not decided yet.
-        let mut first_uncleanable = active_base.min(st.last_stable_offset());
-        if st.config.min_compaction_lag_ms > 0 {
-            let horizon = now.saturating_sub(st.config.min_compaction_lag_ms);
-            if let Some(young) = segments
-                .iter()
-                .filter(|s| s.next_base.is_some_and(|nb| nb > first_dirty))
-                .find(|s| s.largest_timestamp > horizon)
-            {
-                first_uncleanable = first_uncleanable.min(young.base);
-            }
-        }
-        Ok(Some(Snapshot {
-            config: st.config.clone(),
-            dir: st.dir.clone(),
-            log_start_offset: st.log_start_offset,
-            segments,
-            first_dirty,
-            first_uncleanable: first_uncleanable.max(st.log_start_offset),
-            tombstone_horizon: st.tombstone_horizon,
-            aborted: st.txn_index.all().into_iter().fold(HashMap::new(), |mut m, t| {
-                m.entry(t.producer_id).or_insert_with(Vec::new).push((t.first_offset, t.last_offset));
-                m
-            }),
-        }))
-    }
-
-    /// How dirty this log is at `now`; `None` unless it is compacted.
-    pub fn cleanable(&self, now: i64) -> Result<Option<Cleanable>> {
-        let Some(snap) = self.cleaner_snapshot(now)? else { return Ok(None) };
-        Ok(Some(cleanable_of(&snap, now)))
-    }
-
-    /// Cleans this log once if it is compacted and has anything cleanable (see the module docs).
-    /// `map_capacity` bounds the offset map ([`offset_map_capacity`]).
-    pub fn clean(&self, map_capacity: usize, now: i64) -> Result<Option<CleanerStats>> {
-        self.clean_with_crash(map_capacity, now, None)
-    }
-
-    /// [`clean`](Self::clean), stopping at `crash` to simulate a crash (tests). A simulated crash
-    /// returns an I/O error and leaves the files as a crash at that point would.
-    #[doc(hidden)]
-    pub fn clean_with_crash(
-        &self,
-        map_capacity: usize,
-        now: i64,
-        crash: Option<CleanCrashPoint>,
-    ) -> Result<Option<CleanerStats>> {
-        let Some(snap) = self.cleaner_snapshot(now)? else { return Ok(None) };
-        let cleanable = cleanable_of(&snap, now);
-        let tp = self.topic_partition().clone();
-        // Offset map of the dirty section.
-        let mut map = OffsetMap { map: HashMap::new(), capacity: map_capacity };
-        let mut stats = CleanerStats { first_dirty_offset: snap.first_dirty, ..CleanerStats::default() };
-        let end_offset = if snap.first_dirty < snap.first_uncleanable {
-            build_offset_map(&snap, &mut map, &mut stats)?
-        } else {
-            snap.first_dirty
-        };
-        stats.end_offset = end_offset;
-        let candidates: Vec<&SegmentSnapshot> =
-            snap.segments.iter().filter(|s| s.base < end_offset && s.next_base.is_some()).collect();
-        if candidates.is_empty() {
-            if cleanable.must_clean {
-                self.lock().tombstone_horizon = None;
-            }
-            return Ok(None);
-        }
-        let mut producer_last_batch: Option<HashMap<i64, i64>> = None;
-        let mut min_horizon: Option<i64> = None;
-        for group in group_segments(&candidates, &snap.config) {
-            stats.segments_before += group.len();
-            stats.bytes_before += group.iter().map(|s| s.size).sum::<u64>();
-            let outcome = self.clean_group(
-                &snap,
-                &group,
-                &map,
-                now,
-                &mut stats,
-                &mut producer_last_batch,
-                &mut min_horizon,
-                crash,
-            )?;
-            match outcome {
-                GroupOutcome::Swapped(size) | GroupOutcome::Unchanged(size) => {
-                    stats.segments_after += 1;
-                    stats.bytes_after += size;
-                }
-                GroupOutcome::Abandoned => {
-                    tracing::info!(partition = %tp.topic, index = tp.partition, "segments changed while cleaning, abandoning this cleaning");
-                    return Ok(None);
-                }
-            }
-        }
+            .filter(|s| s.next_base.is_some_and(|nb| nb > first_dirty))
+            .find(|s| s.largest_timestamp > horizon)
         {
-            let mut st = self.lock();
-            st.cleaner_checkpoint = Some(end_offset.max(st.cleaner_checkpoint.unwrap_or(i64::MIN)));
-            st.tombstone_horizon = min_horizon;
+            first_uncleanable = first_uncleanable.min(young.base);
         }
-        tracing::info!(
-            partition = %tp.topic,
-            index = tp.partition,
-            first_dirty_offset = stats.first_dirty_offset,
-            end_offset,
-            segments_before = stats.segments_before,
-            segments_after = stats.segments_after,
-            bytes_before = stats.bytes_before,
-            bytes_after = stats.bytes_after,
-            records_removed = stats.records_removed,
-            tombstones_removed = stats.tombstones_removed,
-            "cleaned log"
-        );
-        Ok(Some(stats))
     }
-
-    #[allow(clippy::too_many_arguments)]
-    fn clean_group(
-        &self,
-        snap: &Snapshot,
-        group: &[&SegmentSnapshot],
-        map: &OffsetMap,
-        now: i64,
-        stats: &mut CleanerStats,
-        producer_last_batch: &mut Option<HashMap<i64, i64>>,
-        min_horizon: &mut Option<i64>,
-        crash: Option<CleanCrashPoint>,
-    ) -> Result<GroupOutcome> {
-        let dir = &snap.dir;
-        let group_base = group[0].base;
-        let group_end = group.last().and_then(|s| s.next_base).unwrap_or(i64::MAX);
-        let mut out = LogSegment::create_with_suffix(dir, group_base, &snap.config, now, 0, CLEANED_SUFFIX)
-            .map_err(|e| self.fail(io_err(dir, e)))?;
-        let mut changed = group.len() > 1;
-        let result = (|| -> Result<()> {
-            for seg in group {
-                let mut scanner = BatchScanner::new(&seg.view.file, seg.view.end, 0);
-                loop {
-                    let batch = match scanner.next_batch().map_err(|e| io_err(&seg.view.path, e))? {
-                        Scanned::End => break,
-                        Scanned::Invalid { position, reason } => return Err(corrupt(&seg.view.path, position, reason)),
-                        Scanned::Batch { batch, .. } => batch,
-                    };
-                    let (filtered, horizon) = if snap.is_aborted(&batch) {
-                        stats.records_removed += batch.records_count().max(0) as u64;
-                        (Filtered::Empty, None)
-                    } else {
-                        filter_batch(&batch, map, snap.first_dirty, now, snap.config.delete_retention_ms, stats)
-                            .map_err(|e| corrupt(&seg.view.path, 0, e.to_string()))?
-                    };
-                    if let Some(h) = horizon {
-                        *min_horizon = Some(min_horizon.map_or(h, |m: i64| m.min(h)));
-                    }
-                    let bytes = match filtered {
-                        Filtered::Keep => Some(batch.as_bytes().clone()),
-                        Filtered::Rewrite(b) => {
-                            changed = true;
-                            Some(b)
-                        }
-                        Filtered::Empty => {
-                            changed = true;
-                            let last = producer_last_batch
-                                .get_or_insert_with(|| self.producer_last_batches(&snap.segments))
-                                .get(&batch.producer_id())
-                                .copied();
-                            if batch.producer_id() >= 0 && last == Some(batch.base_offset()) {
-                                Some(empty_batch(&batch).map_err(|e| corrupt(&seg.view.path, 0, e.to_string()))?)
-                            } else {
-                                None
-                            }
-                        }
-                    };
-                    let Some(bytes) = bytes else { continue };
-                    let kept =
-                        RecordBatch::new(bytes.clone()).map_err(|e| corrupt(&seg.view.path, 0, e.to_string()))?;
-                    let pos = out.size();
-                    out.write(&mut [IoSlice::new(&bytes)]).map_err(|e| io_err(out.log_path(), e))?;
-                    out.track_batch(
-                        pos,
-                        bytes.len() as u64,
-                        kept.last_offset(),
-                        kept.max_timestamp(),
-                        snap.config.index_interval_bytes,
-                    );
-                }
-            }
-            Ok(())
-        })();
-        let remove_out = |out: &LogSegment| {
-            for p in out.paths() {
-                let _ = std::fs::remove_file(p);
-            }
-        };
-        if let Err(e) = result {
-            remove_out(&out);
-            return Err(self.fail(e));
-        }
-        if !changed {
-            remove_out(&out);
-            return Ok(GroupOutcome::Unchanged(group[0].size));
-        }
-        let new_size = out.size();
-        // 1. Write and fsync the cleaned files and the group end sidecar.
-        let group_end_path = layout::group_end_file(dir, group_base);
-        let group_end_cleaned = layout::with_suffix(&group_end_path, CLEANED_SUFFIX);
-        let written = (|| -> std::io::Result<()> {
-            out.close_indexes(true)?;
-            for (file, _) in out.files() {
-                crate::io::sync_data(&file)?;
-            }
-            crate::checkpoint::write_atomically(&group_end_cleaned, group_end.to_string().as_bytes())
-        })();
-        if let Err(e) = written {
-            remove_out(&out);
-            return Err(self.fail(io_err(dir, e)));
-        }
-        if crash == Some(CleanCrashPoint::AfterCleanedWritten) {
-            return Err(simulated_crash(dir));
-        }
-        // 2. Decide the swap: `.cleaned` -> `.swap`, the log file last.
-        let group_end_swap = layout::with_suffix(&group_end_path, SWAP_SUFFIX);
-        let renamed = std::fs::rename(&group_end_cleaned, &group_end_swap)
-            .and_then(|_| out.rename_with_suffix(dir, SWAP_SUFFIX))
-            .and_then(|_| fsync_dir(dir));
-        if let Err(e) = renamed {
-            return Err(self.fail(io_err(dir, e)));
-        }
-        if crash == Some(CleanCrashPoint::AfterSwapRenamed) {
-            return Err(simulated_crash(dir));
-        }
-        // 3. Under the lock: replace the old segments.
-        let mut st = self.lock();
-        let still_there = self.check().is_ok()
-            && group.iter().all(|g| st.segments.get(&g.base).is_some_and(|s| s.size() == g.size))
-            && st.segments.range(group_end..).next().is_some()
-            && st.segments.range(group_base..group_end).count() == group.len();
-        if !still_there {
-            drop(st);
-            for p in out.paths() {
-                let _ = std::fs::remove_file(p);
-            }
-            let _ = std::fs::remove_file(&group_end_swap);
-            return Ok(GroupOutcome::Abandoned);
-        }
-        let mut old_paths = Vec::new();
-        let replaced = (|| -> std::io::Result<Option<()>> {
-            for (i, g) in group.iter().enumerate() {
-                if let Some(mut old) = st.segments.remove(&g.base) {
-                    old.rename_with_suffix(dir, DELETED_SUFFIX)?;
-                    old_paths.extend(old.paths());
-                }
-                if i == 0 && crash == Some(CleanCrashPoint::AfterFirstOldDeleted) {
-                    return Ok(None);
-                }
-            }
-            if crash == Some(CleanCrashPoint::AfterAllOldDeleted) {
-                return Ok(None);
-            }
-            out.rename_with_suffix(dir, "")?;
-            if crash == Some(CleanCrashPoint::AfterFinalRename) {
-                return Ok(None);
-            }
-            std::fs::remove_file(&group_end_swap)?;
-            fsync_dir(dir)?;
-            Ok(Some(()))
-        })();
-        match replaced {
-            Ok(Some(())) => {}
-            Ok(None) => return Err(simulated_crash(dir)),
-            Err(e) => {
-                drop(st);
-                return Err(self.fail(io_err(dir, e)));
-            }
-        }
-        st.segments.insert(group_base, out);
-        let delay = st.config.file_delete_delay_ms;
-        drop(st);
-        self.log_dir().schedule_delete(old_paths, now.saturating_add(delay));
-        Ok(GroupOutcome::Swapped(new_size))
-    }
-
-    /// The base offset of each producer's last batch in the whole log (header reads only).
-    fn producer_last_batches(&self, segments: &[SegmentSnapshot]) -> HashMap<i64, i64> {
-        let mut last = HashMap::new();
-        // Include the active segment as it is now: a later batch there supersedes.
-        let views: Vec<SegmentView> = {
-            let st = self.lock();
-            st.segments.values().map(LogSegment::view).collect()
-        };
-        let views = if views.is_empty() { segments.iter().map(|s| s.view.clone()).collect() } else { views };
-        for view in views {
-            let mut pos = 0;
-            while pos < view.end {
-                let Ok(h) = view.header_at(pos) else { break };
-                if h.producer_id >= 0 {
-                    last.insert(h.producer_id, h.base_offset);
-                }
-                pos += h.size();
-            }
-        }
-        last
-    }
+    Ok(Some(Snapshot {
+        config: view.config,
+        dir: view.dir,
+        log_start_offset: view.log_start_offset,
+        segments,
+        first_dirty,
+        first_uncleanable: first_uncleanable.max(view.log_start_offset),
+        tombstone_horizon: view.tombstone_horizon,
+        aborted: view.aborted.into_iter().fold(HashMap::new(), |mut m, t| {
+            m.entry(t.producer_id).or_insert_with(Vec::new).push(t);
+            m
+        }),
+    }))
 }
 
-enum GroupOutcome {
+/// How dirty `log` is at `now`; `None` unless it is compacted.
+pub(crate) fn cleanable(log: &Partition, now: i64) -> Result<Option<Cleanable>> {
+    let Some(snap) = snapshot(log, now)? else { return Ok(None) };
+    Ok(Some(cleanable_of(&snap, now)))
+}
+
+/// Cleans `log` once if it is compacted and has anything cleanable (see the module docs),
+/// stopping at `crash` to simulate a crash (tests).
+pub(crate) fn clean(
+    log: &Partition,
+    map_capacity: usize,
+    now: i64,
+    crash: Option<CleanCrashPoint>,
+) -> Result<Option<CleanerStats>> {
+    let Some(snap) = snapshot(log, now)? else { return Ok(None) };
+    let cleanable = cleanable_of(&snap, now);
+    let tp = log.topic_partition().clone();
+    // Offset map of the dirty section.
+    let mut map = OffsetMap { map: HashMap::new(), capacity: map_capacity };
+    let mut stats = CleanerStats { first_dirty_offset: snap.first_dirty, ..CleanerStats::default() };
+    let end_offset = if snap.first_dirty < snap.first_uncleanable {
+        build_offset_map(&snap, &mut map, &mut stats)?
+    } else {
+        snap.first_dirty
+    };
+    stats.end_offset = end_offset;
+    let candidates: Vec<&SegmentSnapshot> =
+        snap.segments.iter().filter(|s| s.base < end_offset && s.next_base.is_some()).collect();
+    if candidates.is_empty() {
+        if cleanable.must_clean {
+            log.clear_tombstone_horizon();
+        }
+        return Ok(None);
+    }
+    let mut producer_last_batch: Option<HashMap<i64, i64>> = None;
+    let mut min_horizon: Option<i64> = None;
+    for group in group_segments(&candidates, &snap.config) {
+        stats.segments_before += group.len();
+        stats.bytes_before += group.iter().map(|s| s.size).sum::<u64>();
+        let outcome =
+            clean_group(log, &snap, &group, &map, now, &mut stats, &mut producer_last_batch, &mut min_horizon, crash)?;
+        match outcome {
+            GroupOutcome::Swapped(size) | GroupOutcome::Unchanged(size) => {
+                stats.segments_after += 1;
+                stats.bytes_after += size;
+            }
+            GroupOutcome::Abandoned => {
+                tracing::info!(partition = %tp.topic, index = tp.partition, "segments changed while cleaning, abandoning this cleaning");
+                return Ok(None);
+            }
+        }
+    }
+    log.commit_cleaning(end_offset, min_horizon);
+    tracing::info!(
+        partition = %tp.topic,
+        index = tp.partition,
+        first_dirty_offset = stats.first_dirty_offset,
+        end_offset,
+        segments_before = stats.segments_before,
+        segments_after = stats.segments_after,
+        bytes_before = stats.bytes_before,
+        bytes_after = stats.bytes_after,
+        records_removed = stats.records_removed,
+        tombstones_removed = stats.tombstones_removed,
+        "cleaned log"
+    );
+    Ok(Some(stats))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn clean_group(
+    log: &Partition,
+    snap: &Snapshot,
+    group: &[&SegmentSnapshot],
+    map: &OffsetMap,
+    now: i64,
+    stats: &mut CleanerStats,
+    producer_last_batch: &mut Option<HashMap<i64, i64>>,
+    min_horizon: &mut Option<i64>,
+    crash: Option<CleanCrashPoint>,
+) -> Result<GroupOutcome> {
+    let dir = &snap.dir;
+    let group_base = group[0].base;
+    let group_end = group.last().and_then(|s| s.next_base).unwrap_or(i64::MAX);
+    let mut out = LogSegment::create_with_suffix(dir, group_base, &snap.config, now, 0, CLEANED_SUFFIX)
+        .map_err(|e| log.fail(io_err(dir, e)))?;
+    let mut changed = group.len() > 1;
+    let result = (|| -> Result<()> {
+        for seg in group {
+            let mut scanner = BatchScanner::new(&seg.view.file, seg.view.end, 0);
+            loop {
+                let batch = match scanner.next_batch().map_err(|e| io_err(&seg.view.path, e))? {
+                    Scanned::End => break,
+                    Scanned::Invalid { position, reason } => return Err(corrupt(&seg.view.path, position, reason)),
+                    Scanned::Batch { batch, .. } => batch,
+                };
+                let (filtered, horizon) = if snap.is_aborted(&batch) {
+                    stats.records_removed += batch.records_count().max(0) as u64;
+                    (Filtered::Empty, None)
+                } else {
+                    filter_batch(&batch, map, snap.first_dirty, now, snap.config.delete_retention_ms, stats)
+                        .map_err(|e| corrupt(&seg.view.path, 0, e.to_string()))?
+                };
+                if let Some(h) = horizon {
+                    *min_horizon = Some(min_horizon.map_or(h, |m: i64| m.min(h)));
+                }
+                let bytes = match filtered {
+                    Filtered::Keep => Some(batch.as_bytes().clone()),
+                    Filtered::Rewrite(b) => {
+                        changed = true;
+                        Some(b)
+                    }
+                    Filtered::Empty => {
+                        changed = true;
+                        let last = producer_last_batch
+                            .get_or_insert_with(|| producer_last_batches(log, &snap.segments))
+                            .get(&batch.producer_id())
+                            .copied();
+                        if batch.producer_id() >= 0 && last == Some(batch.base_offset()) {
+                            Some(empty_batch(&batch).map_err(|e| corrupt(&seg.view.path, 0, e.to_string()))?)
+                        } else {
+                            None
+                        }
+                    }
+                };
+                let Some(bytes) = bytes else { continue };
+                let kept = RecordBatch::new(bytes.clone()).map_err(|e| corrupt(&seg.view.path, 0, e.to_string()))?;
+                let pos = out.size();
+                out.write(&mut [IoSlice::new(&bytes)]).map_err(|e| io_err(out.log_path(), e))?;
+                out.track_batch(
+                    pos,
+                    bytes.len() as u64,
+                    kept.last_offset(),
+                    kept.max_timestamp(),
+                    snap.config.index_interval_bytes,
+                );
+            }
+        }
+        Ok(())
+    })();
+    let remove_out = |out: &LogSegment| {
+        for p in out.paths() {
+            let _ = std::fs::remove_file(p);
+        }
+    };
+    if let Err(e) = result {
+        remove_out(&out);
+        return Err(log.fail(e));
+    }
+    if !changed {
+        remove_out(&out);
+        return Ok(GroupOutcome::Unchanged(group[0].size));
+    }
+    // 1. Write and fsync the cleaned files and the group end sidecar.
+    let group_end_path = layout::group_end_file(dir, group_base);
+    let group_end_cleaned = layout::with_suffix(&group_end_path, CLEANED_SUFFIX);
+    let written = (|| -> std::io::Result<()> {
+        out.close_indexes(true)?;
+        for (file, _) in out.files() {
+            crate::io::sync_data(&file)?;
+        }
+        crate::checkpoint::write_atomically(&group_end_cleaned, group_end.to_string().as_bytes())
+    })();
+    if let Err(e) = written {
+        remove_out(&out);
+        return Err(log.fail(io_err(dir, e)));
+    }
+    if crash == Some(CleanCrashPoint::AfterCleanedWritten) {
+        return Err(simulated_crash(dir));
+    }
+    // 2. Decide the swap: `.cleaned` -> `.swap`, the log file last.
+    let group_end_swap = layout::with_suffix(&group_end_path, SWAP_SUFFIX);
+    let renamed = std::fs::rename(&group_end_cleaned, &group_end_swap)
+        .and_then(|_| out.rename_with_suffix(dir, SWAP_SUFFIX))
+        .and_then(|_| fsync_dir(dir));
+    if let Err(e) = renamed {
+        return Err(log.fail(io_err(dir, e)));
+    }
+    if crash == Some(CleanCrashPoint::AfterSwapRenamed) {
+        return Err(simulated_crash(dir));
+    }
+    // 3. Under the lock: replace the old segments.
+    let replaced: Vec<(i64, u64)> = group.iter().map(|g| (g.base, g.size)).collect();
+    log.replace_with_cleaned(dir, &replaced, group_end, out, &group_end_swap, crash, now)
+}
+
+/// The base offset of each producer's last batch in the whole log (header reads only).
+fn producer_last_batches(log: &Partition, segments: &[SegmentSnapshot]) -> HashMap<i64, i64> {
+    let mut last = HashMap::new();
+    // Include the active segment as it is now: a later batch there supersedes.
+    let views: Vec<SegmentView> = log.segment_views();
+    let views = if views.is_empty() { segments.iter().map(|s| s.view.clone()).collect() } else { views };
+    for view in views {
+        let mut pos = 0;
+        while pos < view.end {
+            let Ok(buf) = view.header_at(pos) else { break };
+            let h = buf.header();
+            if h.producer_id() >= 0 {
+                last.insert(h.producer_id(), h.base_offset());
+            }
+            pos += h.size_in_bytes();
+        }
+    }
+    last
+}
+
+/// How one group's cleaning ended.
+pub(crate) enum GroupOutcome {
     /// The group was replaced by one segment of this size.
     Swapped(u64),
     /// Nothing to remove: the group (a single segment) was left as it was.
@@ -500,7 +428,7 @@ enum GroupOutcome {
     Abandoned,
 }
 
-fn simulated_crash(dir: &Path) -> StorageError {
+pub(crate) fn simulated_crash(dir: &Path) -> StorageError {
     io_err(dir, std::io::Error::other("simulated crash"))
 }
 
@@ -518,7 +446,7 @@ fn cleanable_of(snap: &Snapshot, now: i64) -> Cleanable {
         } else if s.base < snap.first_uncleanable {
             dirty_bytes += s.size;
             if oldest_dirty_first_batch_ts.is_none() && s.size > 0 {
-                oldest_dirty_first_batch_ts = s.view.header_at(0).ok().map(|h| h.max_timestamp);
+                oldest_dirty_first_batch_ts = s.view.header_at(0).ok().map(|h| h.header().max_timestamp());
             }
         }
     }
@@ -724,73 +652,7 @@ fn patch_header(
     attributes: i16,
     last_offset_delta: Option<i32>,
 ) -> std::result::Result<Bytes, BatchError> {
-    let mut buf = BytesMut::from(&bytes[..]);
-    let attr_bytes: [u8; 2] = [buf[ATTRIBUTES_OFFSET], buf[ATTRIBUTES_OFFSET + 1]];
-    let attrs = i16::from_be_bytes(attr_bytes) | attributes;
-    buf[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attrs.to_be_bytes());
-    if let Some(d) = last_offset_delta {
-        buf[LAST_OFFSET_DELTA_OFFSET..LAST_OFFSET_DELTA_OFFSET + 4].copy_from_slice(&d.to_be_bytes());
-    }
-    let batch = RecordBatch::new(buf.freeze())?;
-    let crc = batch.compute_crc();
-    let mut buf = BytesMut::from(&batch.as_bytes()[..]);
-    buf[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
-    Ok(buf.freeze())
-}
-
-impl LogManager {
-    /// Kafka's `grabFilthiestCompactedLog` + `Cleaner.clean`: picks the compacted log (not being
-    /// cleaned by another thread) that must be cleaned (max compaction lag or a passed tombstone
-    /// horizon) or has the highest dirty ratio above its `min.cleanable.dirty.ratio`, and cleans
-    /// it. `Ok(None)` when no log needs cleaning. Writes the checkpoints afterwards so the first
-    /// dirty offset survives a restart.
-    pub fn clean_filthiest(&self, config: &CleanerConfig, now: i64) -> Result<Option<(TopicPartition, CleanerStats)>> {
-        let capacity = offset_map_capacity(config);
-        let mut best: Option<(Arc<Partition>, Cleanable)> = None;
-        {
-            let cleaning = self.cleaning.lock().unwrap_or_else(PoisonError::into_inner);
-            for p in self.partitions() {
-                if cleaning.contains(p.topic_partition()) || p.log_dir().is_offline() || p.is_deleted() {
-                    continue;
-                }
-                let Ok(Some(c)) = p.cleanable(now) else { continue };
-                let min_ratio = p.config().min_cleanable_dirty_ratio;
-                if !c.should_clean(min_ratio) {
-                    continue;
-                }
-                let better = match &best {
-                    None => true,
-                    Some((_, b)) => (c.must_clean, c.dirty_ratio) > (b.must_clean, b.dirty_ratio),
-                };
-                if better {
-                    best = Some((p, c));
-                }
-            }
-        }
-        let Some((partition, _)) = best else { return Ok(None) };
-        let tp = partition.topic_partition().clone();
-        if !self.cleaning.lock().unwrap_or_else(PoisonError::into_inner).insert(tp.clone()) {
-            return Ok(None);
-        }
-        let result = partition.clean(capacity, now);
-        self.cleaning.lock().unwrap_or_else(PoisonError::into_inner).remove(&tp);
-        let stats = result?;
-        if stats.is_some() {
-            self.checkpoint()?;
-        }
-        Ok(stats.map(|s| (tp, s)))
-    }
-
-    /// Cleans one specific log now if it is compacted (tests, admin tools), whatever its ratio.
-    pub fn clean_now(&self, tp: &TopicPartition, config: &CleanerConfig, now: i64) -> Result<Option<CleanerStats>> {
-        let Some(p) = self.get(tp) else { return Ok(None) };
-        if !self.cleaning.lock().unwrap_or_else(PoisonError::into_inner).insert(tp.clone()) {
-            return Ok(None);
-        }
-        let result = p.clean(offset_map_capacity(config), now);
-        self.cleaning.lock().unwrap_or_else(PoisonError::into_inner).remove(tp);
-        result
-    }
+    Ok(RecordBatch::new(bytes)?.with_header_fields(attributes, last_offset_delta).into_bytes())
 }
 
 #[cfg(test)]

@@ -8,6 +8,9 @@
 //! and new ones are appended to the file with positional writes ("pending" until written). The
 //! file therefore never has a preallocated tail to trim.
 //!
+//! The entry codecs and [`parse_offset_index`]/[`parse_time_index`] are the one reader of these
+//! formats: the remote tier parses the copies it fetched from the object store with them.
+//!
 //! Invariants: entries are strictly increasing by offset (offset index) and by timestamp with
 //! non-decreasing offsets (time index); `persisted <= entries.len()`. Not thread-safe on its own:
 //! an index belongs to a segment, which is only touched under its partition's lock.
@@ -18,8 +21,66 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub const OFFSET_ENTRY_SIZE: usize = 8;
-pub const TIME_ENTRY_SIZE: usize = 12;
+pub use crate::limits::{OFFSET_ENTRY_SIZE, TIME_ENTRY_SIZE};
+
+/// One offset index entry, made absolute: the batch whose last offset is `offset` starts at
+/// `position` in the segment's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OffsetPosition {
+    pub offset: i64,
+    pub position: u64,
+}
+
+/// One time index entry, made absolute: the largest timestamp up to `offset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeIndexEntry {
+    pub timestamp: i64,
+    pub offset: i64,
+}
+
+/// An offset index entry as stored: `(relative offset, position)`.
+fn decode_offset_entry(e: &[u8]) -> (u32, u32) {
+    let be = |at: usize| e.get(at..at + 4).and_then(|b| b.try_into().ok()).map_or(0, u32::from_be_bytes);
+    (be(0), be(4))
+}
+
+/// A time index entry as stored: `(timestamp, relative offset)`.
+fn decode_time_entry(e: &[u8]) -> (i64, u32) {
+    let ts = e.get(0..8).and_then(|b| b.try_into().ok()).map_or(0, i64::from_be_bytes);
+    let rel = e.get(8..12).and_then(|b| b.try_into().ok()).map_or(0, u32::from_be_bytes);
+    (ts, rel)
+}
+
+/// The entries of an offset index file of the segment starting at `base_offset`, read leniently
+/// (the way a copy fetched from the remote tier is read): a preallocated zero tail or anything
+/// not strictly increasing ends the index, and a partial trailing entry is ignored.
+pub fn parse_offset_index(base_offset: i64, bytes: &[u8]) -> Vec<OffsetPosition> {
+    let mut entries: Vec<OffsetPosition> = Vec::with_capacity(bytes.len() / OFFSET_ENTRY_SIZE);
+    for e in bytes.chunks_exact(OFFSET_ENTRY_SIZE) {
+        let (rel, pos) = decode_offset_entry(e);
+        let entry = OffsetPosition { offset: base_offset + i64::from(rel), position: u64::from(pos) };
+        if entries.last().is_some_and(|last| entry.offset <= last.offset || entry.position <= last.position) {
+            break;
+        }
+        entries.push(entry);
+    }
+    entries
+}
+
+/// The entries of a time index file of the segment starting at `base_offset`, read leniently:
+/// a zero tail or anything not increasing ends it.
+pub fn parse_time_index(base_offset: i64, bytes: &[u8]) -> Vec<TimeIndexEntry> {
+    let mut entries: Vec<TimeIndexEntry> = Vec::with_capacity(bytes.len() / TIME_ENTRY_SIZE);
+    for e in bytes.chunks_exact(TIME_ENTRY_SIZE) {
+        let (timestamp, rel) = decode_time_entry(e);
+        let entry = TimeIndexEntry { timestamp, offset: base_offset + i64::from(rel) };
+        if entries.last().is_some_and(|last| entry.timestamp <= last.timestamp || entry.offset < last.offset) {
+            break;
+        }
+        entries.push(entry);
+    }
+    entries
+}
 
 /// Opens (creating if missing) an index file for positional reads and writes.
 fn open_index_file(path: &Path) -> io::Result<File> {
@@ -80,8 +141,7 @@ impl OffsetIndex {
         }
         let mut entries = Vec::with_capacity(bytes.len() / OFFSET_ENTRY_SIZE);
         for chunk in bytes.chunks_exact(OFFSET_ENTRY_SIZE) {
-            let rel = u32::from_be_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
-            let pos = u32::from_be_bytes([chunk[4], chunk[5], chunk[6], chunk[7]]);
+            let (rel, pos) = decode_offset_entry(chunk);
             if let Some(&(last_rel, last_pos)) = entries.last() {
                 if rel <= last_rel || pos <= last_pos {
                     return Ok(Err(IndexProblem(format!(
@@ -228,10 +288,7 @@ impl TimeIndex {
         }
         let mut entries: Vec<(i64, u32)> = Vec::with_capacity(bytes.len() / TIME_ENTRY_SIZE);
         for chunk in bytes.chunks_exact(TIME_ENTRY_SIZE) {
-            let mut ts = [0u8; 8];
-            ts.copy_from_slice(&chunk[..8]);
-            let ts = i64::from_be_bytes(ts);
-            let rel = u32::from_be_bytes([chunk[8], chunk[9], chunk[10], chunk[11]]);
+            let (ts, rel) = decode_time_entry(chunk);
             if let Some(&(last_ts, last_rel)) = entries.last() {
                 if ts <= last_ts || rel < last_rel {
                     return Ok(Err(IndexProblem(format!("time index entries not increasing at timestamp {ts}"))));
@@ -325,6 +382,34 @@ fn max_entries(max_index_bytes: u64, entry_size: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lenient_parsers_stop_at_a_zero_tail_and_make_entries_absolute() {
+        let mut offsets = Vec::new();
+        for (rel, pos) in [(0u32, 0u32), (10, 500), (20, 1000), (0, 0), (30, 1500)] {
+            offsets.extend_from_slice(&rel.to_be_bytes());
+            offsets.extend_from_slice(&pos.to_be_bytes());
+        }
+        offsets.push(7); // A partial trailing entry.
+        let parsed = parse_offset_index(100, &offsets);
+        assert_eq!(
+            parsed,
+            vec![
+                OffsetPosition { offset: 100, position: 0 },
+                OffsetPosition { offset: 110, position: 500 },
+                OffsetPosition { offset: 120, position: 1000 },
+            ]
+        );
+        let mut times = Vec::new();
+        for (ts, rel) in [(1000i64, 5u32), (2000, 20), (0, 0)] {
+            times.extend_from_slice(&ts.to_be_bytes());
+            times.extend_from_slice(&rel.to_be_bytes());
+        }
+        assert_eq!(
+            parse_time_index(50, &times),
+            vec![TimeIndexEntry { timestamp: 1000, offset: 55 }, TimeIndexEntry { timestamp: 2000, offset: 70 }]
+        );
+    }
 
     #[test]
     fn offset_index_lookup_finds_largest_entry_at_or_below() {

@@ -4,13 +4,14 @@
 //! into modules and re-exported here):
 //! - [`layout`]: file and directory names, Kafka's topic-id encoding;
 //! - [`checkpoint`]: offset checkpoint files, `partition.metadata`, crash-safe small writes;
-//! - `header`: batch header parsing for scans;
 //! - [`index`]: offset and time indexes;
+//! - [`limits`]: the fixed limits and entry sizes, their relationships asserted at compile time;
 //! - [`io`]: the fsyncs of all storage I/O, and the power-loss simulation built on them;
 //! - `segment`: one segment's files, bookkeeping and lock-free reads;
 //! - `log`: [`Partition`], one partition's log (append, read, flush, HW);
 //! - `recovery`: loading and recovering a partition dir at startup;
-//! - [`remote`]: the remote tier trait (KIP-405), remote segment metadata and its durable file;
+//! - [`remote`]: the remote tier trait (KIP-405), remote segment metadata and the upload
+//!   candidates the log hands to it (the tier itself is `sluice-tiered`);
 //! - `manager`: [`LogManager`], all logs across `log.dirs`, offline dirs, checkpoints.
 //!
 //! On disk everything is laid out exactly as Apache Kafka lays it out, so Kafka's tools
@@ -25,10 +26,10 @@ use thiserror::Error;
 
 pub mod checkpoint;
 mod cleaner;
-mod header;
 pub mod index;
 pub mod io;
 pub mod layout;
+pub mod limits;
 mod log;
 mod manager;
 pub mod producer_state;

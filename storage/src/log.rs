@@ -26,18 +26,25 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 
 use bytes::{Bytes, BytesMut};
 use sluice_protocol::batch::RecordBatch;
+use sluice_protocol::batch_header::BATCH_HEADER_BYTES as HEADER_SIZE;
+use sluice_protocol::types::{Offset, ProducerEpoch, ProducerId};
 use tokio::sync::watch;
 
-use crate::header::HEADER_SIZE;
+use crate::checkpoint::fsync_dir;
+use crate::cleaner::{self, CleanCrashPoint, Cleanable, GroupOutcome};
+use crate::layout::DELETED_SUFFIX;
+use crate::limits::SEGMENT_BYTES_MAX as MAX_SEGMENT_BYTES;
 use crate::manager::LogDir;
-use crate::producer_state::{self, BatchMetadata, ProducerEntry, ProducerStateManager, SequenceCheck, SequenceError};
+use crate::producer_state::{
+    self, BatchMetadata, OffsetRange, ProducerEntry, ProducerStateManager, SequenceCheck, SequenceError,
+};
 use crate::remote::{SegmentFiles, UploadCandidate};
 use crate::segment::{io_err, LogSegment, SegmentView};
 use crate::txn_index::{AbortedTxn, TxnIndex};
 use crate::util::{now_ms, random_u64};
 use crate::{
-    AppendInfo, LogConfig, LogOffsets, PartitionDirInfo, ReadResult, Result, RetentionStats, StorageError,
-    TimestampOffset, TopicPartition,
+    AppendInfo, CleanerStats, LogConfig, LogOffsets, PartitionDirInfo, ReadResult, Result, RetentionStats,
+    StorageError, TimestampOffset, TopicPartition,
 };
 
 /// A COMMIT/ABORT control batch (Kafka's `EndTransactionMarker`): one record whose key is
@@ -73,9 +80,6 @@ pub fn marker_batch(
     let bytes = builder.build().map_err(|e| corrupt(e.to_string()))?;
     RecordBatch::new(bytes).map_err(|e| corrupt(e.to_string()))
 }
-
-/// Kafka's segment files use int positions.
-const MAX_SEGMENT_BYTES: u64 = i32::MAX as u64;
 
 /// Mutable log state, guarded by [`Partition`]'s mutex.
 pub(crate) struct LogState {
@@ -283,21 +287,28 @@ impl LogState {
                             now,
                         ));
                     }
-                    None => self.producer_state.begin_unsequenced(pid, b.producer_epoch(), base, now),
+                    None => self.producer_state.begin_unsequenced(
+                        ProducerId::new(pid),
+                        ProducerEpoch::new(b.producer_epoch()),
+                        Offset::new(base),
+                        now,
+                    ),
                 }
                 continue;
             }
-            let Some((pid, epoch, first, last)) = producer_state::batch_producer_fields(b) else { continue };
-            match self.producer_state.check_batch(pid, epoch, first, last, b.is_transactional()) {
+            let Some(fields) = producer_state::batch_producer_fields(b) else { continue };
+            let pid = fields.producer_id.get();
+            match self.producer_state.check_batch(fields, b.is_transactional()) {
                 Ok(SequenceCheck::Append) => {
                     if !saved.iter().any(|(p, _)| *p == pid) {
                         saved.push((pid, self.producer_state.get(pid).cloned()));
                     }
-                    let offsets = (base, base + i64::from(b.last_offset_delta()));
+                    let last = base + i64::from(b.last_offset_delta());
+                    let offsets = OffsetRange { first: Offset::new(base), last: Offset::new(last) };
                     // Wall time, not the batch's (possibly old) create time: expiry counts idleness.
-                    self.producer_state.update(pid, epoch, first, last, offsets, now.max(b.max_timestamp()));
+                    self.producer_state.record_batch(fields, offsets, now.max(b.max_timestamp()));
                     if b.is_transactional() {
-                        self.producer_state.begin_txn(pid, base);
+                        self.producer_state.begin_txn(fields.producer_id, Offset::new(base));
                     }
                 }
                 Ok(SequenceCheck::Duplicate(m)) => {
@@ -1196,13 +1207,190 @@ impl Partition {
         self.lock().cleaner_checkpoint
     }
 
-    /// What the per-dir checkpoints record for this partition: (recovery point, log start, HW).
-    pub(crate) fn checkpoint_offsets(&self) -> (i64, i64, i64) {
+    /// What the per-dir checkpoints record for this partition.
+    pub(crate) fn checkpoint_offsets(&self) -> CheckpointOffsets {
         let st = self.lock();
-        (st.recovery_point, st.log_start_offset, st.high_watermark)
+        CheckpointOffsets {
+            recovery_point: st.recovery_point,
+            log_start_offset: st.log_start_offset,
+            high_watermark: st.high_watermark,
+        }
     }
 
     pub(crate) fn is_deleted(&self) -> bool {
         self.deleted.load(Ordering::Acquire)
     }
+
+    // The log cleaner (`cleaner.rs`) works on the log through the methods below only: it reads
+    // a snapshot, rewrites segments from immutable views without the lock, and comes back to
+    // swap them in and record how far it got.
+
+    /// How dirty this log is at `now`; `None` unless it is compacted.
+    pub fn cleanable(&self, now: i64) -> Result<Option<Cleanable>> {
+        cleaner::cleanable(self, now)
+    }
+
+    /// Cleans this log once if it is compacted and has anything cleanable (see `cleaner.rs`).
+    /// `map_capacity` bounds the offset map ([`crate::offset_map_capacity`]).
+    pub fn clean(&self, map_capacity: usize, now: i64) -> Result<Option<CleanerStats>> {
+        cleaner::clean(self, map_capacity, now, None)
+    }
+
+    /// [`clean`](Self::clean), stopping at `crash` to simulate a crash (tests). A simulated crash
+    /// returns an I/O error and leaves the files as a crash at that point would.
+    #[doc(hidden)]
+    pub fn clean_with_crash(
+        &self,
+        map_capacity: usize,
+        now: i64,
+        crash: Option<CleanCrashPoint>,
+    ) -> Result<Option<CleanerStats>> {
+        cleaner::clean(self, map_capacity, now, crash)
+    }
+
+    /// What a cleaning starts from, read under the lock; `None` unless the log is compacted.
+    pub(crate) fn cleaner_view(&self) -> Result<Option<CleanerView>> {
+        self.check()?;
+        let st = self.lock();
+        self.check()?;
+        if !st.config.cleanup_compact {
+            return Ok(None);
+        }
+        Ok(Some(CleanerView {
+            config: st.config.clone(),
+            dir: st.dir.clone(),
+            log_start_offset: st.log_start_offset,
+            log_end_offset: st.log_end_offset,
+            last_stable_offset: st.last_stable_offset(),
+            cleaner_checkpoint: st.cleaner_checkpoint,
+            tombstone_horizon: st.tombstone_horizon,
+            segments: st
+                .segments
+                .iter()
+                .map(|(base, seg)| CleanerSegment {
+                    base: *base,
+                    view: seg.view(),
+                    size: seg.size(),
+                    largest_timestamp: seg.largest_timestamp(),
+                })
+                .collect(),
+            aborted: st.txn_index.all(),
+        }))
+    }
+
+    /// Views of every segment as they are now.
+    pub(crate) fn segment_views(&self) -> Vec<SegmentView> {
+        self.lock().segments.values().map(LogSegment::view).collect()
+    }
+
+    /// A cleaning that found nothing to clean although the log was due (its tombstone horizon
+    /// passed): forget the horizon so the log is not due again until a cleaning sets one.
+    pub(crate) fn clear_tombstone_horizon(&self) {
+        self.lock().tombstone_horizon = None;
+    }
+
+    /// Records a finished cleaning: offsets below `end_offset` are clean, and the earliest delete
+    /// horizon of the tombstones it kept.
+    pub(crate) fn commit_cleaning(&self, end_offset: i64, tombstone_horizon: Option<i64>) {
+        let mut st = self.lock();
+        st.cleaner_checkpoint = Some(end_offset.max(st.cleaner_checkpoint.unwrap_or(i64::MIN)));
+        st.tombstone_horizon = tombstone_horizon;
+    }
+
+    /// Step 3 of a cleaning's swap, under the lock: replaces the segments `group` (base offset
+    /// and size as the cleaner read them) with `out`, whose files are already renamed to `.swap`,
+    /// unless the log changed underneath (then `out` and the swap marker are removed and the
+    /// cleaning of this group is abandoned). `dir` is the partition dir the cleaning started in.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn replace_with_cleaned(
+        &self,
+        dir: &Path,
+        group: &[(i64, u64)],
+        group_end: i64,
+        mut out: LogSegment,
+        group_end_swap: &Path,
+        crash: Option<CleanCrashPoint>,
+        now: i64,
+    ) -> Result<GroupOutcome> {
+        let group_base = group.first().map_or(group_end, |g| g.0);
+        let new_size = out.size();
+        let mut st = self.lock();
+        let still_there = self.check().is_ok()
+            && group.iter().all(|&(base, size)| st.segments.get(&base).is_some_and(|s| s.size() == size))
+            && st.segments.range(group_end..).next().is_some()
+            && st.segments.range(group_base..group_end).count() == group.len();
+        if !still_there {
+            drop(st);
+            for p in out.paths() {
+                let _ = std::fs::remove_file(p);
+            }
+            let _ = std::fs::remove_file(group_end_swap);
+            return Ok(GroupOutcome::Abandoned);
+        }
+        let mut old_paths = Vec::new();
+        let replaced = (|| -> std::io::Result<Option<()>> {
+            for (i, &(base, _)) in group.iter().enumerate() {
+                if let Some(mut old) = st.segments.remove(&base) {
+                    old.rename_with_suffix(dir, DELETED_SUFFIX)?;
+                    old_paths.extend(old.paths());
+                }
+                if i == 0 && crash == Some(CleanCrashPoint::AfterFirstOldDeleted) {
+                    return Ok(None);
+                }
+            }
+            if crash == Some(CleanCrashPoint::AfterAllOldDeleted) {
+                return Ok(None);
+            }
+            out.rename_with_suffix(dir, "")?;
+            if crash == Some(CleanCrashPoint::AfterFinalRename) {
+                return Ok(None);
+            }
+            std::fs::remove_file(group_end_swap)?;
+            fsync_dir(dir)?;
+            Ok(Some(()))
+        })();
+        match replaced {
+            Ok(Some(())) => {}
+            Ok(None) => return Err(cleaner::simulated_crash(dir)),
+            Err(e) => {
+                drop(st);
+                return Err(self.fail(io_err(dir, e)));
+            }
+        }
+        st.segments.insert(group_base, out);
+        let delay = st.config.file_delete_delay_ms;
+        drop(st);
+        self.log_dir().schedule_delete(old_paths, now.saturating_add(delay));
+        Ok(GroupOutcome::Swapped(new_size))
+    }
+}
+
+/// The offsets of one partition that the per-dir checkpoint files record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CheckpointOffsets {
+    pub(crate) recovery_point: i64,
+    pub(crate) log_start_offset: i64,
+    pub(crate) high_watermark: i64,
+}
+
+/// What the cleaner reads of a log under its lock ([`Partition::cleaner_view`]).
+pub(crate) struct CleanerView {
+    pub(crate) config: LogConfig,
+    pub(crate) dir: PathBuf,
+    pub(crate) log_start_offset: i64,
+    pub(crate) log_end_offset: i64,
+    pub(crate) last_stable_offset: i64,
+    pub(crate) cleaner_checkpoint: Option<i64>,
+    pub(crate) tombstone_horizon: Option<i64>,
+    /// Every segment, by base offset (the active one last).
+    pub(crate) segments: Vec<CleanerSegment>,
+    pub(crate) aborted: Vec<AbortedTxn>,
+}
+
+/// One segment of a [`CleanerView`].
+pub(crate) struct CleanerSegment {
+    pub(crate) base: i64,
+    pub(crate) view: SegmentView,
+    pub(crate) size: u64,
+    pub(crate) largest_timestamp: i64,
 }

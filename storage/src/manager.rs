@@ -25,6 +25,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use tokio::sync::Notify;
 
 use crate::checkpoint::{self, fsync_dir, read_offset_checkpoint, write_offset_checkpoint};
+use crate::cleaner::{offset_map_capacity, Cleanable};
 use crate::layout::{
     self, CLEANER_OFFSET_CHECKPOINT, CLEAN_SHUTDOWN_FILE, LOG_START_OFFSET_CHECKPOINT, RECOVERY_POINT_CHECKPOINT,
     REPLICATION_OFFSET_CHECKPOINT,
@@ -33,7 +34,10 @@ use crate::log::{roll_jitter, LogState, Partition};
 use crate::recovery::{load_partition, CheckpointHints};
 use crate::segment::{io_err, LogSegment};
 use crate::util::{now_ms, random_u128};
-use crate::{LoadReport, LogConfig, LogManagerConfig, PartitionDirInfo, Result, StorageError, TopicPartition};
+use crate::{
+    CleanerConfig, CleanerStats, LoadReport, LogConfig, LogManagerConfig, PartitionDirInfo, Result, StorageError,
+    TopicPartition,
+};
 
 /// One `log.dirs` entry and whether it is still usable.
 #[derive(Debug)]
@@ -352,7 +356,8 @@ impl LogManager {
             let mut high_watermarks = BTreeMap::new();
             let mut cleaner_offsets = BTreeMap::new();
             for p in partitions.iter().filter(|p| Arc::ptr_eq(p.log_dir(), dir) && !p.is_deleted()) {
-                let (rp, lso, hw) = p.checkpoint_offsets();
+                let offsets = p.checkpoint_offsets();
+                let (rp, lso, hw) = (offsets.recovery_point, offsets.log_start_offset, offsets.high_watermark);
                 let tp = p.topic_partition().clone();
                 if let Some(c) = p.cleaner_checkpoint() {
                     cleaner_offsets.insert(tp.clone(), c);
@@ -485,6 +490,61 @@ impl LogManager {
         for d in self.dirs.iter().filter(|d| d.path == dir) {
             d.mark_offline_dir(dir, &io::Error::other("injected failure"));
         }
+    }
+
+    // The log cleaner's scheduling (the cleaning itself is in `cleaner.rs`).
+
+    /// Kafka's `grabFilthiestCompactedLog` + `Cleaner.clean`: picks the compacted log (not being
+    /// cleaned by another thread) that must be cleaned (max compaction lag or a passed tombstone
+    /// horizon) or has the highest dirty ratio above its `min.cleanable.dirty.ratio`, and cleans
+    /// it. `Ok(None)` when no log needs cleaning. Writes the checkpoints afterwards so the first
+    /// dirty offset survives a restart.
+    pub fn clean_filthiest(&self, config: &CleanerConfig, now: i64) -> Result<Option<(TopicPartition, CleanerStats)>> {
+        let capacity = offset_map_capacity(config);
+        let mut best: Option<(Arc<Partition>, Cleanable)> = None;
+        {
+            let cleaning = self.cleaning.lock().unwrap_or_else(PoisonError::into_inner);
+            for p in self.partitions() {
+                if cleaning.contains(p.topic_partition()) || p.log_dir().is_offline() || p.is_deleted() {
+                    continue;
+                }
+                let Ok(Some(c)) = p.cleanable(now) else { continue };
+                let min_ratio = p.config().min_cleanable_dirty_ratio;
+                if !c.should_clean(min_ratio) {
+                    continue;
+                }
+                let better = match &best {
+                    None => true,
+                    Some((_, b)) => (c.must_clean, c.dirty_ratio) > (b.must_clean, b.dirty_ratio),
+                };
+                if better {
+                    best = Some((p, c));
+                }
+            }
+        }
+        let Some((partition, _)) = best else { return Ok(None) };
+        let tp = partition.topic_partition().clone();
+        if !self.cleaning.lock().unwrap_or_else(PoisonError::into_inner).insert(tp.clone()) {
+            return Ok(None);
+        }
+        let result = partition.clean(capacity, now);
+        self.cleaning.lock().unwrap_or_else(PoisonError::into_inner).remove(&tp);
+        let stats = result?;
+        if stats.is_some() {
+            self.checkpoint()?;
+        }
+        Ok(stats.map(|s| (tp, s)))
+    }
+
+    /// Cleans one specific log now if it is compacted (tests, admin tools), whatever its ratio.
+    pub fn clean_now(&self, tp: &TopicPartition, config: &CleanerConfig, now: i64) -> Result<Option<CleanerStats>> {
+        let Some(p) = self.get(tp) else { return Ok(None) };
+        if !self.cleaning.lock().unwrap_or_else(PoisonError::into_inner).insert(tp.clone()) {
+            return Ok(None);
+        }
+        let result = p.clean(offset_map_capacity(config), now);
+        self.cleaning.lock().unwrap_or_else(PoisonError::into_inner).remove(tp);
+        result
     }
 }
 

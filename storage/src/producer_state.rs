@@ -32,19 +32,18 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use sluice_protocol::batch::RecordBatch;
+use sluice_protocol::types::{Offset, ProducerEpoch, ProducerId, Sequence};
 
+use crate::limits::{
+    CONTROL_RECORDS_BYTES_MAX, PRODUCER_SNAPSHOTS_KEPT as SNAPSHOTS_KEPT, PRODUCER_SNAPSHOT_ENTRY_SIZE as ENTRY_SIZE,
+};
 use crate::txn_index::AbortedTxn;
+use crate::StorageError;
 
-/// Kafka keeps the metadata of this many batches per producer for duplicate detection (and
-/// clients keep at most this many requests in flight with idempotence).
-pub const MAX_BATCHES_PER_PRODUCER: usize = 5;
+pub use crate::limits::BATCHES_PER_PRODUCER_MAX as MAX_BATCHES_PER_PRODUCER;
 /// Suffix of producer state snapshot files.
 pub const SNAPSHOT_SUFFIX: &str = ".snapshot";
-/// Snapshot files kept after a new one is written.
-const SNAPSHOTS_KEPT: usize = 2;
 const SNAPSHOT_VERSION: i16 = 1;
-/// Bytes of one snapshot entry (Kafka's `ProducerSnapshotEntryV1`).
-const ENTRY_SIZE: usize = 8 + 2 + 4 + 8 + 4 + 8 + 4 + 8;
 /// Kafka's "no epoch" and "no sequence".
 const NO_PRODUCER_EPOCH: i16 = -1;
 
@@ -137,13 +136,35 @@ fn in_sequence(last_seq: i32, next_seq: i32) -> bool {
     next_seq == last_seq.wrapping_add(1) || (next_seq == 0 && last_seq == i32::MAX)
 }
 
+/// The idempotence fields of one batch, typed so that an epoch is never taken for a sequence or
+/// a producer id for an offset on the way into the producer state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerBatch {
+    pub producer_id: ProducerId,
+    pub producer_epoch: ProducerEpoch,
+    pub first_sequence: Sequence,
+    pub last_sequence: Sequence,
+}
+
+/// The offsets one batch was written at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OffsetRange {
+    pub first: Offset,
+    pub last: Offset,
+}
+
 /// The idempotence fields of a batch, `None` for batches without a producer id or control batches.
-pub fn batch_producer_fields(b: &RecordBatch) -> Option<(i64, i16, i32, i32)> {
+pub fn batch_producer_fields(b: &RecordBatch) -> Option<ProducerBatch> {
     if b.producer_id() < 0 || b.is_control() {
         return None;
     }
     let first = b.base_sequence();
-    Some((b.producer_id(), b.producer_epoch(), first, increment_sequence(first, b.last_offset_delta())))
+    Some(ProducerBatch {
+        producer_id: ProducerId::new(b.producer_id()),
+        producer_epoch: ProducerEpoch::new(b.producer_epoch()),
+        first_sequence: Sequence::new(first),
+        last_sequence: Sequence::new(increment_sequence(first, b.last_offset_delta())),
+    })
 }
 
 /// What a control batch says: the transaction committed (`true`) or aborted.
@@ -151,7 +172,7 @@ pub fn control_commit(b: &RecordBatch) -> Option<bool> {
     if !b.is_control() {
         return None;
     }
-    let records = b.records(1 << 16).ok()?;
+    let records = b.records(CONTROL_RECORDS_BYTES_MAX).ok()?;
     let key = records.first()?.key.as_ref()?;
     // Key: i16 version, i16 type (0 = ABORT, 1 = COMMIT).
     if key.len() < 4 {
@@ -166,7 +187,7 @@ pub fn control_commit(b: &RecordBatch) -> Option<bool> {
 
 /// The coordinator epoch a control batch carries (value: i16 version, i32 coordinator epoch).
 pub fn control_coordinator_epoch(b: &RecordBatch) -> i32 {
-    b.records(1 << 16)
+    b.records(CONTROL_RECORDS_BYTES_MAX)
         .ok()
         .and_then(|r| r.into_iter().next())
         .and_then(|r| r.value)
@@ -180,7 +201,7 @@ pub fn control_coordinator_epoch(b: &RecordBatch) -> i32 {
 pub struct ProducerStateManager {
     producers: HashMap<i64, ProducerEntry>,
     /// Open transactions by first offset -> producer id.
-    ongoing: BTreeMap<i64, i64>,
+    ongoing: BTreeMap<Offset, ProducerId>,
 }
 
 impl ProducerStateManager {
@@ -208,18 +229,20 @@ impl ProducerStateManager {
         first_seq: i32,
         last_seq: i32,
     ) -> Result<SequenceCheck, SequenceError> {
-        self.check_batch(producer_id, epoch, first_seq, last_seq, false)
+        let batch = ProducerBatch {
+            producer_id: ProducerId::new(producer_id),
+            producer_epoch: ProducerEpoch::new(epoch),
+            first_sequence: Sequence::new(first_seq),
+            last_sequence: Sequence::new(last_seq),
+        };
+        self.check_batch(batch, false)
     }
 
     /// [`Self::check`] for a batch that is transactional or not.
-    pub fn check_batch(
-        &self,
-        producer_id: i64,
-        epoch: i16,
-        first_seq: i32,
-        last_seq: i32,
-        transactional: bool,
-    ) -> Result<SequenceCheck, SequenceError> {
+    pub fn check_batch(&self, batch: ProducerBatch, transactional: bool) -> Result<SequenceCheck, SequenceError> {
+        let producer_id = batch.producer_id.get();
+        let epoch = batch.producer_epoch.get();
+        let (first_seq, last_seq) = (batch.first_sequence.get(), batch.last_sequence.get());
         let Some(entry) = self.producers.get(&producer_id) else {
             return Ok(SequenceCheck::Append);
         };
@@ -251,7 +274,19 @@ impl ProducerStateManager {
         }
     }
 
-    /// Records a batch written at `[first_offset, last_offset]` (appends, and log replay at load).
+    /// Records a batch written at `offsets` (appends, and log replay at load).
+    pub fn record_batch(&mut self, batch: ProducerBatch, offsets: OffsetRange, timestamp: i64) {
+        self.update(
+            batch.producer_id.get(),
+            batch.producer_epoch.get(),
+            batch.first_sequence.get(),
+            batch.last_sequence.get(),
+            (offsets.first.get(), offsets.last.get()),
+            timestamp,
+        );
+    }
+
+    /// [`Self::record_batch`] in raw integers: a batch written at `[first_offset, last_offset]`.
     pub fn update(
         &mut self,
         producer_id: i64,
@@ -284,9 +319,9 @@ impl ProducerStateManager {
 
     /// Puts back an entry saved before a refused multi-batch append changed it.
     pub fn restore(&mut self, producer_id: i64, entry: Option<ProducerEntry>) {
-        self.ongoing.retain(|_, pid| *pid != producer_id);
+        self.ongoing.retain(|_, pid| pid.get() != producer_id);
         if let Some(first) = entry.as_ref().and_then(|e| e.current_txn_first_offset) {
-            self.ongoing.insert(first, producer_id);
+            self.ongoing.insert(Offset::new(first), ProducerId::new(producer_id));
         }
         match entry {
             Some(e) => {
@@ -308,14 +343,14 @@ impl ProducerStateManager {
             }
         }
         self.producers.retain(|_, e| !e.batches.is_empty() || e.current_txn_first_offset.is_some());
-        self.ongoing.retain(|first, _| *first < offset);
+        self.ongoing.retain(|first, _| first.get() < offset);
     }
 
     /// Opens the producer's transaction at `first_offset` unless one is open already.
-    pub fn begin_txn(&mut self, producer_id: i64, first_offset: i64) {
-        if let Some(e) = self.producers.get_mut(&producer_id) {
+    pub fn begin_txn(&mut self, producer_id: ProducerId, first_offset: Offset) {
+        if let Some(e) = self.producers.get_mut(&producer_id.get()) {
             if e.current_txn_first_offset.is_none() {
-                e.current_txn_first_offset = Some(first_offset);
+                e.current_txn_first_offset = Some(first_offset.get());
                 self.ongoing.insert(first_offset, producer_id);
             }
         }
@@ -323,8 +358,15 @@ impl ProducerStateManager {
 
     /// A transactional batch a coordinator wrote without sequence numbers (offset commits of a
     /// transaction): no sequence checks, but it opens the producer's transaction here.
-    pub fn begin_unsequenced(&mut self, producer_id: i64, epoch: i16, first_offset: i64, timestamp: i64) {
-        let entry = self.producers.entry(producer_id).or_insert_with(|| ProducerEntry::new(epoch, timestamp));
+    pub fn begin_unsequenced(
+        &mut self,
+        producer_id: ProducerId,
+        epoch: ProducerEpoch,
+        first_offset: Offset,
+        timestamp: i64,
+    ) {
+        let epoch = epoch.get();
+        let entry = self.producers.entry(producer_id.get()).or_insert_with(|| ProducerEntry::new(epoch, timestamp));
         if epoch > entry.epoch {
             entry.epoch = epoch;
             entry.batches.clear();
@@ -370,14 +412,14 @@ impl ProducerStateManager {
         entry.last_timestamp = entry.last_timestamp.max(timestamp);
         let first = entry.current_txn_first_offset.take();
         if let Some(f) = first {
-            self.ongoing.remove(&f);
+            self.ongoing.remove(&Offset::new(f));
         }
         if commit {
             return None;
         }
         // Kafka's lastStableOffset(completedTxn): the first other open transaction, or the
         // offset after the marker.
-        let last_stable_offset = self.ongoing.keys().next().copied().unwrap_or(marker_offset + 1);
+        let last_stable_offset = self.ongoing.keys().next().map_or(marker_offset + 1, |o| o.get());
         Some(AbortedTxn {
             producer_id,
             first_offset: first.unwrap_or(marker_offset),
@@ -388,7 +430,7 @@ impl ProducerStateManager {
 
     /// The first offset of the oldest open transaction: the last stable offset can not pass it.
     pub fn first_unstable_offset(&self) -> Option<i64> {
-        self.ongoing.keys().next().copied()
+        self.ongoing.keys().next().map(|o| o.get())
     }
 
     /// How many transactions are open in this partition.
@@ -419,13 +461,19 @@ impl ProducerStateManager {
             );
         }
         if Self::is_unsequenced_txn(b) {
-            self.begin_unsequenced(b.producer_id(), b.producer_epoch(), b.base_offset(), b.max_timestamp());
+            self.begin_unsequenced(
+                ProducerId::new(b.producer_id()),
+                ProducerEpoch::new(b.producer_epoch()),
+                Offset::new(b.base_offset()),
+                b.max_timestamp(),
+            );
             return None;
         }
-        if let Some((pid, epoch, first, last)) = batch_producer_fields(b) {
-            self.update(pid, epoch, first, last, (b.base_offset(), b.last_offset()), b.max_timestamp());
+        if let Some(batch) = batch_producer_fields(b) {
+            let offsets = OffsetRange { first: Offset::new(b.base_offset()), last: Offset::new(b.last_offset()) };
+            self.record_batch(batch, offsets, b.max_timestamp());
             if b.is_transactional() {
-                self.begin_txn(pid, b.base_offset());
+                self.begin_txn(batch.producer_id, Offset::new(b.base_offset()));
             }
         }
         None
@@ -473,24 +521,31 @@ impl ProducerStateManager {
         out
     }
 
-    /// Decodes a snapshot; `Err` with the reason when it is torn, corrupt or of another version.
-    pub fn decode_snapshot(b: &[u8]) -> Result<Self, String> {
+    /// Decodes a snapshot; `Err(StorageError::Corrupt)` when it is torn, corrupt or of another
+    /// version. The bytes come from memory, so the error names no file (its path is empty): the
+    /// caller that read them knows which one.
+    pub fn decode_snapshot(b: &[u8]) -> Result<Self, StorageError> {
+        let corrupt = |position: usize, reason: String| StorageError::Corrupt {
+            path: std::path::PathBuf::new(),
+            position: position as u64,
+            reason,
+        };
         if b.len() < 10 {
-            return Err(format!("snapshot of {} bytes is too short", b.len()));
+            return Err(corrupt(0, format!("snapshot of {} bytes is too short", b.len())));
         }
         let version = i16::from_be_bytes([b[0], b[1]]);
         if version != SNAPSHOT_VERSION {
-            return Err(format!("unsupported snapshot version {version}"));
+            return Err(corrupt(0, format!("unsupported snapshot version {version}")));
         }
         let crc = u32::from_be_bytes([b[2], b[3], b[4], b[5]]);
         let body = &b[6..];
         if crc32c::crc32c(body) != crc {
-            return Err("snapshot checksum mismatch".into());
+            return Err(corrupt(2, "snapshot checksum mismatch".into()));
         }
         let count = i32::from_be_bytes([body[0], body[1], body[2], body[3]]);
         let entries = &body[4..];
         if count < 0 || entries.len() != count as usize * ENTRY_SIZE {
-            return Err(format!("snapshot entry count {count} does not match its {} bytes", entries.len()));
+            return Err(corrupt(6, format!("snapshot entry count {count} does not match its {} bytes", entries.len())));
         }
         let mut producers = HashMap::with_capacity(count as usize);
         let mut ongoing = BTreeMap::new();
@@ -510,7 +565,7 @@ impl ProducerStateManager {
             let coordinator_epoch = i32_at(34);
             let current_txn_first_offset = Some(i64_at(38)).filter(|o| *o >= 0);
             if let Some(f) = current_txn_first_offset {
-                ongoing.insert(f, producer_id);
+                ongoing.insert(Offset::new(f), ProducerId::new(producer_id));
             }
             let mut batches = VecDeque::new();
             if last_offset >= 0 {
@@ -607,8 +662,8 @@ pub fn load_latest_snapshot(
                 found = Some((off, state));
                 break;
             }
-            Err(reason) => {
-                tracing::warn!(file = %path.display(), %reason, "deleting unreadable producer snapshot");
+            Err(error) => {
+                tracing::warn!(file = %path.display(), %error, "deleting unreadable producer snapshot");
                 fs::remove_file(&path)?;
                 deleted = true;
             }

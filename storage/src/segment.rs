@@ -20,22 +20,36 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use sluice_protocol::batch::{RecordBatch, DECOMPRESSED_BATCH_BYTES_MAX};
+use sluice_protocol::batch::{BatchError, RecordBatch};
+use sluice_protocol::batch_header::{BatchHeader, BatchHeaderBuf, BATCH_HEADER_BYTES as HEADER_SIZE};
+use sluice_protocol::limits::DECOMPRESSED_BATCH_BYTES_MAX;
 
-use crate::header::{BatchHeader, HEADER_SIZE};
 use crate::index::{OffsetIndex, TimeIndex};
 use crate::layout;
+use crate::limits::SCAN_CHUNK_BYTES as SCAN_CHUNK;
 use crate::{LogConfig, StorageError, TimestampOffset};
-
-/// Read size for sequential scans during recovery.
-const SCAN_CHUNK: usize = 1 << 20;
 
 pub fn io_err(path: &Path, source: io::Error) -> StorageError {
     StorageError::Io { path: path.to_path_buf(), source }
 }
 
-fn corrupt(path: &Path, position: u64, reason: impl Into<String>) -> StorageError {
-    StorageError::Corrupt { path: path.to_path_buf(), position, reason: reason.into() }
+fn corrupt(path: &Path, position: u64, reason: impl ToString) -> StorageError {
+    StorageError::Corrupt { path: path.to_path_buf(), position, reason: reason.to_string() }
+}
+
+/// The header at the start of `b`, checked for what a scan must trust to step to the next batch
+/// (Kafka's `FileLogInputStream` reads only these bytes per batch, so that locating a batch costs
+/// one small positional read, not a copy of the batch): a whole header, a length covering at
+/// least the header, magic 2, and offsets a log can hold.
+pub fn scan_header(b: &[u8]) -> Result<BatchHeader<'_>, BatchError> {
+    let h = BatchHeader::parse(b)?;
+    if !h.offsets_valid() {
+        return Err(BatchError::InvalidOffsets {
+            base_offset: h.base_offset(),
+            last_offset_delta: h.last_offset_delta(),
+        });
+    }
+    Ok(h)
 }
 
 /// Reads as many bytes as are available (up to `buf.len()`) at `pos`.
@@ -95,30 +109,31 @@ pub struct Chunk {
 
 impl SegmentView {
     /// The header of the batch at `pos`, checked to lie within the snapshot.
-    pub fn header_at(&self, pos: u64) -> crate::Result<BatchHeader> {
+    pub fn header_at(&self, pos: u64) -> crate::Result<BatchHeaderBuf> {
         let mut buf = [0u8; HEADER_SIZE];
         let n = read_up_to_at(&self.file, &mut buf, pos).map_err(|e| io_err(&self.path, e))?;
-        let h = BatchHeader::parse(&buf[..n]).map_err(|r| corrupt(&self.path, pos, r))?;
-        if pos + h.size() > self.end {
+        let h = scan_header(&buf[..n]).map_err(|r| corrupt(&self.path, pos, r))?;
+        if pos + h.size_in_bytes() > self.end {
             return Err(corrupt(
                 &self.path,
                 pos,
-                format!("batch of {} bytes runs past segment end {}", h.size(), self.end),
+                format!("batch of {} bytes runs past segment end {}", h.size_in_bytes(), self.end),
             ));
         }
-        Ok(h)
+        Ok(h.to_buf())
     }
 
     /// Scans headers from `pos` (a batch start, e.g. from the offset index) for the first batch
     /// whose last offset is `>= target`: the batch that contains `target`, or the first one after
     /// it when `target` falls in a gap. `None` when the snapshot ends first.
-    pub fn find_batch(&self, mut pos: u64, target: i64) -> crate::Result<Option<(u64, BatchHeader)>> {
+    pub fn find_batch(&self, mut pos: u64, target: i64) -> crate::Result<Option<(u64, BatchHeaderBuf)>> {
         while pos < self.end {
-            let h = self.header_at(pos)?;
+            let buf = self.header_at(pos)?;
+            let h = buf.header();
             if h.last_offset() >= target {
-                return Ok(Some((pos, h)));
+                return Ok(Some((pos, buf)));
             }
-            pos += h.size();
+            pos += h.size_in_bytes();
         }
         Ok(None)
     }
@@ -148,28 +163,30 @@ impl SegmentView {
                 return Ok(Chunk { bytes: Bytes::from(buf), limited: false });
             }
             let h = if off + HEADER_SIZE <= buf.len() {
-                BatchHeader::parse(&buf[off..off + HEADER_SIZE])
+                scan_header(&buf[off..off + HEADER_SIZE])
                     .map_err(|r| corrupt(&self.path, pos + off as u64, r))?
+                    .to_buf()
             } else {
                 // The buffer ends inside this header; only the size and offsets matter now.
                 self.header_at(pos + off as u64)?
             };
+            let h = h.header();
             let at = pos + off as u64;
-            if at + h.size() > self.end {
+            if at + h.size_in_bytes() > self.end {
                 return Err(corrupt(&self.path, at, "batch runs past segment end"));
             }
-            if h.base_offset < prev_next_offset {
+            if h.base_offset() < prev_next_offset {
                 return Err(corrupt(
                     &self.path,
                     at,
-                    format!("offset {} below previous batch end {prev_next_offset}", h.base_offset),
+                    format!("offset {} below previous batch end {prev_next_offset}", h.base_offset()),
                 ));
             }
             if h.last_offset() >= max_offset {
                 buf.truncate(off);
                 return Ok(Chunk { bytes: Bytes::from(buf), limited: true });
             }
-            let size = h.size() as usize;
+            let size = h.size_in_bytes() as usize;
             if off + size > max_bytes {
                 if off == 0 && min_one_batch {
                     // Return the oversized first batch whole, alone.
@@ -185,8 +202,8 @@ impl SegmentView {
     }
 
     /// Reads the whole batch at `pos`.
-    pub fn read_batch(&self, pos: u64, h: &BatchHeader) -> crate::Result<RecordBatch> {
-        let mut buf = vec![0u8; h.size() as usize];
+    pub fn read_batch(&self, pos: u64, h: &BatchHeader<'_>) -> crate::Result<RecordBatch> {
+        let mut buf = vec![0u8; h.size_in_bytes() as usize];
         self.file.read_exact_at(&mut buf, pos).map_err(|e| io_err(&self.path, e))?;
         RecordBatch::new(Bytes::from(buf)).map_err(|e| corrupt(&self.path, pos, e.to_string()))
     }
@@ -200,25 +217,26 @@ impl SegmentView {
         starting_offset: i64,
     ) -> crate::Result<Option<TimestampOffset>> {
         while pos < self.end {
-            let h = self.header_at(pos)?;
-            if h.max_timestamp >= target && h.last_offset() >= starting_offset {
+            let buf = self.header_at(pos)?;
+            let h = buf.header();
+            if h.max_timestamp() >= target && h.last_offset() >= starting_offset {
                 let batch = self.read_batch(pos, &h)?;
                 let records =
                     batch.records(DECOMPRESSED_BATCH_BYTES_MAX).map_err(|e| corrupt(&self.path, pos, e.to_string()))?;
                 let lat = h.is_log_append_time();
                 for r in &records {
                     let ts = record_timestamp(&batch, lat, r.timestamp_delta);
-                    let offset = h.base_offset + i64::from(r.offset_delta);
+                    let offset = h.base_offset() + i64::from(r.offset_delta);
                     if ts >= target && offset >= starting_offset {
                         return Ok(Some(TimestampOffset {
                             timestamp: ts,
                             offset,
-                            leader_epoch: h.partition_leader_epoch,
+                            leader_epoch: h.partition_leader_epoch(),
                         }));
                     }
                 }
             }
-            pos += h.size();
+            pos += h.size_in_bytes();
         }
         Ok(None)
     }
@@ -231,8 +249,9 @@ impl SegmentView {
         max_timestamp: i64,
     ) -> crate::Result<Option<TimestampOffset>> {
         while pos < self.end {
-            let h = self.header_at(pos)?;
-            if h.max_timestamp == max_timestamp {
+            let buf = self.header_at(pos)?;
+            let h = buf.header();
+            if h.max_timestamp() == max_timestamp {
                 let batch = self.read_batch(pos, &h)?;
                 let records =
                     batch.records(DECOMPRESSED_BATCH_BYTES_MAX).map_err(|e| corrupt(&self.path, pos, e.to_string()))?;
@@ -240,16 +259,16 @@ impl SegmentView {
                 let offset = records
                     .iter()
                     .find(|r| record_timestamp(&batch, lat, r.timestamp_delta) == max_timestamp)
-                    .map(|r| h.base_offset + i64::from(r.offset_delta))
+                    .map(|r| h.base_offset() + i64::from(r.offset_delta))
                     // A batch whose records disagree with its header still names the batch.
                     .unwrap_or(h.last_offset());
                 return Ok(Some(TimestampOffset {
                     timestamp: max_timestamp,
                     offset,
-                    leader_epoch: h.partition_leader_epoch,
+                    leader_epoch: h.partition_leader_epoch(),
                 }));
             }
-            pos += h.size();
+            pos += h.size_in_bytes();
         }
         Ok(None)
     }
@@ -312,11 +331,10 @@ impl<'a> BatchScanner<'a> {
             return Ok(Scanned::End);
         }
         self.fill(HEADER_SIZE)?;
-        let header = match BatchHeader::parse(&self.buf[..self.buf.len().min(HEADER_SIZE)]) {
-            Ok(h) => h,
-            Err(reason) => return Ok(Scanned::Invalid { position, reason }),
+        let size = match scan_header(&self.buf[..self.buf.len().min(HEADER_SIZE)]) {
+            Ok(h) => h.size_in_bytes(),
+            Err(e) => return Ok(Scanned::Invalid { position, reason: e.to_string() }),
         };
-        let size = header.size();
         if position + size > self.file_len {
             let reason = format!("batch of {size} bytes truncated at file end {}", self.file_len);
             return Ok(Scanned::Invalid { position, reason });
@@ -639,7 +657,7 @@ impl LogSegment {
     pub fn load_rolling_timestamp(&mut self) -> crate::Result<()> {
         if self.size > 0 {
             let h = self.view().header_at(0)?;
-            self.rolling_based_timestamp = Some(h.max_timestamp);
+            self.rolling_based_timestamp = Some(h.header().max_timestamp());
         }
         Ok(())
     }
@@ -652,16 +670,17 @@ impl LogSegment {
         let mut next = self.base_offset;
         let mut first = true;
         while pos < self.size {
-            let h = view.header_at(pos)?;
+            let buf = view.header_at(pos)?;
+            let h = buf.header();
             if first && self.offset_index.last_entry().is_some() && h.last_offset() != entry_offset {
                 return Err(corrupt(&self.log_path, pos, "offset index entry does not match the batch it points at"));
             }
-            if h.base_offset < next || h.last_offset() - self.base_offset > i64::from(i32::MAX) {
-                return Err(corrupt(&self.log_path, pos, format!("unexpected batch offset {}", h.base_offset)));
+            if h.base_offset() < next || h.last_offset() - self.base_offset > i64::from(i32::MAX) {
+                return Err(corrupt(&self.log_path, pos, format!("unexpected batch offset {}", h.base_offset())));
             }
             first = false;
             next = h.next_offset();
-            pos += h.size();
+            pos += h.size_in_bytes();
         }
         Ok(next)
     }

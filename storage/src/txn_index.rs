@@ -23,9 +23,9 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use crate::layout;
+use crate::limits::TXN_ENTRY_SIZE as ENTRY_SIZE;
 
 pub const TXN_INDEX_SUFFIX: &str = ".txnindex";
-const ENTRY_SIZE: usize = 34;
 
 /// One aborted transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -25,10 +25,7 @@ use sluice_storage::remote::{
 };
 use tokio::io::AsyncReadExt;
 
-/// Files at least this large are uploaded in parts.
-pub const MULTIPART_THRESHOLD: u64 = 8 << 20;
-/// Size of one part (S3's minimum is 5 MiB).
-pub const MULTIPART_PART_BYTES: usize = 8 << 20;
+pub use crate::limits::{MULTIPART_PART_BYTES, MULTIPART_THRESHOLD};
 
 /// See the module docs.
 #[derive(Debug, Clone)]

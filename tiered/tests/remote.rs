@@ -16,11 +16,14 @@ use bytes::Bytes;
 use sluice_protocol::batch::{BatchIter, RecordBatch};
 use sluice_protocol::records::{BatchBuilder, Record};
 use sluice_storage::remote::{
-    BoxFuture, RemoteFileKind, RemoteListing, RemoteLogMetadataFile, RemoteLogSegmentMetadata, RemoteSegmentState,
-    RemoteStorageError, RemoteTier, SegmentFiles,
+    BoxFuture, RemoteFileKind, RemoteListing, RemoteLogSegmentMetadata, RemoteSegmentState, RemoteStorageError,
+    RemoteTier, SegmentFiles,
 };
 use sluice_storage::{LogConfig, LogManager, LogManagerConfig, Partition, TopicPartition};
-use sluice_tiered::{open_url, ObjectStoreTier, RemoteLogManager, RetryTier, UploadCrashPoint, PENDING_DELETIONS_FILE};
+use sluice_tiered::{
+    open_url, ObjectStoreTier, RemoteLogManager, RemoteLogMetadataFile, RetryTier, UploadCrashPoint,
+    PENDING_DELETIONS_FILE,
+};
 
 const TOPIC_ID: [u8; 16] = [7; 16];
 const RECORDS: i64 = 400;
@@ -635,4 +638,47 @@ async fn deleted_topic_remote_data_is_deleted_and_resumes_after_restart_on_memor
 async fn deleted_topic_remote_data_is_deleted_and_resumes_after_restart_on_file() {
     let bucket = tempfile::tempdir().unwrap();
     topic_deletion(&format!("file://{}", bucket.path().display())).await;
+}
+
+/// A remote segment damaged in the store: a fetch and a timestamp lookup that reach the damaged
+/// batch fail as corrupt (CORRUPT_MESSAGE), never hand the damaged bytes out; other segments are
+/// still served.
+#[tokio::test]
+async fn corrupt_remote_batches_fail_their_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = tempfile::tempdir().unwrap();
+    let (_mgr, p) = open(dir.path(), config());
+    produce(&p, 0, RECORDS);
+    let tier: Arc<dyn RemoteTier> = Arc::new(open_url(&format!("file://{}", bucket.path().display())).unwrap());
+    let rlm = RemoteLogManager::new(tier);
+    rlm.sync(&p, 0).await.unwrap();
+    p.apply_retention(10_000).unwrap();
+    let remote = rlm.segments(&tp());
+    assert!(remote.len() > 2);
+
+    // Flip one byte of the first segment's last record value (covered by its batch's CRC).
+    let first = &remote[0];
+    let log = bucket.path().join(format!("{}.log", first.key_stem()));
+    let mut bytes = std::fs::read(&log).unwrap();
+    assert_eq!(bytes.len() as u64, first.size_bytes);
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x55;
+    std::fs::write(&log, &bytes).unwrap();
+
+    let err = rlm.read(&tp(), first.end_offset, 1 << 20, RECORDS).await.unwrap_err();
+    assert!(err.is_corrupt(), "{err}");
+    assert!(matches!(err, sluice_tiered::TieredError::Corrupt { .. }), "{err}");
+    // The batches before the damaged one are still served whole.
+    let head = rlm.read(&tp(), first.base_offset, 1, RECORDS).await.unwrap().unwrap();
+    assert_eq!(BatchIter::new(head).count(), 1);
+    // A timestamp lookup that walks into the damaged batch fails the same way.
+    let ts = 1000 + first.end_offset;
+    let err = rlm.offset_for_timestamp(&tp(), ts, p.offsets().log_start_offset).await.unwrap_err();
+    assert!(err.is_corrupt(), "{err}");
+    // The next segment is intact.
+    let next = rlm.read(&tp(), remote[1].base_offset, 1 << 20, RECORDS).await.unwrap().unwrap();
+    assert!(!next.is_empty());
+    for b in BatchIter::new(next) {
+        b.unwrap().validate().unwrap();
+    }
 }

@@ -16,9 +16,8 @@ use clap::Parser;
 use hdrhistogram::Histogram;
 use sluice_protocol::batch::{BatchIter, RecordBatch};
 use sluice_protocol::records::{BatchBuilder, Record};
-use sluice_storage::remote::RemoteLogMetadataFile;
 use sluice_storage::{LogConfig, LogManager, LogManagerConfig, Partition, TopicPartition};
-use sluice_tiered::{open_url, RemoteLogManager, RemoteTier};
+use sluice_tiered::{open_url, RemoteLogManager, RemoteLogMetadataFile, RemoteTier};
 
 #[derive(Parser)]
 #[command(about = "Remote (tiered) reads vs local reads of the same segments")]

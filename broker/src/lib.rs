@@ -5,12 +5,15 @@
 //! internal errors to Kafka error codes (`error`).
 
 pub mod broker;
+pub mod clock;
 pub mod config;
 pub mod config_admin;
+pub mod coordinator_io;
 pub mod error;
 pub mod fetch_session;
 pub mod group;
 pub mod handlers;
+pub mod internal_log;
 pub mod limits;
 pub mod log_tasks;
 pub mod metadata;
@@ -19,6 +22,7 @@ pub mod network;
 pub mod producer_id;
 pub mod remote_log;
 pub mod server;
+pub mod shutdown;
 pub mod topic_config;
 pub mod txn;
 pub mod validate;

@@ -27,8 +27,8 @@ use sluice_tiered::{open_url, RemoteLogManager, RetryTier};
 use tokio::task::JoinSet;
 
 use crate::broker::{ApiError, Broker};
+use crate::clock::now_ms;
 use crate::config::Config;
-use crate::handlers::now_ms;
 use crate::topic_config::BrokerLayers;
 
 /// Attempts per remote call within one round, and the first backoff.

@@ -159,22 +159,27 @@ pub async fn start(mut config: Config) -> anyhow::Result<BrokerHandle> {
     ))) {
         tracing::warn!(error = %e, "storage metrics unavailable");
     }
-    let broker = Arc::new(Broker {
-        fetch_sessions: FetchSessionCache::new(
-            config.max_incremental_fetch_session_cache_slots,
-            config.max_incremental_fetch_session_partitions,
-        ),
-        groups: crate::group::GroupCoordinator::new(crate::group::GroupConfig::from_broker(&config)),
-        metadata,
-        logs,
-        advertised,
-        shutdown: shutdown_rx,
-        metrics,
-        remote: crate::remote_log::open(&config)?,
-        producer_ids: Arc::new(open_producer_ids(&config)?),
-        txns: crate::txn::TxnCoordinator::new(crate::txn::TxnConfig::from_broker(&config)),
-        topic_admin: std::sync::Mutex::new(()),
-        config,
+    let remote = crate::remote_log::open(&config)?;
+    let producer_ids = Arc::new(open_producer_ids(&config)?);
+    let broker = Arc::new_cyclic(|weak: &std::sync::Weak<Broker>| {
+        let (groups, txns) = crate::coordinator_io::coordinators(weak, &config, &shutdown_rx, &metrics, &producer_ids);
+        Broker {
+            fetch_sessions: FetchSessionCache::new(
+                config.max_incremental_fetch_session_cache_slots,
+                config.max_incremental_fetch_session_partitions,
+            ),
+            groups,
+            metadata,
+            logs,
+            advertised,
+            shutdown: shutdown_rx,
+            metrics,
+            remote,
+            producer_ids,
+            txns,
+            topic_admin: std::sync::Mutex::new(()),
+            config,
+        }
     });
     broker.remove_orphan_logs();
     // Becoming leader with itself as the only in-sync replica: everything in the log is
@@ -183,12 +188,12 @@ pub async fn start(mut config: Config) -> anyhow::Result<BrokerHandle> {
         p.advance_high_watermark(p.offsets().log_end_offset);
     }
     broker.ensure_internal_topic(
-        crate::group::store::OFFSETS_TOPIC,
+        crate::group::records::OFFSETS_TOPIC,
         "offsets.topic.num.partitions",
         "offsets.topic.segment.bytes",
     )?;
     broker.ensure_internal_topic(
-        crate::txn::store::TXN_TOPIC,
+        crate::txn::records::TXN_TOPIC,
         "transaction.state.log.num.partitions",
         "transaction.state.log.segment.bytes",
     )?;
@@ -206,9 +211,9 @@ pub async fn start(mut config: Config) -> anyhow::Result<BrokerHandle> {
     {
         tracing::warn!(error = %e, "group metrics unavailable");
     }
-    let loaded = broker.groups.load(&broker);
+    let loaded = broker.groups.load();
     tracing::info!(records = loaded, "group metadata loaded");
-    let loaded = broker.txns.load(&broker);
+    let loaded = broker.txns.load();
     tracing::info!(transactional_ids = loaded, "transaction state loaded");
     if let Err(e) = broker
         .metrics
@@ -238,8 +243,8 @@ pub async fn start(mut config: Config) -> anyhow::Result<BrokerHandle> {
     tasks.spawn(producer_expiration_task(broker.clone()));
     crate::log_tasks::spawn(&broker, &mut tasks);
     crate::remote_log::spawn(&broker, &mut tasks);
-    tasks.spawn(crate::group::GroupCoordinator::run(broker.clone()));
-    tasks.spawn(crate::txn::TxnCoordinator::run(broker.clone()));
+    tasks.spawn(broker.groups.clone().run());
+    tasks.spawn(broker.txns.clone().run());
     broker.metrics.set_ready(true);
     Ok(BrokerHandle { broker, addrs, metrics_addr, shutdown_tx, tasks, conns })
 }
@@ -251,7 +256,7 @@ async fn flush_task(broker: Arc<Broker>) {
         ms => Duration::from_millis(ms as u64).min(Duration::from_secs(1)),
     };
     periodic(broker, interval, |b| {
-        let now = crate::handlers::now_ms();
+        let now = crate::clock::now_ms();
         b.logs.flush_due(now).map_err(|e| e.to_string())
     })
     .await
@@ -270,7 +275,7 @@ async fn producer_expiration_task(broker: Arc<Broker>) {
     let ms = broker.broker_config_i64("producer.id.expiration.check.interval.ms", 600_000).max(100) as u64;
     periodic(broker, Duration::from_millis(ms), |b| {
         let expiration_ms = b.broker_config_i64("producer.id.expiration.ms", 86_400_000);
-        let now = crate::handlers::now_ms();
+        let now = crate::clock::now_ms();
         let expired: usize = b.logs.partitions().iter().map(|p| p.expire_producers(now, expiration_ms)).sum();
         if expired > 0 {
             tracing::debug!(expired, "expired idle producers");

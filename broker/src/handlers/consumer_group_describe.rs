@@ -11,7 +11,7 @@ use kafka_protocol::ResponseError;
 
 use super::RequestContext;
 use crate::broker::Broker;
-use crate::group::assignor;
+use crate::group::consumer::assignor;
 
 /// Group operations without ACLs: READ, DELETE, DESCRIBE (as DescribeGroups reports them).
 const GROUP_OPS: i32 = (1 << 3) | (1 << 6) | (1 << 8);

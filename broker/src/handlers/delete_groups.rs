@@ -12,7 +12,7 @@ pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: DeleteGrou
     let mut resp = DeleteGroupsResponse::default();
     for g in req.groups_names {
         let mut r = DeletableGroupResult::default();
-        r.error_code = crate::error::code(broker.groups.delete_group(broker, &g.0));
+        r.error_code = crate::error::code(broker.groups.delete_group(&g.0));
         r.group_id = g;
         resp.results.push(r);
     }

@@ -20,7 +20,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: LeaveGroupR
         vec![(req.member_id.to_string(), None)]
     };
     let mut resp = LeaveGroupResponse::default();
-    match broker.groups.leave(broker, &req.group_id.0, &members) {
+    match broker.groups.leave(&req.group_id.0, &members) {
         Err(e) => resp.error_code = e.code(),
         Ok(errors) if !batched => resp.error_code = crate::error::code(errors.into_iter().next().flatten()),
         Ok(errors) => {

@@ -16,7 +16,7 @@ pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: OffsetDele
         .flat_map(|t| t.partitions.iter().map(move |p| (t.name.0.to_string(), p.partition_index)))
         .collect();
     let mut resp = OffsetDeleteResponse::default();
-    match broker.groups.delete_offsets(broker, &req.group_id.0, &partitions) {
+    match broker.groups.delete_offsets(&req.group_id.0, &partitions) {
         Err(e) => resp.error_code = e.code(),
         Ok(errors) => {
             let mut errors = errors.into_iter();

@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::{TxnMetadata, TxnState};
-use crate::group::store::get_str;
+use crate::group::records::get_str;
 
 pub const TXN_TOPIC: &str = "__transaction_state";
 
@@ -138,5 +138,30 @@ mod tests {
         assert_eq!(decode(&key("t1"), Some(&value(&empty))), Some(("t1".to_string(), Some(empty))));
         assert_eq!(decode(&key("t1"), None), Some(("t1".to_string(), None)));
         assert_eq!(decode(&Bytes::from_static(b"\x00\x01"), None), None);
+    }
+
+    /// The exact bytes of Kafka's `TransactionLogKey`/`TransactionLogValue` v0, so existing
+    /// `__transaction_state` data replays unchanged.
+    #[test]
+    fn records_keep_their_on_disk_bytes() {
+        let m = TxnMetadata {
+            transactional_id: "t1".into(),
+            producer_id: 42,
+            producer_epoch: 3,
+            last_producer_id: -1,
+            last_producer_epoch: -1,
+            timeout_ms: 60000,
+            state: TxnState::Ongoing,
+            partitions: [("a".to_string(), 0), ("a".to_string(), 2), ("b".to_string(), 1)].into_iter().collect(),
+            start_ms: 5,
+            last_update_ms: 7,
+        };
+        assert_eq!(&key("t1")[..], b"\x00\x00\x00\x02t1");
+        let mut expected = b"\x00\x00\x00\x00\x00\x00\x00\x00\x00\x2a\x00\x03\x00\x00\xea\x60\x01".to_vec();
+        expected.extend_from_slice(b"\x00\x00\x00\x02\x00\x01a\x00\x00\x00\x02\x00\x00\x00\x00\x00\x00\x00\x02");
+        expected.extend_from_slice(b"\x00\x01b\x00\x00\x00\x01\x00\x00\x00\x01");
+        expected.extend_from_slice(b"\x00\x00\x00\x00\x00\x00\x00\x07\x00\x00\x00\x00\x00\x00\x00\x05");
+        assert_eq!(&value(&m)[..], &expected[..]);
+        assert_eq!(decode(&key("t1"), Some(&Bytes::from(expected))), Some(("t1".to_string(), Some(m))));
     }
 }

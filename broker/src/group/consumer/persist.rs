@@ -23,7 +23,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use uuid::Uuid;
 
 use super::assignor::Assignment;
-use super::consumer::{ConsumerGroup, ConsumerMember, MemberState};
+use super::group::{ConsumerGroup, ConsumerMember, MemberState};
 
 pub const KEY_GROUP: i16 = 3;
 pub const KEY_MEMBER: i16 = 5;
@@ -394,7 +394,7 @@ pub fn apply(g: &mut ConsumerGroup, rec: ConsumerRecord, now: Instant) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::group::consumer::{ConsumerGroupConfig, HeartbeatArgs, TopicsImage};
+    use crate::group::consumer::group::{ConsumerGroupConfig, HeartbeatArgs, TopicsImage};
 
     #[test]
     fn records_round_trip_through_replay() {

@@ -12,28 +12,15 @@
 //! acknowledged; startup replays every partition, last record per key winning.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use sluice_protocol::batch::BatchIter;
-use sluice_protocol::records::{BatchBuilder, Record};
-use sluice_storage::Partition;
 
-use crate::broker::{ApiError, Broker, LEADER_EPOCH};
+use crate::broker::ApiError;
+use crate::internal_log::InternalLog;
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
-/// Java's `String.hashCode`, which decides a group's partition in Kafka.
-pub fn java_string_hash(s: &str) -> i32 {
-    s.encode_utf16().fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(c as i32))
-}
-
-pub fn partition_for(group: &str, partitions: i32) -> i32 {
-    // Kafka's Utils.abs maps i32::MIN to 0 rather than overflowing.
-    let h = java_string_hash(group);
-    let abs = if h == i32::MIN { 0 } else { h.abs() };
-    abs % partitions.max(1)
-}
+pub use crate::internal_log::{java_string_hash, partition_for};
 
 /// A committed offset.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,7 +71,7 @@ pub enum GroupRecord {
     /// A KIP-848 consumer-group record (key types 3 and 5–8, see `consumer_store`).
     Consumer {
         group: String,
-        record: super::consumer_store::ConsumerRecord,
+        record: super::consumer::persist::ConsumerRecord,
     },
 }
 
@@ -272,92 +259,11 @@ pub fn decode_record(key: &Bytes, value: Option<&Bytes>) -> Option<GroupRecord> 
             Some(GroupRecord::Group { group, value })
         }
         kind @ 3..=8 => {
-            let (group, record) = super::consumer_store::decode(kind, &mut k, value)?;
+            let (group, record) = super::consumer::persist::decode(kind, &mut k, value)?;
             Some(GroupRecord::Consumer { group, record })
         }
         _ => None,
     }
-}
-
-/// Appends records to the group's `__consumer_offsets` partition and advances its high watermark,
-/// exactly as an acks=all produce would; returns once the records are durable by that rule.
-pub fn append(broker: &Broker, group: &str, records: Vec<(Bytes, Option<Bytes>)>) -> Result<(), ApiError> {
-    if records.is_empty() {
-        return Ok(());
-    }
-    append_for_group(broker, group, records, None).map(|_| ())
-}
-
-/// [`append`], and with `txn` (producer id, epoch) the records of a transactional offset commit
-/// (TxnOffsetCommit), written as part of that transaction. Returns the group's partition.
-pub fn append_for_group(
-    broker: &Broker,
-    group: &str,
-    records: Vec<(Bytes, Option<Bytes>)>,
-    txn: Option<(i64, i16)>,
-) -> Result<i32, ApiError> {
-    let meta = broker.metadata.topic(OFFSETS_TOPIC).ok_or_else(|| {
-        ApiError::new(kafka_protocol::ResponseError::CoordinatorNotAvailable, "offsets topic is missing")
-    })?;
-    let index = partition_for(group, meta.partitions);
-    if !records.is_empty() {
-        append_to(&*broker.partition(&meta, index)?, records, txn)?;
-    }
-    Ok(index)
-}
-
-/// Appends one batch of records to an internal partition and advances its high watermark. With
-/// `txn` (producer id, epoch) the batch is transactional and unsequenced, as Kafka's coordinators
-/// write transactional offset commits: it takes effect only with its producer's COMMIT marker.
-pub fn append_to(
-    partition: &Partition,
-    records: Vec<(Bytes, Option<Bytes>)>,
-    txn: Option<(i64, i16)>,
-) -> Result<(), ApiError> {
-    let now = crate::handlers::now_ms();
-    let (producer_id, producer_epoch) = txn.unwrap_or((-1, -1));
-    let builder = BatchBuilder {
-        base_timestamp: now,
-        transactional: txn.is_some(),
-        producer_id,
-        producer_epoch,
-        records: records
-            .into_iter()
-            .enumerate()
-            .map(|(i, (k, v))| Record { offset_delta: i as i32, key: Some(k), value: v, ..Default::default() })
-            .collect(),
-        ..Default::default()
-    };
-    let bytes =
-        builder.build().map_err(|e| ApiError::new(kafka_protocol::ResponseError::UnknownServerError, e.to_string()))?;
-    let batch = sluice_protocol::batch::RecordBatch::new(bytes)
-        .map_err(|e| ApiError::new(kafka_protocol::ResponseError::UnknownServerError, e.to_string()))?;
-    let info = partition
-        .append(std::slice::from_ref(&batch), LEADER_EPOCH)
-        .map_err(|e| ApiError::new(crate::error::storage_error(&e), e.to_string()))?;
-    partition.advance_high_watermark(info.last_offset + 1);
-    Ok(())
-}
-
-/// Calls `apply` with every batch of an internal partition below its high watermark, in order.
-pub fn scan_batches(
-    partition: &Partition,
-    mut apply: impl FnMut(&sluice_protocol::batch::RecordBatch),
-) -> Result<(), sluice_storage::StorageError> {
-    let offsets = partition.offsets();
-    let mut next = offsets.log_start_offset;
-    while next < offsets.high_watermark {
-        let read = partition.read(next, 4 << 20, offsets.high_watermark, true)?;
-        if read.records.is_empty() {
-            break;
-        }
-        for batch in BatchIter::new(read.records) {
-            let Ok(batch) = batch else { break };
-            next = batch.next_offset();
-            apply(&batch);
-        }
-    }
-    Ok(())
 }
 
 /// Decodes the records of one non-control batch of `__consumer_offsets` (offsets below the log
@@ -378,13 +284,13 @@ pub fn decode_batch(batch: &sluice_protocol::batch::RecordBatch, log_start_offse
 /// transactional offset commits are applied when their COMMIT marker is read and dropped at an
 /// ABORT; those still open at the end are returned by producer id.
 pub fn replay(
-    partition: &Arc<Partition>,
+    log: &dyn InternalLog,
+    partition: i32,
     mut apply: impl FnMut(GroupRecord),
-) -> Result<(usize, HashMap<i64, Vec<GroupRecord>>), sluice_storage::StorageError> {
-    let log_start = partition.offsets().log_start_offset;
+) -> Result<(usize, HashMap<i64, Vec<GroupRecord>>), ApiError> {
     let mut count = 0;
     let mut open: HashMap<i64, Vec<GroupRecord>> = HashMap::new();
-    scan_batches(partition, |batch| {
+    log.scan(partition, &mut |batch, log_start| {
         if batch.is_control() {
             let pending = open.remove(&batch.producer_id()).unwrap_or_default();
             if sluice_storage::producer_state::control_commit(batch) == Some(true) {
@@ -407,14 +313,6 @@ pub fn replay(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn java_hash_matches_kafka_partitioning() {
-        // "abc".hashCode() == 96354 in Java.
-        assert_eq!(java_string_hash("abc"), 96354);
-        assert_eq!(java_string_hash(""), 0);
-        assert_eq!(partition_for("abc", 50), 96354 % 50);
-    }
 
     #[test]
     fn records_round_trip() {
@@ -442,5 +340,61 @@ mod tests {
         assert_eq!(rec, GroupRecord::Group { group: "g".into(), value: Some(g) });
         assert_eq!(decode_record(&group_key("g"), None), Some(GroupRecord::Group { group: "g".into(), value: None }));
         assert_eq!(decode_record(&Bytes::from_static(b"\x00"), None), None);
+    }
+
+    /// The exact bytes Kafka's schemas (and every earlier version of this broker) write, so
+    /// existing `__consumer_offsets` data replays unchanged.
+    #[test]
+    fn records_keep_their_on_disk_bytes() {
+        let v = OffsetAndMetadata { offset: 42, leader_epoch: 3, metadata: "m".into(), commit_timestamp: 99 };
+        assert_eq!(&offset_key("g", "t", 7)[..], b"\x00\x01\x00\x01g\x00\x01t\x00\x00\x00\x07");
+        assert_eq!(
+            &offset_value(&v)[..],
+            b"\x00\x03\x00\x00\x00\x00\x00\x00\x00\x2a\x00\x00\x00\x03\x00\x01m\x00\x00\x00\x00\x00\x00\x00\x63"
+        );
+        assert_eq!(&group_key("g")[..], b"\x00\x02\x00\x01g");
+        let g = StoredGroup {
+            protocol_type: "consumer".into(),
+            generation: 5,
+            protocol: Some("range".into()),
+            leader: Some("m1".into()),
+            state_timestamp: 1,
+            members: vec![StoredMember {
+                member_id: "m1".into(),
+                instance_id: Some("i1".into()),
+                client_id: "c".into(),
+                client_host: "h".into(),
+                rebalance_timeout_ms: 300_000,
+                session_timeout_ms: 45_000,
+                subscription: Bytes::from_static(b"sub"),
+                assignment: Bytes::from_static(b"asg"),
+            }],
+        };
+        let mut expected = Vec::new();
+        expected.extend_from_slice(b"\x00\x03\x00\x08consumer\x00\x00\x00\x05\x00\x05range\x00\x02m1");
+        expected.extend_from_slice(b"\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x01");
+        expected.extend_from_slice(b"\x00\x02m1\x00\x02i1\x00\x01c\x00\x01h\x00\x04\x93\xe0\x00\x00\xaf\xc8");
+        expected.extend_from_slice(b"\x00\x00\x00\x03sub\x00\x00\x00\x03asg");
+        assert_eq!(&group_value(&g)[..], &expected[..]);
+        assert_eq!(
+            decode_record(&group_key("g"), Some(&Bytes::from(expected))),
+            Some(GroupRecord::Group { group: "g".into(), value: Some(g) })
+        );
+
+        // KIP-848 records: flexible values, version 0, trailing empty tagged fields.
+        let mut cg = crate::group::consumer::ConsumerGroup::new("g");
+        cg.group_epoch = 4;
+        cg.target_assignment_epoch = 4;
+        let topic = uuid::Uuid::from_bytes([7; 16]);
+        cg.target.insert("m1".into(), [(topic, [0, 2].into_iter().collect())].into_iter().collect());
+        let recs = crate::group::consumer::persist::records(&cg);
+        let get = |k: &[u8]| recs.get(&Bytes::copy_from_slice(k)).map(|v| v.to_vec());
+        assert_eq!(get(b"\x00\x03\x00\x01g"), Some(b"\x00\x00\x00\x00\x00\x04\x00".to_vec()));
+        assert_eq!(get(b"\x00\x06\x00\x01g"), Some(b"\x00\x00\x00\x00\x00\x04\x00".to_vec()));
+        let mut target = b"\x00\x00\x02".to_vec();
+        target.extend_from_slice(&[7; 16]);
+        target.extend_from_slice(b"\x03\x00\x00\x00\x00\x00\x00\x00\x02\x00\x00");
+        assert_eq!(get(b"\x00\x07\x00\x01g\x00\x02m1"), Some(target));
+        assert_eq!(recs.len(), 3);
     }
 }

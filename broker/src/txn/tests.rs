@@ -37,9 +37,12 @@ impl ProducerIdSource for Counter {
     }
 }
 
-/// (topic, partition, producer id, epoch, commit) of every marker written.
+/// (topic, partition, producer id, epoch, commit) of one marker.
+type Marker = (String, i32, i64, i16, bool);
+
+/// Every marker written.
 #[derive(Default)]
-struct Markers(Mutex<Vec<(String, i32, i64, i16, bool)>>);
+struct Markers(Mutex<Vec<Marker>>);
 
 impl TxnMarkerWriter for Markers {
     fn write_marker(

@@ -4,18 +4,28 @@
 //!   `[i16 3][i64 offset][i32 leader_epoch][metadata][i64 commit_timestamp]`;
 //! - group metadata: key v2 `[i16 2][group]`, value v3 `[i16 3][protocol_type][i32 generation]
 //!   [protocol?][leader?][i64 state_timestamp][members…]`;
-//! - KIP-848 consumer groups: key types 3 and 5–8 (see `consumer_store`);
+//! - KIP-848 consumer groups (`ConsumerGroup*.json` in Kafka's group coordinator): key types
+//!   3 `ConsumerGroupMetadata`, 5 `ConsumerGroupMemberMetadata`, 6
+//!   `ConsumerGroupTargetAssignmentMetadata`, 7 `ConsumerGroupTargetAssignmentMember`, 8
+//!   `ConsumerGroupCurrentMemberAssignment`; keys are `[i16 key type][fields, non-flexible]`,
+//!   values `[i16 version 0][fields, flexible: compact strings and arrays, tagged fields]`;
 //! - a null value (tombstone) deletes the key; the log cleaner drops it later.
+//!
+//! This module is the whole serde (Kafka's `GroupCoordinatorRecordSerde`): bytes in, typed
+//! records out and back, no I/O. Replay reads through the coordinator's internal log.
 //!
 //! A group lives in partition `abs(java_hash(group)) % offsets.topic.num.partitions`, as in Kafka.
 //! Writes are appended like a produce with acks=all (flush policy included) and only then
 //! acknowledged; startup replays every partition, last record per key winning.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
+use uuid::Uuid;
+
 use crate::broker::ApiError;
+use crate::group::consumer::assignor::Assignment;
 use crate::internal_log::InternalLog;
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -71,7 +81,7 @@ pub enum GroupRecord {
     /// A KIP-848 consumer-group record (key types 3 and 5–8, see `consumer_store`).
     Consumer {
         group: String,
-        record: super::consumer::persist::ConsumerRecord,
+        record: ConsumerRecord,
     },
 }
 
@@ -259,7 +269,7 @@ pub fn decode_record(key: &Bytes, value: Option<&Bytes>) -> Option<GroupRecord> 
             Some(GroupRecord::Group { group, value })
         }
         kind @ 3..=8 => {
-            let (group, record) = super::consumer::persist::decode(kind, &mut k, value)?;
+            let (group, record) = decode_consumer(kind, &mut k, value)?;
             Some(GroupRecord::Consumer { group, record })
         }
         _ => None,
@@ -308,6 +318,249 @@ pub fn replay(
         }
     })?;
     Ok((count, open))
+}
+
+pub const KEY_GROUP: i16 = 3;
+pub const KEY_MEMBER: i16 = 5;
+pub const KEY_TARGET_EPOCH: i16 = 6;
+pub const KEY_TARGET_MEMBER: i16 = 7;
+pub const KEY_CURRENT_ASSIGNMENT: i16 = 8;
+
+/// One decoded consumer-group record (`None` values are tombstones).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConsumerRecord {
+    Group { epoch: Option<i32> },
+    Member { member_id: String, value: Option<MemberMetadata> },
+    TargetEpoch { epoch: Option<i32> },
+    TargetMember { member_id: String, partitions: Option<Assignment> },
+    Current { member_id: String, value: Option<CurrentAssignment> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberMetadata {
+    pub instance_id: Option<String>,
+    pub rack_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub subscribed_topic_names: Vec<String>,
+    pub subscribed_topic_regex: Option<String>,
+    pub rebalance_timeout_ms: i32,
+    pub server_assignor: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CurrentAssignment {
+    pub member_epoch: i32,
+    pub previous_member_epoch: i32,
+    pub state: i8,
+    pub assigned: Assignment,
+    pub pending_revocation: Assignment,
+}
+
+// ---- KIP-848 consumer groups: encoding -------------------------------------------------------
+
+/// A consumer-group key: `[i16 kind][group]`, then `[member]` for member-level kinds.
+pub fn consumer_key(kind: i16, group: &str, member: Option<&str>) -> Bytes {
+    let mut b = BytesMut::new();
+    b.put_i16(kind);
+    put_str(&mut b, group);
+    if let Some(m) = member {
+        put_str(&mut b, m);
+    }
+    b.freeze()
+}
+
+pub fn put_uvarint(b: &mut BytesMut, mut v: u32) {
+    while v >= 0x80 {
+        b.put_u8((v as u8) | 0x80);
+        v >>= 7;
+    }
+    b.put_u8(v as u8);
+}
+
+pub fn put_compact_str(b: &mut BytesMut, s: Option<&str>) {
+    match s {
+        None => put_uvarint(b, 0),
+        Some(s) => {
+            put_uvarint(b, s.len() as u32 + 1);
+            b.put_slice(s.as_bytes());
+        }
+    }
+}
+
+pub fn put_partitions(b: &mut BytesMut, a: &Assignment) {
+    put_uvarint(b, a.len() as u32 + 1);
+    for (topic, parts) in a {
+        b.put_slice(topic.as_bytes());
+        put_uvarint(b, parts.len() as u32 + 1);
+        for p in parts {
+            b.put_i32(*p);
+        }
+        put_uvarint(b, 0);
+    }
+}
+
+/// A flexible version-0 value: `[i16 0]`, the fields `f` writes, no tagged fields.
+pub fn consumer_value(f: impl FnOnce(&mut BytesMut)) -> Bytes {
+    let mut b = BytesMut::new();
+    b.put_i16(0);
+    f(&mut b);
+    put_uvarint(&mut b, 0); // no tagged fields
+    b.freeze()
+}
+
+// ---- KIP-848 consumer groups: decoding -------------------------------------------------------
+
+fn get_uvarint(b: &mut Bytes) -> Option<u32> {
+    let mut v: u32 = 0;
+    for shift in (0..35).step_by(7) {
+        if !b.has_remaining() {
+            return None;
+        }
+        let byte = b.get_u8();
+        v |= u32::from(byte & 0x7f).checked_shl(shift)?;
+        if byte & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+fn get_compact_str(b: &mut Bytes) -> Option<Option<String>> {
+    let n = get_uvarint(b)? as usize;
+    if n == 0 {
+        return Some(None);
+    }
+    if b.remaining() < n - 1 {
+        return None;
+    }
+    Some(Some(String::from_utf8(b.split_to(n - 1).to_vec()).ok()?))
+}
+
+fn skip_tagged(b: &mut Bytes) -> Option<()> {
+    let n = get_uvarint(b)?;
+    for _ in 0..n {
+        let _tag = get_uvarint(b)?;
+        let size = get_uvarint(b)? as usize;
+        if b.remaining() < size {
+            return None;
+        }
+        b.advance(size);
+    }
+    Some(())
+}
+
+fn get_partitions(b: &mut Bytes) -> Option<Assignment> {
+    let n = get_uvarint(b)?.checked_sub(1)? as usize;
+    let mut out = Assignment::new();
+    for _ in 0..n {
+        if b.remaining() < 16 {
+            return None;
+        }
+        let mut id = [0u8; 16];
+        b.copy_to_slice(&mut id);
+        let count = get_uvarint(b)?.checked_sub(1)? as usize;
+        let mut parts = BTreeSet::new();
+        for _ in 0..count {
+            parts.insert(get_i32(b)?);
+        }
+        skip_tagged(b)?;
+        if !parts.is_empty() {
+            out.insert(Uuid::from_bytes(id), parts);
+        }
+    }
+    Some(out)
+}
+
+/// Decodes a consumer-group record (key types 3 and 5–8); `None` for anything else or garbage.
+pub fn decode_consumer(kind: i16, key_rest: &mut Bytes, value: Option<&Bytes>) -> Option<(String, ConsumerRecord)> {
+    let group = get_str(key_rest)?;
+    let member = match kind {
+        KEY_MEMBER | KEY_TARGET_MEMBER | KEY_CURRENT_ASSIGNMENT => Some(get_str(key_rest)?),
+        KEY_GROUP | KEY_TARGET_EPOCH => None,
+        _ => return None,
+    };
+    let mut v = match value {
+        Some(v) => {
+            let mut v = v.clone();
+            if v.remaining() < 2 {
+                return None;
+            }
+            let _version = v.get_i16();
+            Some(v)
+        }
+        None => None,
+    };
+    let rec = match (kind, member) {
+        (KEY_GROUP, None) => ConsumerRecord::Group {
+            epoch: match v.as_mut() {
+                Some(v) => Some(get_i32(v)?),
+                None => None,
+            },
+        },
+        (KEY_TARGET_EPOCH, None) => ConsumerRecord::TargetEpoch {
+            epoch: match v.as_mut() {
+                Some(v) => Some(get_i32(v)?),
+                None => None,
+            },
+        },
+        (KEY_MEMBER, Some(member_id)) => {
+            let value = match v.as_mut() {
+                None => None,
+                Some(v) => {
+                    let instance_id = get_compact_str(v)?;
+                    let rack_id = get_compact_str(v)?;
+                    let client_id = get_compact_str(v)?.unwrap_or_default();
+                    let client_host = get_compact_str(v)?.unwrap_or_default();
+                    let n = get_uvarint(v)?.saturating_sub(1) as usize;
+                    let mut names = Vec::with_capacity(n.min(1024));
+                    for _ in 0..n {
+                        names.push(get_compact_str(v)?.unwrap_or_default());
+                    }
+                    let subscribed_topic_regex = get_compact_str(v)?;
+                    let rebalance_timeout_ms = get_i32(v)?;
+                    let server_assignor = get_compact_str(v)?;
+                    Some(MemberMetadata {
+                        instance_id,
+                        rack_id,
+                        client_id,
+                        client_host,
+                        subscribed_topic_names: names,
+                        subscribed_topic_regex,
+                        rebalance_timeout_ms,
+                        server_assignor,
+                    })
+                }
+            };
+            ConsumerRecord::Member { member_id, value }
+        }
+        (KEY_TARGET_MEMBER, Some(member_id)) => {
+            let partitions = match v.as_mut() {
+                Some(v) => Some(get_partitions(v)?),
+                None => None,
+            };
+            ConsumerRecord::TargetMember { member_id, partitions }
+        }
+        (KEY_CURRENT_ASSIGNMENT, Some(member_id)) => {
+            let value = match v.as_mut() {
+                None => None,
+                Some(v) => {
+                    let member_epoch = get_i32(v)?;
+                    let previous_member_epoch = get_i32(v)?;
+                    if !v.has_remaining() {
+                        return None;
+                    }
+                    let state = v.get_i8();
+                    let assigned = get_partitions(v)?;
+                    let pending_revocation = get_partitions(v)?;
+                    Some(CurrentAssignment { member_epoch, previous_member_epoch, state, assigned, pending_revocation })
+                }
+            };
+            ConsumerRecord::Current { member_id, value }
+        }
+        _ => return None,
+    };
+    Some((group, rec))
 }
 
 #[cfg(test)]

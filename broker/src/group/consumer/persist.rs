@@ -1,118 +1,24 @@
-//! Durable KIP-848 consumer-group state in `__consumer_offsets`, in Kafka's own record formats
-//! (`group-coordinator/src/main/resources/common/message/ConsumerGroup*.json`):
-//! - key 3 `ConsumerGroupMetadata` (group) → `[i32 epoch]`;
-//! - key 5 `ConsumerGroupMemberMetadata` (group, member) → instance, rack, client id/host,
-//!   subscribed names, regex, rebalance timeout, server assignor;
-//! - key 6 `ConsumerGroupTargetAssignmentMetadata` (group) → `[i32 assignment_epoch]`;
-//! - key 7 `ConsumerGroupTargetAssignmentMember` (group, member) → target partitions;
-//! - key 8 `ConsumerGroupCurrentMemberAssignment` (group, member) → member epoch, previous epoch,
-//!   state, assigned partitions, partitions pending revocation.
+//! Durable KIP-848 consumer-group state: the records that describe a group now ([`records`]),
+//! the records that turn one state into another ([`diff`], [`tombstones`]), and replay of
+//! decoded records into a group ([`apply`]). The byte formats are in `group::records`.
 //!
-//! Keys are `[i16 key type][fields, non-flexible]`; values are `[i16 version 0][fields, flexible
-//! encoding: compact strings and arrays, tagged fields]`. Key 4 (subscribed topic metadata) is not
-//! written: it is recomputed from the topic metadata on load. A tombstone deletes its key; a
-//! tombstone of key 3 deletes the group.
-//!
-//! The coordinator persists by diffing [`records`] before and after a change, so only changed keys
-//! are written.
+//! Key 4 (subscribed topic metadata) is not written: it is recomputed from the topic metadata on
+//! load. A tombstone deletes its key; a tombstone of key 3 deletes the group. The coordinator
+//! persists by diffing [`records`] before and after a change, so only changed keys are written.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
-use uuid::Uuid;
+use bytes::{BufMut, Bytes};
 
-use super::assignor::Assignment;
 use super::group::{ConsumerGroup, ConsumerMember, MemberState};
-
-pub const KEY_GROUP: i16 = 3;
-pub const KEY_MEMBER: i16 = 5;
-pub const KEY_TARGET_EPOCH: i16 = 6;
-pub const KEY_TARGET_MEMBER: i16 = 7;
-pub const KEY_CURRENT_ASSIGNMENT: i16 = 8;
-
-/// One decoded consumer-group record (`None` values are tombstones).
-#[derive(Debug, Clone, PartialEq)]
-pub enum ConsumerRecord {
-    Group { epoch: Option<i32> },
-    Member { member_id: String, value: Option<MemberMetadata> },
-    TargetEpoch { epoch: Option<i32> },
-    TargetMember { member_id: String, partitions: Option<Assignment> },
-    Current { member_id: String, value: Option<CurrentAssignment> },
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MemberMetadata {
-    pub instance_id: Option<String>,
-    pub rack_id: Option<String>,
-    pub client_id: String,
-    pub client_host: String,
-    pub subscribed_topic_names: Vec<String>,
-    pub subscribed_topic_regex: Option<String>,
-    pub rebalance_timeout_ms: i32,
-    pub server_assignor: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CurrentAssignment {
-    pub member_epoch: i32,
-    pub previous_member_epoch: i32,
-    pub state: i8,
-    pub assigned: Assignment,
-    pub pending_revocation: Assignment,
-}
-
-// ---- encoding --------------------------------------------------------------------------------
-
-fn key(kind: i16, group: &str, member: Option<&str>) -> Bytes {
-    let mut b = BytesMut::new();
-    b.put_i16(kind);
-    b.put_i16(group.len() as i16);
-    b.put_slice(group.as_bytes());
-    if let Some(m) = member {
-        b.put_i16(m.len() as i16);
-        b.put_slice(m.as_bytes());
-    }
-    b.freeze()
-}
-
-fn put_uvarint(b: &mut BytesMut, mut v: u32) {
-    while v >= 0x80 {
-        b.put_u8((v as u8) | 0x80);
-        v >>= 7;
-    }
-    b.put_u8(v as u8);
-}
-
-fn put_compact_str(b: &mut BytesMut, s: Option<&str>) {
-    match s {
-        None => put_uvarint(b, 0),
-        Some(s) => {
-            put_uvarint(b, s.len() as u32 + 1);
-            b.put_slice(s.as_bytes());
-        }
-    }
-}
-
-fn put_partitions(b: &mut BytesMut, a: &Assignment) {
-    put_uvarint(b, a.len() as u32 + 1);
-    for (topic, parts) in a {
-        b.put_slice(topic.as_bytes());
-        put_uvarint(b, parts.len() as u32 + 1);
-        for p in parts {
-            b.put_i32(*p);
-        }
-        put_uvarint(b, 0);
-    }
-}
-
-fn value(f: impl FnOnce(&mut BytesMut)) -> Bytes {
-    let mut b = BytesMut::new();
-    b.put_i16(0);
-    f(&mut b);
-    put_uvarint(&mut b, 0); // no tagged fields
-    b.freeze()
-}
+use crate::group::records::{
+    consumer_key as key, consumer_value as value, put_compact_str, put_partitions, put_uvarint,
+};
+pub use crate::group::records::{
+    ConsumerRecord, CurrentAssignment, MemberMetadata, KEY_CURRENT_ASSIGNMENT, KEY_GROUP, KEY_MEMBER, KEY_TARGET_EPOCH,
+    KEY_TARGET_MEMBER,
+};
 
 /// Every record describing `g` now, by key. Runtime-only fields (heartbeat times) are left out.
 pub fn records(g: &ConsumerGroup) -> BTreeMap<Bytes, Bytes> {
@@ -178,175 +84,6 @@ pub fn tombstones(g: &ConsumerGroup) -> Vec<(Bytes, Option<Bytes>)> {
     keys.into_iter().map(|k| (k, None)).collect()
 }
 
-// ---- decoding --------------------------------------------------------------------------------
-
-fn get_uvarint(b: &mut Bytes) -> Option<u32> {
-    let mut v: u32 = 0;
-    for shift in (0..35).step_by(7) {
-        if !b.has_remaining() {
-            return None;
-        }
-        let byte = b.get_u8();
-        v |= u32::from(byte & 0x7f).checked_shl(shift)?;
-        if byte & 0x80 == 0 {
-            return Some(v);
-        }
-    }
-    None
-}
-
-fn get_compact_str(b: &mut Bytes) -> Option<Option<String>> {
-    let n = get_uvarint(b)? as usize;
-    if n == 0 {
-        return Some(None);
-    }
-    if b.remaining() < n - 1 {
-        return None;
-    }
-    Some(Some(String::from_utf8(b.split_to(n - 1).to_vec()).ok()?))
-}
-
-fn get_i32(b: &mut Bytes) -> Option<i32> {
-    (b.remaining() >= 4).then(|| b.get_i32())
-}
-
-fn skip_tagged(b: &mut Bytes) -> Option<()> {
-    let n = get_uvarint(b)?;
-    for _ in 0..n {
-        let _tag = get_uvarint(b)?;
-        let size = get_uvarint(b)? as usize;
-        if b.remaining() < size {
-            return None;
-        }
-        b.advance(size);
-    }
-    Some(())
-}
-
-fn get_partitions(b: &mut Bytes) -> Option<Assignment> {
-    let n = get_uvarint(b)?.checked_sub(1)? as usize;
-    let mut out = Assignment::new();
-    for _ in 0..n {
-        if b.remaining() < 16 {
-            return None;
-        }
-        let mut id = [0u8; 16];
-        b.copy_to_slice(&mut id);
-        let count = get_uvarint(b)?.checked_sub(1)? as usize;
-        let mut parts = BTreeSet::new();
-        for _ in 0..count {
-            parts.insert(get_i32(b)?);
-        }
-        skip_tagged(b)?;
-        if !parts.is_empty() {
-            out.insert(Uuid::from_bytes(id), parts);
-        }
-    }
-    Some(out)
-}
-
-fn get_key_str(b: &mut Bytes) -> Option<String> {
-    if b.remaining() < 2 {
-        return None;
-    }
-    let n = b.get_i16();
-    if n < 0 || b.remaining() < n as usize {
-        return None;
-    }
-    String::from_utf8(b.split_to(n as usize).to_vec()).ok()
-}
-
-/// Decodes a consumer-group record (key types 3 and 5–8); `None` for anything else or garbage.
-pub fn decode(kind: i16, key_rest: &mut Bytes, value: Option<&Bytes>) -> Option<(String, ConsumerRecord)> {
-    let group = get_key_str(key_rest)?;
-    let member = match kind {
-        KEY_MEMBER | KEY_TARGET_MEMBER | KEY_CURRENT_ASSIGNMENT => Some(get_key_str(key_rest)?),
-        KEY_GROUP | KEY_TARGET_EPOCH => None,
-        _ => return None,
-    };
-    let mut v = match value {
-        Some(v) => {
-            let mut v = v.clone();
-            if v.remaining() < 2 {
-                return None;
-            }
-            let _version = v.get_i16();
-            Some(v)
-        }
-        None => None,
-    };
-    let rec = match (kind, member) {
-        (KEY_GROUP, None) => ConsumerRecord::Group {
-            epoch: match v.as_mut() {
-                Some(v) => Some(get_i32(v)?),
-                None => None,
-            },
-        },
-        (KEY_TARGET_EPOCH, None) => ConsumerRecord::TargetEpoch {
-            epoch: match v.as_mut() {
-                Some(v) => Some(get_i32(v)?),
-                None => None,
-            },
-        },
-        (KEY_MEMBER, Some(member_id)) => {
-            let value = match v.as_mut() {
-                None => None,
-                Some(v) => {
-                    let instance_id = get_compact_str(v)?;
-                    let rack_id = get_compact_str(v)?;
-                    let client_id = get_compact_str(v)?.unwrap_or_default();
-                    let client_host = get_compact_str(v)?.unwrap_or_default();
-                    let n = get_uvarint(v)?.saturating_sub(1) as usize;
-                    let mut names = Vec::with_capacity(n.min(1024));
-                    for _ in 0..n {
-                        names.push(get_compact_str(v)?.unwrap_or_default());
-                    }
-                    let subscribed_topic_regex = get_compact_str(v)?;
-                    let rebalance_timeout_ms = get_i32(v)?;
-                    let server_assignor = get_compact_str(v)?;
-                    Some(MemberMetadata {
-                        instance_id,
-                        rack_id,
-                        client_id,
-                        client_host,
-                        subscribed_topic_names: names,
-                        subscribed_topic_regex,
-                        rebalance_timeout_ms,
-                        server_assignor,
-                    })
-                }
-            };
-            ConsumerRecord::Member { member_id, value }
-        }
-        (KEY_TARGET_MEMBER, Some(member_id)) => {
-            let partitions = match v.as_mut() {
-                Some(v) => Some(get_partitions(v)?),
-                None => None,
-            };
-            ConsumerRecord::TargetMember { member_id, partitions }
-        }
-        (KEY_CURRENT_ASSIGNMENT, Some(member_id)) => {
-            let value = match v.as_mut() {
-                None => None,
-                Some(v) => {
-                    let member_epoch = get_i32(v)?;
-                    let previous_member_epoch = get_i32(v)?;
-                    if !v.has_remaining() {
-                        return None;
-                    }
-                    let state = v.get_i8();
-                    let assigned = get_partitions(v)?;
-                    let pending_revocation = get_partitions(v)?;
-                    Some(CurrentAssignment { member_epoch, previous_member_epoch, state, assigned, pending_revocation })
-                }
-            };
-            ConsumerRecord::Current { member_id, value }
-        }
-        _ => return None,
-    };
-    Some((group, rec))
-}
-
 /// Applies one replayed record; returns `false` when the group was deleted (key 3 tombstone).
 /// Restored members get a fresh session (they resume heartbeating after the restart) and, if they
 /// owe a revocation, a fresh rebalance timeout.
@@ -393,6 +130,9 @@ pub fn apply(g: &mut ConsumerGroup, rec: ConsumerRecord, now: Instant) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use bytes::Buf;
+    use uuid::Uuid;
+
     use super::*;
     use crate::group::consumer::group::{ConsumerGroupConfig, HeartbeatArgs, TopicsImage};
 
@@ -418,7 +158,7 @@ mod tests {
         for (k, v) in &recs {
             let mut rest = k.clone();
             let kind = rest.get_i16();
-            let (group, rec) = decode(kind, &mut rest, Some(v)).expect("decodes");
+            let (group, rec) = crate::group::records::decode_consumer(kind, &mut rest, Some(v)).expect("decodes");
             assert_eq!(group, "g");
             assert!(apply(&mut restored, rec, now));
         }

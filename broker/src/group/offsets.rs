@@ -303,3 +303,38 @@ impl crate::txn::TxnCompletionListener for GroupCoordinator {
         self.complete_txn(producer_id, offsets_partition, commit);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::{BufMut, BytesMut};
+    use kafka_protocol::messages::TopicName;
+    use kafka_protocol::protocol::{Encodable, StrBytes};
+
+    use super::*;
+
+    #[test]
+    fn subscribed_topics_reads_every_subscription_version() {
+        // v0 as clients write it: [i16 version][topics][user data].
+        let mut v0 = BytesMut::new();
+        v0.put_i16(0);
+        v0.put_i32(2);
+        for t in ["a", "b"] {
+            v0.put_i16(1);
+            v0.put_slice(t.as_bytes());
+        }
+        v0.put_i32(-1);
+        assert_eq!(subscribed_topics(&v0.freeze()), vec!["a", "b"]);
+        for version in 1..=3 {
+            let mut s = ConsumerProtocolSubscription::default();
+            s.topics = vec![StrBytes::from_static_str("t")];
+            s.owned_partitions = vec![Default::default()];
+            s.owned_partitions[0].topic = TopicName(StrBytes::from_static_str("t"));
+            let mut b = BytesMut::new();
+            b.put_i16(version);
+            s.encode(&mut b, version).expect("encodes");
+            assert_eq!(subscribed_topics(&b.freeze()), vec!["t"], "v{version}");
+        }
+        assert!(subscribed_topics(&Bytes::from_static(b"\x00")).is_empty());
+        assert!(subscribed_topics(&Bytes::from_static(b"\x00\x00\x00\x00\x00\x05")).is_empty());
+    }
+}

@@ -78,7 +78,7 @@ pub enum GroupRecord {
         group: String,
         value: Option<StoredGroup>,
     },
-    /// A KIP-848 consumer-group record (key types 3 and 5–8, see `consumer_store`).
+    /// A KIP-848 consumer-group record (key types 3 and 5–8).
     Consumer {
         group: String,
         record: ConsumerRecord,

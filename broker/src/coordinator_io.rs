@@ -13,11 +13,17 @@ use sluice_storage::Partition;
 use crate::broker::{ApiError, Broker, LEADER_EPOCH};
 use crate::group::consumer::TopicsImage;
 use crate::group::TopicsView;
-use crate::internal_log::{build_batch, InternalLog, KeyValue};
+use crate::internal_log::{build_batch, InternalLog, KeyValue, LogError};
 use crate::txn::{MarkerError, ProducerIdSource, TxnMarkerWriter};
 
 fn gone() -> ApiError {
     ApiError::new(ResponseError::CoordinatorNotAvailable, "the broker is shutting down")
+}
+
+impl From<ApiError> for LogError {
+    fn from(e: ApiError) -> Self {
+        LogError::new(e.code, e.message)
+    }
 }
 
 /// An internal topic (`__consumer_offsets`, `__transaction_state`) in the broker's logs.
@@ -51,15 +57,15 @@ impl InternalLog for BrokerInternalLog {
         records: Vec<KeyValue>,
         txn: Option<(i64, i16)>,
         timestamp_ms: i64,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), LogError> {
         append_to(&*self.partition(partition)?, records, txn, timestamp_ms)
     }
 
-    fn scan(&self, partition: i32, apply: &mut dyn FnMut(&RecordBatch, i64)) -> Result<(), ApiError> {
+    fn scan(&self, partition: i32, apply: &mut dyn FnMut(&RecordBatch, i64)) -> Result<(), LogError> {
         let log = self.partition(partition)?;
         let log_start = log.offsets().log_start_offset;
         scan_batches(&log, |batch| apply(batch, log_start))
-            .map_err(|e| ApiError::new(crate::error::storage_error(&e), e.to_string()))
+            .map_err(|e| LogError::new(crate::error::storage_error(&e), e.to_string()))
     }
 }
 
@@ -70,11 +76,11 @@ fn append_to(
     records: Vec<KeyValue>,
     txn: Option<(i64, i16)>,
     timestamp_ms: i64,
-) -> Result<(), ApiError> {
+) -> Result<(), LogError> {
     let batch = build_batch(records, txn, timestamp_ms)?;
     let info = partition
         .append(std::slice::from_ref(&batch), LEADER_EPOCH)
-        .map_err(|e| ApiError::new(crate::error::storage_error(&e), e.to_string()))?;
+        .map_err(|e| LogError::new(crate::error::storage_error(&e), e.to_string()))?;
     partition.advance_high_watermark(info.last_offset + 1);
     Ok(())
 }

@@ -45,9 +45,8 @@ use self::consumer::{ConsumerGroupRef, TopicsImage};
 pub use self::offsets::subscribed_topics;
 use self::offsets::PendingTxnOffset;
 use self::records::GroupRecord;
-use crate::broker::ApiError;
 use crate::clock::Clock;
-use crate::internal_log::{InternalLog, KeyValue};
+use crate::internal_log::{InternalLog, KeyValue, LogError};
 use crate::shutdown::Shutdown;
 
 /// Coordinator settings (Kafka's `group.*` and `offsets.*` configs).
@@ -194,7 +193,7 @@ impl GroupCoordinator {
     }
 
     /// Appends records to the group's `__consumer_offsets` partition.
-    fn append(&self, group_id: &str, records: Vec<KeyValue>) -> Result<(), ApiError> {
+    fn append(&self, group_id: &str, records: Vec<KeyValue>) -> Result<(), LogError> {
         if records.is_empty() {
             return Ok(());
         }
@@ -208,9 +207,9 @@ impl GroupCoordinator {
         group_id: &str,
         records: Vec<KeyValue>,
         txn: Option<(i64, i16)>,
-    ) -> Result<i32, ApiError> {
+    ) -> Result<i32, LogError> {
         if self.log.num_partitions().is_none() {
-            return Err(ApiError::new(ResponseError::CoordinatorNotAvailable, "offsets topic is missing"));
+            return Err(LogError::new(ResponseError::CoordinatorNotAvailable, "offsets topic is missing"));
         }
         let index = self.partition_for(group_id);
         if !records.is_empty() {

@@ -24,9 +24,8 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use uuid::Uuid;
 
-use crate::broker::ApiError;
 use crate::group::consumer::assignor::Assignment;
-use crate::internal_log::InternalLog;
+use crate::internal_log::{InternalLog, LogError};
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
@@ -95,7 +94,8 @@ pub fn storable<'a>(strings: impl IntoIterator<Item = &'a str>) -> bool {
     strings.into_iter().all(|s| s.len() <= MAX_STORED_STRING_BYTES)
 }
 
-fn put_str(b: &mut BytesMut, s: &str) {
+/// A non-null Kafka STRING (i16 length, UTF-8).
+pub(crate) fn put_str(b: &mut BytesMut, s: &str) {
     debug_assert!(s.len() <= MAX_STORED_STRING_BYTES, "callers check storable()");
     b.put_i16(s.len() as i16);
     b.put_slice(s.as_bytes());
@@ -297,7 +297,7 @@ pub fn replay(
     log: &dyn InternalLog,
     partition: i32,
     mut apply: impl FnMut(GroupRecord),
-) -> Result<(usize, HashMap<i64, Vec<GroupRecord>>), ApiError> {
+) -> Result<(usize, HashMap<i64, Vec<GroupRecord>>), LogError> {
     let mut count = 0;
     let mut open: HashMap<i64, Vec<GroupRecord>> = HashMap::new();
     log.scan(partition, &mut |batch, log_start| {

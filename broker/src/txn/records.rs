@@ -14,15 +14,14 @@ use std::collections::BTreeSet;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::{TxnMetadata, TxnState};
-use crate::group::records::get_str;
+use crate::group::records::{get_str, put_str};
 
 pub const TXN_TOPIC: &str = "__transaction_state";
 
 pub fn key(transactional_id: &str) -> Bytes {
     let mut b = BytesMut::with_capacity(4 + transactional_id.len());
     b.put_i16(0);
-    b.put_i16(transactional_id.len() as i16);
-    b.put_slice(transactional_id.as_bytes());
+    put_str(&mut b, transactional_id);
     b.freeze()
 }
 
@@ -45,8 +44,7 @@ pub fn value(m: &TxnMetadata) -> Bytes {
         }
         b.put_i32(topics.len() as i32);
         for (t, parts) in topics {
-            b.put_i16(t.len() as i16);
-            b.put_slice(t.as_bytes());
+            put_str(&mut b, t);
             b.put_i32(parts.len() as i32);
             for p in parts {
                 b.put_i32(p);

@@ -30,7 +30,7 @@ pub struct Broker {
     pub logs: Arc<LogManager>,
     pub fetch_sessions: FetchSessionCache,
     /// Consumer groups and committed offsets.
-    pub groups: GroupCoordinator,
+    pub groups: Arc<GroupCoordinator>,
     /// Advertised listeners with real ports (a configured port 0 is replaced by the bound one).
     pub advertised: Vec<Listener>,
     /// Flips to `true` when shutdown begins; long polls and connection loops watch it.
@@ -42,7 +42,7 @@ pub struct Broker {
     /// Producer ids for InitProducerId, persisted in blocks in the first log dir.
     pub producer_ids: Arc<crate::producer_id::ProducerIdManager>,
     /// Transactional ids and their transactions.
-    pub txns: crate::txn::TxnCoordinator,
+    pub txns: Arc<crate::txn::TxnCoordinator>,
     /// Serializes topic and partition creation, so the partition limits are checked and
     /// consumed atomically (Kafka's controller is one thread for the same reason).
     pub topic_admin: std::sync::Mutex<()>,
@@ -255,7 +255,7 @@ impl Broker {
             }
         }
         self.fetch_sessions.forget_topic(name);
-        self.groups.on_topic_deleted(self, name);
+        self.groups.on_topic_deleted(name);
         tracing::info!(topic = name, "deleted topic");
         Ok(meta)
     }

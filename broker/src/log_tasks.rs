@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 
 use crate::broker::Broker;
-use crate::handlers::now_ms;
+use crate::clock::now_ms;
 
 /// Upper bound for any maintenance sleep, so a shortened interval takes effect quickly.
 const MAX_SLEEP: Duration = Duration::from_secs(30);

@@ -30,8 +30,8 @@ use sluice_tiered::{may_be_tiered, open_url, RemoteLogManager, RemoteLogManagerC
 use tokio::task::JoinSet;
 
 use crate::broker::{ApiError, Broker};
+use crate::clock::now_ms;
 use crate::config::Config;
-use crate::handlers::now_ms;
 use crate::topic_config::BrokerLayers;
 
 /// Attempts per remote call within one round, and the first backoff.

@@ -168,23 +168,28 @@ pub async fn start_with_authorizer(
     ))) {
         tracing::warn!(error = %e, "storage metrics unavailable");
     }
-    let broker = Arc::new(Broker {
-        fetch_sessions: FetchSessionCache::new(
-            config.max_incremental_fetch_session_cache_slots,
-            config.max_incremental_fetch_session_partitions,
-        ),
-        groups: crate::group::GroupCoordinator::new(crate::group::GroupConfig::from_broker(&config)),
-        metadata,
-        logs,
-        advertised,
-        shutdown: shutdown_rx,
-        metrics,
-        remote: crate::remote_log::open(&config)?,
-        producer_ids: Arc::new(open_producer_ids(&config)?),
-        txns: crate::txn::TxnCoordinator::new(crate::txn::TxnConfig::from_broker(&config)),
-        topic_admin: std::sync::Mutex::new(()),
-        authorizer,
-        config,
+    let remote = crate::remote_log::open(&config)?;
+    let producer_ids = Arc::new(open_producer_ids(&config)?);
+    let broker = Arc::new_cyclic(|weak: &std::sync::Weak<Broker>| {
+        let (groups, txns) = crate::coordinator_io::coordinators(weak, &config, &shutdown_rx, &metrics, &producer_ids);
+        Broker {
+            fetch_sessions: FetchSessionCache::new(
+                config.max_incremental_fetch_session_cache_slots,
+                config.max_incremental_fetch_session_partitions,
+            ),
+            groups,
+            metadata,
+            logs,
+            advertised,
+            shutdown: shutdown_rx,
+            metrics,
+            remote,
+            producer_ids,
+            txns,
+            topic_admin: std::sync::Mutex::new(()),
+            authorizer,
+            config,
+        }
     });
     broker.remove_orphan_logs();
     // Becoming leader with itself as the only in-sync replica: everything in the log is
@@ -194,12 +199,12 @@ pub async fn start_with_authorizer(
     }
     let (group, txn) = (&broker.config.group, &broker.config.transactions);
     broker.ensure_internal_topic(
-        crate::group::store::OFFSETS_TOPIC,
+        crate::group::records::OFFSETS_TOPIC,
         group.offsets_topic_num_partitions,
         group.offsets_topic_segment_bytes,
     )?;
     broker.ensure_internal_topic(
-        crate::txn::store::TXN_TOPIC,
+        crate::txn::records::TXN_TOPIC,
         txn.state_log_num_partitions,
         txn.state_log_segment_bytes,
     )?;
@@ -217,9 +222,9 @@ pub async fn start_with_authorizer(
     {
         tracing::warn!(error = %e, "group metrics unavailable");
     }
-    let loaded = broker.groups.load(&broker);
+    let loaded = broker.groups.load();
     tracing::info!(records = loaded, "group metadata loaded");
-    let loaded = broker.txns.load(&broker);
+    let loaded = broker.txns.load();
     tracing::info!(transactional_ids = loaded, "transaction state loaded");
     if let Err(e) = broker
         .metrics
@@ -249,8 +254,8 @@ pub async fn start_with_authorizer(
     tasks.spawn(producer_expiration_task(broker.clone()));
     crate::log_tasks::spawn(&broker, &mut tasks);
     crate::remote_log::spawn(&broker, &mut tasks);
-    tasks.spawn(crate::group::GroupCoordinator::run(broker.clone()));
-    tasks.spawn(crate::txn::TxnCoordinator::run(broker.clone()));
+    tasks.spawn(broker.groups.clone().run());
+    tasks.spawn(broker.txns.clone().run());
     broker.metrics.set_ready(true);
     Ok(BrokerHandle { broker, addrs, metrics_addr, shutdown_tx, tasks, conns })
 }
@@ -262,7 +267,7 @@ async fn flush_task(broker: Arc<Broker>) {
         ms => Duration::from_millis(ms as u64).min(Duration::from_secs(1)),
     };
     periodic(broker, interval, |b| {
-        let now = crate::handlers::now_ms();
+        let now = crate::clock::now_ms();
         b.logs.flush_due(now).map_err(|e| e.to_string())
     })
     .await
@@ -281,7 +286,7 @@ async fn producer_expiration_task(broker: Arc<Broker>) {
     let ms = broker.broker_config_i64("producer.id.expiration.check.interval.ms").max(100) as u64;
     periodic(broker, Duration::from_millis(ms), |b| {
         let expiration_ms = b.broker_config_i64("producer.id.expiration.ms");
-        let now = crate::handlers::now_ms();
+        let now = crate::clock::now_ms();
         let expired: usize = b.logs.partitions().iter().map(|p| p.expire_producers(now, expiration_ms)).sum();
         if expired > 0 {
             tracing::debug!(expired, "expired idle producers");

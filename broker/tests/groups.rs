@@ -130,9 +130,9 @@ async fn offsets_expire_with_retention_and_go_with_their_topic() {
     assert_eq!(fetch(&mut c, "standalone", "keep").await, 11);
     // Not yet expired one day later; expired after the default 7 days.
     let now = sluice::handlers::now_ms();
-    broker.broker().groups.expire_offsets_at(broker.broker(), now + 24 * 3600 * 1000);
+    broker.broker().groups.expire_offsets_at(now + 24 * 3600 * 1000);
     assert_eq!(fetch(&mut c, "standalone", "keep").await, 11);
-    broker.broker().groups.expire_offsets_at(broker.broker(), now + 8 * 24 * 3600 * 1000);
+    broker.broker().groups.expire_offsets_at(now + 8 * 24 * 3600 * 1000);
     assert_eq!(fetch(&mut c, "standalone", "keep").await, -1);
     broker.shutdown().await.expect("shutdown");
 }

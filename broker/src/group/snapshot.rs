@@ -20,7 +20,7 @@ pub struct GroupSnapshot {
 impl GroupCoordinator {
     /// Every classic group's state, member count and committed offsets.
     pub fn snapshot(&self) -> Vec<GroupSnapshot> {
-        let groups: Vec<GroupRef> = self.map().values().cloned().collect();
+        let groups: Vec<GroupRef> = self.classic_groups();
         groups
             .iter()
             .map(|g| {

@@ -9,7 +9,7 @@ use kafka_protocol::ResponseError;
 use super::RequestContext;
 use crate::authz::{AclOperation, Resource};
 use crate::broker::Broker;
-use crate::group::store::{partition_for, OFFSETS_TOPIC};
+use crate::group::records::{partition_for, OFFSETS_TOPIC};
 
 pub async fn handle(
     broker: &Arc<Broker>,
@@ -37,7 +37,7 @@ pub async fn handle(
     let fenced = crate::txn::fenced_code(ctx.api_version, 2);
     let outcome = broker
         .txns
-        .add_partitions(broker, &req.transactional_id.0, req.producer_id.0, req.producer_epoch, &[partition], fenced)
+        .add_partitions(&req.transactional_id.0, req.producer_id.0, req.producer_epoch, &[partition], fenced)
         .await;
     resp.error_code = match outcome {
         Err(e) => e.code(),

@@ -83,7 +83,6 @@ pub async fn handle(
         let outcome = broker
             .txns
             .add_partitions(
-                broker,
                 &req.v3_and_below_transactional_id.0,
                 req.v3_and_below_producer_id.0,
                 req.v3_and_below_producer_epoch,
@@ -108,7 +107,7 @@ pub async fn handle(
         } else {
             broker
                 .txns
-                .add_partitions(broker, &t.transactional_id.0, t.producer_id.0, t.producer_epoch, &partitions, fenced)
+                .add_partitions(&t.transactional_id.0, t.producer_id.0, t.producer_epoch, &partitions, fenced)
                 .await
         };
         let mut r = AddPartitionsToTxnResult::default();

@@ -12,7 +12,7 @@ use kafka_protocol::ResponseError;
 use super::RequestContext;
 use crate::authz::{AclOperation, Resource};
 use crate::broker::Broker;
-use crate::group::assignor;
+use crate::group::consumer::assignor;
 
 fn assignment(broker: &Broker, a: &assignor::Assignment) -> Assignment {
     let mut out = Assignment::default();

@@ -12,7 +12,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::RequestContext;
 use crate::authz::{AclOperation, Resource};
 use crate::broker::Broker;
-use crate::group::assignor;
+use crate::group::consumer::assignor;
 use crate::group::consumer::HeartbeatArgs;
 
 pub async fn handle(
@@ -82,8 +82,8 @@ pub async fn handle(
         .chain(args.rack_id.as_deref())
         .chain(args.server_assignor.as_deref())
         .chain(args.subscribed_topic_regex.as_deref());
-    let outcome = if crate::group::store::storable(strings) {
-        broker.groups.consumer_heartbeat(broker, &req.group_id.0, ctx.api_version, args)
+    let outcome = if crate::group::records::storable(strings) {
+        broker.groups.consumer_heartbeat(&req.group_id.0, ctx.api_version, args)
     } else {
         Err((kafka_protocol::ResponseError::InvalidRequest, "an id is longer than 32767 bytes".to_string()))
     };

@@ -14,7 +14,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: DeleteGroup
     for g in req.groups_names {
         let mut r = DeletableGroupResult::default();
         r.error_code = if ctx.authorize(AclOperation::Delete, Resource::Group(&g.0)) {
-            crate::error::wire_code(broker.groups.delete_group(broker, &g.0))
+            crate::error::wire_code(broker.groups.delete_group(&g.0))
         } else {
             kafka_protocol::ResponseError::GroupAuthorizationFailed.code()
         };

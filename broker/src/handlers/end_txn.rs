@@ -21,7 +21,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: EndTxnReque
     let fenced = crate::txn::fenced_code(ctx.api_version, 2);
     let outcome = broker
         .txns
-        .end_txn(broker, &req.transactional_id.0, req.producer_id.0, req.producer_epoch, req.committed, fenced)
+        .end_txn(&req.transactional_id.0, req.producer_id.0, req.producer_epoch, req.committed, fenced)
         .await;
     resp.error_code = crate::error::wire_code(outcome.err());
     resp

@@ -40,17 +40,13 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: InitProduce
         if !ctx.authorize(AclOperation::Write, Resource::TransactionalId(&id.0)) {
             return failed(ResponseError::TransactionalIdAuthorizationFailed);
         }
-        if !crate::group::store::storable([id.0.as_str()]) {
+        if !crate::group::records::storable([id.0.as_str()]) {
             // `__transaction_state` keys hold the id with an i16 length; a longer one could not
             // be stored without becoming another id.
             return failed(ResponseError::InvalidRequest);
         }
         let expected = (pid >= 0).then_some((pid, epoch));
-        return match broker
-            .txns
-            .init_producer_id(broker, &id.0, req.transaction_timeout_ms, expected, ctx.api_version)
-            .await
-        {
+        return match broker.txns.init_producer_id(&id.0, req.transaction_timeout_ms, expected, ctx.api_version).await {
             Ok((id, epoch)) => granted(id, epoch),
             Err(code) => failed(code),
         };
@@ -65,7 +61,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: InitProduce
     if pid >= 0 && epoch >= 0 && broker.producer_ids.was_allocated(pid) && epoch < i16::MAX - 1 {
         return granted(pid, epoch + 1);
     }
-    match crate::txn::allocate_producer_id(broker).await {
+    match broker.txns.allocate_producer_id().await {
         Ok(id) => granted(id, 0),
         Err(code) => failed(code),
     }

@@ -23,7 +23,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: JoinGroupRe
     }
     let ids = [req.group_id.0.as_str(), req.member_id.as_str(), req.protocol_type.as_str()];
     let more = req.group_instance_id.iter().map(|s| s.as_str()).chain(req.protocols.iter().map(|p| p.name.as_str()));
-    if !crate::group::store::storable(ids.into_iter().chain(more)) {
+    if !crate::group::records::storable(ids.into_iter().chain(more)) {
         let mut resp = JoinGroupResponse::default();
         resp.error_code = kafka_protocol::ResponseError::InvalidGroupId.code();
         resp.generation_id = -1;
@@ -42,7 +42,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: JoinGroupRe
         client_host: format!("/{}", ctx.peer.ip()),
         require_known_member: ctx.api_version >= 4,
     };
-    let r = broker.groups.join(broker, args).await;
+    let r = broker.groups.join(args).await;
     let mut resp = JoinGroupResponse::default();
     resp.error_code = crate::error::wire_code(r.error);
     resp.generation_id = r.generation;

@@ -25,7 +25,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: LeaveGroupR
         resp.error_code = kafka_protocol::ResponseError::GroupAuthorizationFailed.code();
         return resp;
     }
-    match broker.groups.leave(broker, &req.group_id.0, &members) {
+    match broker.groups.leave(&req.group_id.0, &members) {
         Err(e) => resp.error_code = e.code(),
         Ok(errors) if !batched => resp.error_code = crate::error::wire_code(errors.into_iter().next().flatten()),
         Ok(errors) => {

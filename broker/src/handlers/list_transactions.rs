@@ -9,9 +9,10 @@ use kafka_protocol::messages::{ListTransactionsRequest, ListTransactionsResponse
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use super::{now_ms, RequestContext};
+use super::RequestContext;
 use crate::authz::{AclOperation, Resource};
 use crate::broker::Broker;
+use crate::clock::now_ms;
 use crate::txn::TxnState;
 
 pub async fn handle(

@@ -200,7 +200,5 @@ pub async fn dispatch(broker: &Arc<Broker>, ctx: &RequestContext, body: Bytes, c
     }
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
+/// Kept for callers outside the crate; the clock lives in [`crate::clock`].
+pub use crate::clock::now_ms;

@@ -7,15 +7,16 @@ use std::sync::Arc;
 use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 
-use super::{now_ms, RequestContext};
+use super::RequestContext;
 use crate::authz::{AclOperation, Resource};
 use crate::broker::Broker;
-use crate::group::store::OffsetAndMetadata;
+use crate::clock::now_ms;
+use crate::group::records::OffsetAndMetadata;
 
 pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: OffsetCommitRequest) -> OffsetCommitResponse {
     let now = now_ms();
     let strings = [req.group_id.0.as_str(), req.member_id.as_str()].into_iter().chain(req.group_instance_id.as_deref());
-    if !crate::group::store::storable(strings) {
+    if !crate::group::records::storable(strings) {
         return error_response(&req, kafka_protocol::ResponseError::InvalidGroupId);
     }
     if !ctx.authorize(AclOperation::Read, Resource::Group(&req.group_id.0)) {
@@ -40,7 +41,6 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: OffsetCommi
         }
     }
     let result = broker.groups.commit(
-        broker,
         &req.group_id.0,
         req.generation_id_or_member_epoch,
         &req.member_id,

@@ -26,7 +26,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: OffsetDelet
         .filter(|(_, ok)| **ok)
         .flat_map(|(t, _)| t.partitions.iter().map(move |p| (t.name.0.to_string(), p.partition_index)))
         .collect();
-    match broker.groups.delete_offsets(broker, &req.group_id.0, &partitions) {
+    match broker.groups.delete_offsets(&req.group_id.0, &partitions) {
         Err(e) => resp.error_code = e.code(),
         Ok(errors) => {
             let mut errors = errors.into_iter();

@@ -18,7 +18,7 @@ use kafka_protocol::ResponseError;
 use super::RequestContext;
 use crate::authz::{AclOperation, Resource};
 use crate::broker::Broker;
-use crate::group::store::OffsetAndMetadata;
+use crate::group::records::OffsetAndMetadata;
 
 type Found = Vec<((String, i32), Option<OffsetAndMetadata>)>;
 /// Offsets grouped by topic: (topic, [(partition, committed)]).

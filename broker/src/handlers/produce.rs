@@ -14,9 +14,10 @@ use kafka_protocol::ResponseError;
 
 use sluice_storage::{Partition, StorageError};
 
-use super::{now_ms, RequestContext};
+use super::RequestContext;
 use crate::authz::{AclOperation, Resource};
 use crate::broker::{Broker, LEADER_EPOCH};
+use crate::clock::now_ms;
 use crate::metadata::TopicMeta;
 use crate::validate::{single_batch, validate_batch, Rejection};
 

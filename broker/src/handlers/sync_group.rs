@@ -21,7 +21,6 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: SyncGroupRe
     let r = broker
         .groups
         .sync(
-            broker,
             &req.group_id.0,
             req.generation_id,
             &req.member_id,

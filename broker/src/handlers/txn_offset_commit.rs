@@ -12,10 +12,11 @@ use kafka_protocol::messages::txn_offset_commit_response::{
 use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 use kafka_protocol::ResponseError;
 
-use super::{now_ms, RequestContext};
+use super::RequestContext;
 use crate::authz::{AclOperation, Resource};
 use crate::broker::Broker;
-use crate::group::store::{partition_for, OffsetAndMetadata, OFFSETS_TOPIC};
+use crate::clock::now_ms;
+use crate::group::records::{partition_for, OffsetAndMetadata, OFFSETS_TOPIC};
 
 async fn commit(
     broker: &Arc<Broker>,
@@ -38,7 +39,7 @@ async fn commit(
     let strings = [req.group_id.0.as_str(), req.transactional_id.0.as_str(), req.member_id.as_str()]
         .into_iter()
         .chain(req.group_instance_id.as_deref());
-    if !crate::group::store::storable(strings) {
+    if !crate::group::records::storable(strings) {
         return Err(ResponseError::InvalidGroupId);
     }
     let partition = partition_for(&req.group_id.0, meta.partitions);
@@ -77,7 +78,6 @@ async fn commit(
     let (generation, member) =
         if ctx.api_version >= 3 { (req.generation_id, req.member_id.as_str()) } else { (-1, "") };
     let result = broker.groups.commit(
-        broker,
         &req.group_id.0,
         generation,
         member,

@@ -16,21 +16,37 @@
 //!   transaction's lock until their append is done, so no write of a transaction can land after
 //!   its marker.
 //!
+//! - State is kept per `__transaction_state` partition ([`TxnPartition`]), so a partition can be
+//!   loaded or dropped on its own when its leadership moves; on one node all are loaded at start.
+//! - The coordinator sees the broker only through narrow handles ([`TxnCoordinatorDeps`]): its
+//!   internal log, a clock, the topics view, producer ids, a marker writer for data partitions,
+//!   and the group coordinator's [`TxnCompletionListener`].
+//!
 //! Thread-safety: one `tokio::sync::Mutex` per transactional id, held across the appends of one
 //! operation (appends are synchronous page-cache writes); the id map's `std::sync::Mutex` is held
 //! only for lookups. Locks are always taken in the order transaction, then partition.
 
-pub mod store;
+pub mod records;
 
-use std::collections::{BTreeSet, HashMap};
+/// The record formats under the name they had before.
+pub use self::records as store;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex as StdMutex, PoisonError};
 use std::time::Duration;
 
 use kafka_protocol::ResponseError;
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
-use crate::broker::{Broker, LEADER_EPOCH};
-use crate::group::store::{append_to, partition_for, scan_batches, OFFSETS_TOPIC};
+use crate::clock::Clock;
+use crate::group::records::OFFSETS_TOPIC;
+use crate::group::TopicsView;
+use crate::internal_log::InternalLog;
+use crate::metrics::transactions::TransactionMetrics;
+use crate::shutdown::Shutdown;
 
 /// One node is always the coordinator, in its first (and only) epoch.
 pub const COORDINATOR_EPOCH: i32 = 0;
@@ -142,7 +158,59 @@ impl TxnConfig {
     }
 }
 
+/// Fresh producer ids (InitProducerId), never reused. Blocking: called on a blocking thread.
+pub trait ProducerIdSource: Send + Sync {
+    fn generate(&self) -> std::io::Result<i64>;
+}
+
+/// Why a transaction marker was not written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MarkerError {
+    /// The topic or partition was deleted meanwhile: nothing to mark.
+    PartitionGone,
+    /// A write failed; the decision stays `Prepare*` and is retried.
+    Failed(String),
+}
+
+/// Writes COMMIT/ABORT control batches to the partitions of a transaction.
+pub trait TxnMarkerWriter: Send + Sync {
+    fn write_marker(
+        &self,
+        topic: &str,
+        partition: i32,
+        producer_id: i64,
+        producer_epoch: i16,
+        coordinator_epoch: i32,
+        commit: bool,
+    ) -> Result<(), MarkerError>;
+}
+
+/// Told when a marker lands on a `__consumer_offsets` partition, so the group coordinator
+/// applies (commit) or drops (abort) the offsets the transaction committed there.
+pub trait TxnCompletionListener: Send + Sync {
+    fn on_txn_completed(&self, producer_id: i64, offsets_partition: i32, commit: bool);
+}
+
+/// What the transaction coordinator is built from besides its config.
+pub struct TxnCoordinatorDeps {
+    /// `__transaction_state`.
+    pub log: Arc<dyn InternalLog>,
+    pub clock: Arc<dyn Clock>,
+    pub shutdown: Shutdown,
+    pub topics: Arc<dyn TopicsView>,
+    pub producer_ids: Arc<dyn ProducerIdSource>,
+    pub markers: Arc<dyn TxnMarkerWriter>,
+    pub offsets: Arc<dyn TxnCompletionListener>,
+    pub metrics: TransactionMetrics,
+}
+
 type TxnRef = Arc<AsyncMutex<TxnMetadata>>;
+
+/// The transactional ids whose state lives in one `__transaction_state` partition.
+#[derive(Default)]
+pub struct TxnPartition {
+    txns: HashMap<String, TxnRef>,
+}
 
 /// A verified transactional write: holds the transaction's lock until the append is done.
 pub type TxnGuard = OwnedMutexGuard<TxnMetadata>;
@@ -150,7 +218,17 @@ pub type TxnGuard = OwnedMutexGuard<TxnMetadata>;
 /// See the module docs.
 pub struct TxnCoordinator {
     config: TxnConfig,
-    txns: StdMutex<HashMap<String, TxnRef>>,
+    log: Arc<dyn InternalLog>,
+    clock: Arc<dyn Clock>,
+    shutdown: Shutdown,
+    topics: Arc<dyn TopicsView>,
+    producer_ids: Arc<dyn ProducerIdSource>,
+    markers: Arc<dyn TxnMarkerWriter>,
+    offsets: Arc<dyn TxnCompletionListener>,
+    metrics: TransactionMetrics,
+    /// `__transaction_state` partition index → its transactional ids.
+    partitions: StdMutex<BTreeMap<i32, TxnPartition>>,
+    /// Producer id → transactional id, over every loaded partition.
     by_producer: StdMutex<HashMap<i64, String>>,
 }
 
@@ -179,12 +257,34 @@ fn check_producer(
 }
 
 impl TxnCoordinator {
-    pub fn new(config: TxnConfig) -> Self {
-        Self { config, txns: StdMutex::new(HashMap::new()), by_producer: StdMutex::new(HashMap::new()) }
+    pub fn new(config: TxnConfig, deps: TxnCoordinatorDeps) -> Self {
+        Self {
+            config,
+            log: deps.log,
+            clock: deps.clock,
+            shutdown: deps.shutdown,
+            topics: deps.topics,
+            producer_ids: deps.producer_ids,
+            markers: deps.markers,
+            offsets: deps.offsets,
+            metrics: deps.metrics,
+            partitions: StdMutex::new(BTreeMap::new()),
+            by_producer: StdMutex::new(HashMap::new()),
+        }
     }
 
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, TxnRef>> {
-        self.txns.lock().unwrap_or_else(PoisonError::into_inner)
+    fn state(&self) -> std::sync::MutexGuard<'_, BTreeMap<i32, TxnPartition>> {
+        self.partitions.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The `__transaction_state` partition `transactional_id` lives in.
+    pub fn partition_for(&self, transactional_id: &str) -> i32 {
+        self.log.partition_for(transactional_id)
+    }
+
+    /// Every transaction, of every partition.
+    fn all_refs(&self) -> Vec<(String, TxnRef)> {
+        self.state().values().flat_map(|s| s.txns.iter().map(|(k, v)| (k.clone(), v.clone()))).collect()
     }
 
     fn producers(&self) -> std::sync::MutexGuard<'_, HashMap<i64, String>> {
@@ -192,28 +292,29 @@ impl TxnCoordinator {
     }
 
     fn get(&self, id: &str) -> Option<TxnRef> {
-        self.map().get(id).cloned()
+        let p = self.partition_for(id);
+        self.state().get(&p)?.txns.get(id).cloned()
     }
 
     /// Writes `m` to `__transaction_state`.
-    fn persist(&self, broker: &Broker, m: &TxnMetadata) -> Result<(), ResponseError> {
-        self.write(broker, &m.transactional_id, Some(store::value(m)))
+    fn persist(&self, m: &TxnMetadata) -> Result<(), ResponseError> {
+        self.write(&m.transactional_id, Some(records::value(m)))
     }
 
-    fn write(&self, broker: &Broker, id: &str, value: Option<bytes::Bytes>) -> Result<(), ResponseError> {
-        let meta = broker.metadata.topic(store::TXN_TOPIC).ok_or(ResponseError::CoordinatorNotAvailable)?;
-        let log = broker
-            .partition(&meta, partition_for(id, meta.partitions))
-            .map_err(|_| ResponseError::CoordinatorNotAvailable)?;
-        append_to(&log, vec![(store::key(id), value)], None).map_err(|e| {
+    fn write(&self, id: &str, value: Option<bytes::Bytes>) -> Result<(), ResponseError> {
+        if self.log.num_partitions().is_none() {
+            return Err(ResponseError::CoordinatorNotAvailable);
+        }
+        let p = self.partition_for(id);
+        self.log.append(p, vec![(records::key(id), value)], None, self.clock.now_ms()).map_err(|e| {
             tracing::warn!(transactional_id = id, error = %e.message, "persisting transaction state failed");
             ResponseError::CoordinatorNotAvailable
         })
     }
 
     /// Moves `m` to `next` once `next` is durable.
-    fn transition(&self, broker: &Broker, m: &mut TxnMetadata, next: TxnMetadata) -> Result<(), ResponseError> {
-        self.persist(broker, &next)?;
+    fn transition(&self, m: &mut TxnMetadata, next: TxnMetadata) -> Result<(), ResponseError> {
+        self.persist(&next)?;
         let mut p = self.producers();
         if next.producer_id != m.producer_id {
             p.remove(&m.producer_id);
@@ -226,27 +327,18 @@ impl TxnCoordinator {
 
     /// Writes the markers of a decided transaction and completes it. Returns false (state left
     /// `Prepare*`, to be retried) when a marker could not be written.
-    fn complete(&self, broker: &Broker, m: &mut TxnMetadata) -> bool {
+    fn complete(&self, m: &mut TxnMetadata) -> bool {
         let commit = m.state == TxnState::PrepareCommit;
         for (topic, index) in &m.partitions {
-            let Some(meta) = broker.metadata.topic(topic) else { continue }; // deleted meanwhile
-            let log = match broker.partition(&meta, *index) {
-                Ok(l) => l,
-                Err(e) if e.code == ResponseError::UnknownTopicOrPartition => continue,
-                Err(e) => {
-                    tracing::warn!(transactional_id = %m.transactional_id, topic, partition = index, error = %e.message, "writing transaction marker failed");
-                    return false;
-                }
-            };
-            match log.append_marker(m.producer_id, m.producer_epoch, COORDINATOR_EPOCH, commit, LEADER_EPOCH) {
-                Ok(_) => {
+            match self.markers.write_marker(topic, *index, m.producer_id, m.producer_epoch, COORDINATOR_EPOCH, commit) {
+                Ok(()) => {
                     if topic == OFFSETS_TOPIC {
-                        broker.groups.complete_txn(m.producer_id, *index, commit);
+                        self.offsets.on_txn_completed(m.producer_id, *index, commit);
                     }
                 }
-                Err(sluice_storage::StorageError::Deleted(_)) => {}
-                Err(e) => {
-                    tracing::warn!(transactional_id = %m.transactional_id, topic, partition = index, error = %e, "writing transaction marker failed");
+                Err(MarkerError::PartitionGone) => {} // deleted meanwhile
+                Err(MarkerError::Failed(error)) => {
+                    tracing::warn!(transactional_id = %m.transactional_id, topic, partition = index, %error, "writing transaction marker failed");
                     return false;
                 }
             }
@@ -255,22 +347,22 @@ impl TxnCoordinator {
         next.state = if commit { TxnState::CompleteCommit } else { TxnState::CompleteAbort };
         next.partitions.clear();
         next.start_ms = -1;
-        next.last_update_ms = crate::handlers::now_ms();
-        if self.transition(broker, m, next).is_err() {
+        next.last_update_ms = self.clock.now_ms();
+        if self.transition(m, next).is_err() {
             return false;
         }
-        broker.metrics.transactions.completed(commit);
+        self.metrics.completed(commit);
         true
     }
 
     /// Aborts the ongoing transaction with a bumped epoch, fencing the producer that ran it.
-    fn fence_and_abort(&self, broker: &Broker, m: &mut TxnMetadata) -> Result<(), ResponseError> {
+    fn fence_and_abort(&self, m: &mut TxnMetadata) -> Result<(), ResponseError> {
         let mut next = m.clone();
         next.bump(None);
         next.state = TxnState::PrepareAbort;
-        next.last_update_ms = crate::handlers::now_ms();
-        self.transition(broker, m, next)?;
-        if self.complete(broker, m) {
+        next.last_update_ms = self.clock.now_ms();
+        self.transition(m, next)?;
+        if self.complete(m) {
             Ok(())
         } else {
             Err(ResponseError::ConcurrentTransactions)
@@ -278,11 +370,11 @@ impl TxnCoordinator {
     }
 
     /// Completes a decision left pending; `Err(CONCURRENT_TRANSACTIONS)` while it stays pending.
-    fn settle(&self, broker: &Broker, m: &mut TxnMetadata) -> Result<(), ResponseError> {
+    fn settle(&self, m: &mut TxnMetadata) -> Result<(), ResponseError> {
         if m.state == TxnState::PrepareEpochFence {
             m.state = TxnState::PrepareAbort;
         }
-        if m.state.is_prepare() && !self.complete(broker, m) {
+        if m.state.is_prepare() && !self.complete(m) {
             return Err(ResponseError::ConcurrentTransactions);
         }
         Ok(())
@@ -293,7 +385,6 @@ impl TxnCoordinator {
     /// v3+ client sends to recover (KIP-360).
     pub async fn init_producer_id(
         &self,
-        broker: &Broker,
         id: &str,
         timeout_ms: i32,
         expected: Option<(i64, i16)>,
@@ -305,7 +396,7 @@ impl TxnCoordinator {
         let txn = match self.get(id) {
             Some(t) => t,
             None => {
-                let pid = allocate_producer_id(broker).await?;
+                let pid = self.allocate_producer_id().await?;
                 let m = TxnMetadata {
                     transactional_id: id.to_string(),
                     producer_id: pid,
@@ -316,13 +407,20 @@ impl TxnCoordinator {
                     state: TxnState::Empty,
                     partitions: BTreeSet::new(),
                     start_ms: -1,
-                    last_update_ms: crate::handlers::now_ms(),
+                    last_update_ms: self.clock.now_ms(),
                 };
-                self.map().entry(id.to_string()).or_insert_with(|| Arc::new(AsyncMutex::new(m))).clone()
+                let p = self.partition_for(id);
+                self.state()
+                    .entry(p)
+                    .or_default()
+                    .txns
+                    .entry(id.to_string())
+                    .or_insert_with(|| Arc::new(AsyncMutex::new(m)))
+                    .clone()
             }
         };
         let mut m = txn.lock().await;
-        self.settle(broker, &mut m)?;
+        self.settle(&mut m)?;
         if let Some((pid, epoch)) = expected {
             if (pid, epoch) == (m.last_producer_id, m.last_producer_epoch) && m.state == TxnState::Empty {
                 // A retry of the bump we already did.
@@ -333,24 +431,23 @@ impl TxnCoordinator {
             }
         }
         if m.state == TxnState::Ongoing {
-            self.fence_and_abort(broker, &mut m)?;
+            self.fence_and_abort(&mut m)?;
         }
-        let new_id = if m.producer_epoch >= i16::MAX - 1 { Some(allocate_producer_id(broker).await?) } else { None };
+        let new_id = if m.producer_epoch >= i16::MAX - 1 { Some(self.allocate_producer_id().await?) } else { None };
         let mut next = m.clone();
         next.bump(new_id);
         next.timeout_ms = timeout_ms;
         next.state = TxnState::Empty;
         next.partitions.clear();
         next.start_ms = -1;
-        next.last_update_ms = crate::handlers::now_ms();
-        self.transition(broker, &mut m, next)?;
+        next.last_update_ms = self.clock.now_ms();
+        self.transition(&mut m, next)?;
         Ok((m.producer_id, m.producer_epoch))
     }
 
     /// Locks the transaction and checks the producer, for the AddPartitions/AddOffsets/EndTxn family.
     async fn lock_checked(
         &self,
-        broker: &Broker,
         id: &str,
         producer_id: i64,
         epoch: i16,
@@ -360,7 +457,7 @@ impl TxnCoordinator {
         let mut m = txn.lock_owned().await;
         check_producer(&m, producer_id, epoch, fenced_code)?;
         if m.state.is_prepare() {
-            self.settle(broker, &mut m)?;
+            self.settle(&mut m)?;
         }
         Ok(m)
     }
@@ -369,18 +466,14 @@ impl TxnCoordinator {
     /// one does not, it is UNKNOWN_TOPIC_OR_PARTITION and the rest OPERATION_NOT_ATTEMPTED.
     pub async fn add_partitions(
         &self,
-        broker: &Broker,
         id: &str,
         producer_id: i64,
         epoch: i16,
         partitions: &[(String, i32)],
         fenced_code: ResponseError,
     ) -> Result<Vec<Option<ResponseError>>, ResponseError> {
-        let unknown: Vec<bool> = partitions
-            .iter()
-            .map(|(t, p)| !broker.metadata.topic(t).is_some_and(|m| *p >= 0 && *p < m.partitions))
-            .collect();
-        let mut m = self.lock_checked(broker, id, producer_id, epoch, fenced_code).await?;
+        let unknown: Vec<bool> = partitions.iter().map(|(t, p)| !self.topics.partition_exists(t, *p)).collect();
+        let mut m = self.lock_checked(id, producer_id, epoch, fenced_code).await?;
         if unknown.iter().any(|u| *u) {
             return Ok(unknown
                 .iter()
@@ -392,7 +485,7 @@ impl TxnCoordinator {
         if m.state == TxnState::Ongoing && partitions.iter().all(|tp| m.partitions.contains(tp)) {
             return Ok(vec![None; partitions.len()]);
         }
-        let now = crate::handlers::now_ms();
+        let now = self.clock.now_ms();
         let mut next = m.clone();
         if next.state != TxnState::Ongoing {
             next.start_ms = now;
@@ -400,7 +493,7 @@ impl TxnCoordinator {
         }
         next.partitions.extend(partitions.iter().cloned());
         next.last_update_ms = now;
-        self.transition(broker, &mut m, next)?;
+        self.transition(&mut m, next)?;
         Ok(vec![None; partitions.len()])
     }
 
@@ -426,14 +519,13 @@ impl TxnCoordinator {
     /// EndTxn: commit or abort the ongoing transaction. A retry of a completed EndTxn succeeds.
     pub async fn end_txn(
         &self,
-        broker: &Broker,
         id: &str,
         producer_id: i64,
         epoch: i16,
         commit: bool,
         fenced_code: ResponseError,
     ) -> Result<(), ResponseError> {
-        let mut m = self.lock_checked(broker, id, producer_id, epoch, fenced_code).await?;
+        let mut m = self.lock_checked(id, producer_id, epoch, fenced_code).await?;
         match m.state {
             TxnState::Ongoing => {}
             TxnState::CompleteCommit if commit => return Ok(()),
@@ -442,10 +534,10 @@ impl TxnCoordinator {
         }
         let mut next = m.clone();
         next.state = if commit { TxnState::PrepareCommit } else { TxnState::PrepareAbort };
-        next.last_update_ms = crate::handlers::now_ms();
-        self.transition(broker, &mut m, next)?;
+        next.last_update_ms = self.clock.now_ms();
+        self.transition(&mut m, next)?;
         // The decision is durable: it stands even if a marker must wait for the retry task.
-        self.complete(broker, &mut m);
+        self.complete(&mut m);
         Ok(())
     }
 
@@ -489,7 +581,7 @@ impl TxnCoordinator {
     /// Copies of every transaction's state (ListTransactions, metrics). Transactions locked by
     /// an operation in progress are read after it.
     pub async fn all(&self) -> Vec<TxnMetadata> {
-        let txns: Vec<TxnRef> = self.map().values().cloned().collect();
+        let txns: Vec<TxnRef> = self.all_refs().into_iter().map(|(_, t)| t).collect();
         let mut out = Vec::with_capacity(txns.len());
         for t in txns {
             out.push(t.lock().await.clone());
@@ -499,7 +591,7 @@ impl TxnCoordinator {
 
     /// Counts by state without waiting for locks (metrics scrape).
     pub fn count_by_state(&self) -> HashMap<TxnState, usize> {
-        let txns: Vec<TxnRef> = self.map().values().cloned().collect();
+        let txns: Vec<TxnRef> = self.all_refs().into_iter().map(|(_, t)| t).collect();
         let mut out = HashMap::new();
         for t in txns {
             if let Ok(m) = t.try_lock() {
@@ -509,99 +601,122 @@ impl TxnCoordinator {
         out
     }
 
-    /// Replays `__transaction_state` (startup). Decisions left pending by a crash are completed
-    /// by the first [`Self::tick`].
-    pub fn load(&self, broker: &Broker) -> usize {
-        let Some(meta) = broker.metadata.topic(store::TXN_TOPIC) else { return 0 };
+    /// Replays every `__transaction_state` partition (startup on one node, which leads them
+    /// all). Decisions left pending by a crash are completed by the first [`Self::tick`].
+    /// Returns the number of transactional ids loaded.
+    pub fn load(&self) -> usize {
+        let n = self.log.num_partitions().unwrap_or(0);
+        (0..n).map(|p| self.load_partition(p)).sum()
+    }
+
+    /// Replays one `__transaction_state` partition and makes its transactional ids this
+    /// coordinator's, replacing whatever was held for it. Returns how many it loaded.
+    pub fn load_partition(&self, p: i32) -> usize {
         let mut latest: HashMap<String, Option<TxnMetadata>> = HashMap::new();
-        for p in 0..meta.partitions {
-            let Ok(log) = broker.partition(&meta, p) else { continue };
-            let log_start = log.offsets().log_start_offset;
-            let result = scan_batches(&log, |batch| {
-                if batch.is_control() {
-                    return;
-                }
-                let Ok(records) = batch.records(sluice_protocol::batch::DECOMPRESSED_BATCH_BYTES_MAX) else { return };
-                for r in records {
-                    if batch.base_offset() + i64::from(r.offset_delta) < log_start {
-                        continue;
-                    }
-                    if let Some((id, m)) = r.key.as_ref().and_then(|k| store::decode(k, r.value.as_ref())) {
-                        latest.insert(id, m);
-                    }
-                }
-            });
-            if let Err(e) = result {
-                tracing::warn!(partition = p, error = %e, "loading transaction state partition failed");
+        let result = self.log.scan(p, &mut |batch, log_start| {
+            if batch.is_control() {
+                return;
             }
+            let Ok(recs) = batch.records(sluice_protocol::batch::DECOMPRESSED_BATCH_BYTES_MAX) else { return };
+            for r in recs {
+                if batch.base_offset() + i64::from(r.offset_delta) < log_start {
+                    continue;
+                }
+                if let Some((id, m)) = r.key.as_ref().and_then(|k| records::decode(k, r.value.as_ref())) {
+                    latest.insert(id, m);
+                }
+            }
+        });
+        if let Err(e) = result {
+            tracing::warn!(partition = p, error = %e.message, "loading transaction state partition failed");
         }
-        let mut map = self.map();
+        let mut part = TxnPartition::default();
         let mut producers = self.producers();
         for (id, m) in latest.into_iter().filter_map(|(id, m)| Some((id, m?))) {
             producers.insert(m.producer_id, id.clone());
-            map.insert(id, Arc::new(AsyncMutex::new(m)));
+            part.txns.insert(id, Arc::new(AsyncMutex::new(m)));
         }
-        map.len()
+        drop(producers);
+        let n = part.txns.len();
+        if let Some(old) = self.state().insert(p, part) {
+            self.forget_producers(&old);
+        }
+        n
+    }
+
+    /// Drops one partition's transactional ids (its leadership moved away).
+    pub fn unload_partition(&self, p: i32) {
+        let old = self.state().remove(&p);
+        if let Some(old) = old {
+            self.forget_producers(&old);
+        }
+    }
+
+    fn forget_producers(&self, part: &TxnPartition) {
+        let ids: HashSet<&String> = part.txns.keys().collect();
+        self.producers().retain(|_, id| !ids.contains(id));
     }
 
     /// Periodic work: completes pending decisions, aborts transactions past their timeout
     /// (fencing their producer), and forgets transactional ids idle for
     /// `transactional.id.expiration.ms`.
-    pub fn tick(&self, broker: &Broker) {
-        let now = crate::handlers::now_ms();
-        let txns: Vec<(String, TxnRef)> = self.map().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    pub fn tick(&self) {
+        let now = self.clock.now_ms();
+        let txns = self.all_refs();
         for (id, txn) in txns {
             let Ok(mut m) = txn.try_lock() else { continue };
             if m.state.is_prepare() {
-                let _ = self.settle(broker, &mut m);
+                let _ = self.settle(&mut m);
             } else if m.state == TxnState::Ongoing && now - m.start_ms > i64::from(m.timeout_ms) {
                 tracing::info!(transactional_id = %id, producer_id = m.producer_id, epoch = m.producer_epoch, timeout_ms = m.timeout_ms, "aborting timed-out transaction");
-                if self.fence_and_abort(broker, &mut m).is_ok() {
-                    broker.metrics.transactions.timed_out.inc();
+                if self.fence_and_abort(&mut m).is_ok() {
+                    self.metrics.timed_out.inc();
                 }
             } else if matches!(m.state, TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort)
                 && now - m.last_update_ms > self.config.id_expiration_ms
-                && self.write(broker, &id, None).is_ok()
+                && self.write(&id, None).is_ok()
             {
                 tracing::info!(transactional_id = %id, "expired transactional id");
                 self.producers().remove(&m.producer_id);
                 m.state = TxnState::Dead;
                 drop(m);
-                self.map().remove(&id);
+                let p = self.partition_for(&id);
+                if let Some(s) = self.state().get_mut(&p) {
+                    s.txns.remove(&id);
+                }
             }
         }
     }
 
     /// The periodic task (`transaction.abort.timed.out.transaction.cleanup.interval.ms`).
-    pub async fn run(broker: Arc<Broker>) {
-        let every = Duration::from_millis(broker.txns.config.abort_interval_ms.max(10) as u64);
-        let mut shutdown = broker.shutdown.clone();
+    pub async fn run(self: Arc<Self>) {
+        let every = Duration::from_millis(self.config.abort_interval_ms.max(10) as u64);
         // First pass right away: completes decisions a crash left pending.
-        broker.txns.tick(&broker);
+        self.tick();
         let mut ticker = tokio::time::interval(every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = shutdown.changed() => return,
+                _ = self.shutdown.wait() => return,
                 _ = ticker.tick() => {}
             }
-            broker.txns.tick(&broker);
+            self.tick();
         }
     }
-}
 
-/// A fresh producer id (never reused, see [`crate::producer_id`]).
-pub async fn allocate_producer_id(broker: &Broker) -> Result<i64, ResponseError> {
-    let ids = broker.producer_ids.clone();
-    match tokio::task::spawn_blocking(move || ids.generate()).await {
-        Ok(Ok(id)) => Ok(id),
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "producer id allocation failed");
-            Err(ResponseError::KafkaStorageError)
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "producer id allocation panicked");
-            Err(ResponseError::UnknownServerError)
+    /// A fresh producer id (never reused, see [`crate::producer_id`]).
+    pub async fn allocate_producer_id(&self) -> Result<i64, ResponseError> {
+        let ids = self.producer_ids.clone();
+        match tokio::task::spawn_blocking(move || ids.generate()).await {
+            Ok(Ok(id)) => Ok(id),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "producer id allocation failed");
+                Err(ResponseError::KafkaStorageError)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "producer id allocation panicked");
+                Err(ResponseError::UnknownServerError)
+            }
         }
     }
 }

@@ -14,15 +14,14 @@ use std::collections::BTreeSet;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::{TxnMetadata, TxnState};
-use crate::group::store::get_str;
+use crate::group::records::{get_str, put_str};
 
 pub const TXN_TOPIC: &str = "__transaction_state";
 
 pub fn key(transactional_id: &str) -> Bytes {
     let mut b = BytesMut::with_capacity(4 + transactional_id.len());
     b.put_i16(0);
-    b.put_i16(transactional_id.len() as i16);
-    b.put_slice(transactional_id.as_bytes());
+    put_str(&mut b, transactional_id);
     b.freeze()
 }
 
@@ -45,8 +44,7 @@ pub fn value(m: &TxnMetadata) -> Bytes {
         }
         b.put_i32(topics.len() as i32);
         for (t, parts) in topics {
-            b.put_i16(t.len() as i16);
-            b.put_slice(t.as_bytes());
+            put_str(&mut b, t);
             b.put_i32(parts.len() as i32);
             for p in parts {
                 b.put_i32(p);
@@ -138,5 +136,30 @@ mod tests {
         assert_eq!(decode(&key("t1"), Some(&value(&empty))), Some(("t1".to_string(), Some(empty))));
         assert_eq!(decode(&key("t1"), None), Some(("t1".to_string(), None)));
         assert_eq!(decode(&Bytes::from_static(b"\x00\x01"), None), None);
+    }
+
+    /// The exact bytes of Kafka's `TransactionLogKey`/`TransactionLogValue` v0, so existing
+    /// `__transaction_state` data replays unchanged.
+    #[test]
+    fn records_keep_their_on_disk_bytes() {
+        let m = TxnMetadata {
+            transactional_id: "t1".into(),
+            producer_id: 42,
+            producer_epoch: 3,
+            last_producer_id: -1,
+            last_producer_epoch: -1,
+            timeout_ms: 60000,
+            state: TxnState::Ongoing,
+            partitions: [("a".to_string(), 0), ("a".to_string(), 2), ("b".to_string(), 1)].into_iter().collect(),
+            start_ms: 5,
+            last_update_ms: 7,
+        };
+        assert_eq!(&key("t1")[..], b"\x00\x00\x00\x02t1");
+        let mut expected = b"\x00\x00\x00\x00\x00\x00\x00\x00\x00\x2a\x00\x03\x00\x00\xea\x60\x01".to_vec();
+        expected.extend_from_slice(b"\x00\x00\x00\x02\x00\x01a\x00\x00\x00\x02\x00\x00\x00\x00\x00\x00\x00\x02");
+        expected.extend_from_slice(b"\x00\x01b\x00\x00\x00\x01\x00\x00\x00\x01");
+        expected.extend_from_slice(b"\x00\x00\x00\x00\x00\x00\x00\x07\x00\x00\x00\x00\x00\x00\x00\x05");
+        assert_eq!(&value(&m)[..], &expected[..]);
+        assert_eq!(decode(&key("t1"), Some(&Bytes::from(expected))), Some(("t1".to_string(), Some(m))));
     }
 }

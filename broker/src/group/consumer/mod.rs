@@ -1,4 +1,4 @@
-//! The coordinator side of KIP-848 consumer groups: ConsumerGroupHeartbeat and
+//! KIP-848 consumer groups at the coordinator: ConsumerGroupHeartbeat and
 //! ConsumerGroupDescribe, their deadlines, their records in `__consumer_offsets`, and how they
 //! share group ids with classic groups.
 //!
@@ -9,8 +9,16 @@
 //! refuses JoinGroup (INCONSISTENT_GROUP_PROTOCOL); an empty group of one type is converted on the
 //! first request of the other, its old records tombstoned.
 //!
+//! - [`group`]: the state machine (epochs, reconciliation);
+//! - [`assignor`]: the server-side assignors (`uniform`, `range`);
+//! - [`persist`]: the records describing a group, the diff to append, and replay.
+//!
 //! Lock order: a classic group's lock may be held while taking a consumer group's lock, never the
 //! reverse; map locks are only held to clone an `Arc`.
+
+pub mod assignor;
+pub mod group;
+pub mod persist;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -18,31 +26,17 @@ use std::time::{Duration, Instant};
 
 use kafka_protocol::ResponseError;
 
-use super::consumer::{
-    ConsumerGroup, ConsumerGroupState, HeartbeatArgs, HeartbeatError, HeartbeatOutcome, TopicsImage,
-    LEAVE_GROUP_STATIC_MEMBER_EPOCH,
+pub use self::group::{
+    ConsumerGroup, ConsumerGroupConfig, ConsumerGroupState, HeartbeatArgs, HeartbeatError, HeartbeatOutcome,
+    TopicsImage, LEAVE_GROUP_STATIC_MEMBER_EPOCH,
 };
-use super::{consumer_store, lock, store, GroupCoordinator};
-use crate::broker::Broker;
+use super::{lock, records, GroupCoordinator, OffsetsPartition};
 
 pub type ConsumerGroupRef = Arc<Mutex<ConsumerGroup>>;
 
 pub(super) fn lock_consumer(g: &ConsumerGroupRef) -> MutexGuard<'_, ConsumerGroup> {
     // Transitions never panic midway on input; a poisoned lock still holds valid state.
     g.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Every non-internal topic, as subscriptions resolve against it.
-pub fn topics_image(broker: &Broker) -> TopicsImage {
-    TopicsImage {
-        by_name: broker
-            .metadata
-            .topics()
-            .into_iter()
-            .filter(|t| !t.internal && t.name != store::OFFSETS_TOPIC)
-            .map(|t| (t.name.clone(), (t.id, t.partitions)))
-            .collect(),
-    }
 }
 
 /// A consumer group as ConsumerGroupDescribe reports it.
@@ -53,12 +47,32 @@ pub struct ConsumerGroupDescription {
 }
 
 impl GroupCoordinator {
-    fn consumer_map(&self) -> MutexGuard<'_, std::collections::HashMap<String, ConsumerGroupRef>> {
-        self.consumer_groups.lock().unwrap_or_else(|e| e.into_inner())
+    pub(super) fn consumer_group(&self, group_id: &str) -> Option<ConsumerGroupRef> {
+        let p = self.partition_for(group_id);
+        self.state().get(&p)?.consumer.get(group_id).cloned()
     }
 
-    pub(super) fn consumer_group(&self, group_id: &str) -> Option<ConsumerGroupRef> {
-        self.consumer_map().get(group_id).cloned()
+    fn consumer_get_or_create(&self, group_id: &str) -> ConsumerGroupRef {
+        let p = self.partition_for(group_id);
+        self.state()
+            .entry(p)
+            .or_default()
+            .consumer
+            .entry(group_id.to_string())
+            .or_insert_with(|| Arc::new(Mutex::new(ConsumerGroup::new(group_id))))
+            .clone()
+    }
+
+    fn remove_consumer(&self, group_id: &str) {
+        let p = self.partition_for(group_id);
+        if let Some(s) = self.state().get_mut(&p) {
+            s.consumer.remove(group_id);
+        }
+    }
+
+    /// Every consumer group, of every partition.
+    fn consumer_groups(&self) -> Vec<ConsumerGroupRef> {
+        self.state().values().flat_map(|s| s.consumer.values().cloned()).collect()
     }
 
     /// `group.consumer.heartbeat.interval.ms`, told to every heartbeating member.
@@ -68,12 +82,12 @@ impl GroupCoordinator {
 
     /// Whether `group_id` is a KIP-848 consumer group.
     pub fn is_consumer_group(&self, group_id: &str) -> bool {
-        self.consumer_map().contains_key(group_id)
+        self.consumer_group(group_id).is_some()
     }
 
     /// Ids of consumer groups that have members (their offsets never expire meanwhile).
     pub(super) fn active_consumer_groups(&self) -> HashSet<String> {
-        let groups: Vec<ConsumerGroupRef> = self.consumer_map().values().cloned().collect();
+        let groups: Vec<ConsumerGroupRef> = self.consumer_groups();
         groups
             .iter()
             .filter_map(|g| {
@@ -85,12 +99,12 @@ impl GroupCoordinator {
 
     /// Appends the records that turn `before` into `g`'s current state.
     fn persist_consumer(
-        broker: &Broker,
+        &self,
         before: &BTreeMap<bytes::Bytes, bytes::Bytes>,
         g: &ConsumerGroup,
     ) -> Result<(), ResponseError> {
-        let records = consumer_store::diff(before, &consumer_store::records(g));
-        store::append(broker, &g.group_id, records).map_err(|e| {
+        let records = persist::diff(before, &persist::records(g));
+        self.append(&g.group_id, records).map_err(|e| {
             tracing::warn!(group = %g.group_id, error = %e.message, "persisting consumer group failed");
             ResponseError::CoordinatorNotAvailable
         })
@@ -99,7 +113,6 @@ impl GroupCoordinator {
     /// ConsumerGroupHeartbeat: join, heartbeat, or leave (epoch -1/-2).
     pub fn consumer_heartbeat(
         &self,
-        broker: &Broker,
         group_id: &str,
         api_version: i16,
         args: HeartbeatArgs,
@@ -109,8 +122,8 @@ impl GroupCoordinator {
         }
         let config = &self.config.consumer;
         ConsumerGroup::validate(&args, api_version, config)?;
-        let image = topics_image(broker);
-        let now = Instant::now();
+        let image = self.topics.image();
+        let now = self.clock.now();
         let not_consumer = || (ResponseError::GroupIdNotFound, format!("Group {group_id} is not a consumer group."));
         // A joining member may create the group, or convert an empty classic group; the classic
         // lock is held meanwhile so no classic member slips in.
@@ -125,7 +138,7 @@ impl GroupCoordinator {
                     }
                     if c.protocol_type.is_some() || c.generation > 0 {
                         // The empty classic group's metadata goes; its offsets stay.
-                        store::append(broker, group_id, vec![(store::group_key(group_id), None)])
+                        self.append(group_id, vec![(records::group_key(group_id), None)])
                             .map_err(|_| (ResponseError::CoordinatorNotAvailable, String::new()))?;
                         c.protocol_type = None;
                         c.protocol = None;
@@ -133,10 +146,7 @@ impl GroupCoordinator {
                         c.generation = 0;
                     }
                 }
-                self.consumer_map()
-                    .entry(group_id.to_string())
-                    .or_insert_with(|| Arc::new(Mutex::new(ConsumerGroup::new(group_id))))
-                    .clone()
+                self.consumer_get_or_create(group_id)
             }
             None => {
                 let classic = self.get(group_id).is_some_and(|c| !lock(&c).members.is_empty());
@@ -149,7 +159,7 @@ impl GroupCoordinator {
         };
         let mut g = lock_consumer(&group);
         drop(classic_guard.take());
-        let before = consumer_store::records(&g);
+        let before = persist::records(&g);
         let snapshot = g.clone();
         let result = if args.member_epoch < 0 {
             g.leave(&args.member_id, args.member_epoch, args.instance_id.as_deref())
@@ -157,7 +167,7 @@ impl GroupCoordinator {
             g.heartbeat(args, &image, config, now)
         };
         let result = result.and_then(|r| {
-            Self::persist_consumer(broker, &before, &g).map_err(|e| (e, String::new()))?;
+            self.persist_consumer(&before, &g).map_err(|e| (e, String::new()))?;
             Ok(r)
         });
         if result.is_err() {
@@ -165,7 +175,7 @@ impl GroupCoordinator {
             if g.is_empty() && g.group_epoch == 0 {
                 drop(g);
                 // Never persisted: forget the group created for this failed join.
-                self.consumer_map().remove(group_id);
+                self.remove_consumer(group_id);
             }
         }
         result
@@ -194,7 +204,7 @@ impl GroupCoordinator {
 
     /// Consumer groups for ListGroups: (group id, state).
     pub fn list_consumer(&self) -> Vec<(String, ConsumerGroupState)> {
-        let groups: Vec<ConsumerGroupRef> = self.consumer_map().values().cloned().collect();
+        let groups: Vec<ConsumerGroupRef> = self.consumer_groups();
         let mut out: Vec<(String, ConsumerGroupState)> = groups
             .iter()
             .map(|g| {
@@ -208,34 +218,34 @@ impl GroupCoordinator {
 
     /// JoinGroup on a consumer group id: refused while it has members; an empty one becomes a
     /// classic group (its records tombstoned). `None` lets the join go on.
-    pub(super) fn classic_join_blocked(&self, broker: &Broker, group_id: &str) -> Option<ResponseError> {
+    pub(super) fn classic_join_blocked(&self, group_id: &str) -> Option<ResponseError> {
         let group = self.consumer_group(group_id)?;
         let g = lock_consumer(&group);
         if !g.is_empty() {
             return Some(ResponseError::InconsistentGroupProtocol);
         }
-        if store::append(broker, group_id, consumer_store::tombstones(&g)).is_err() {
+        if self.append(group_id, persist::tombstones(&g)).is_err() {
             return Some(ResponseError::CoordinatorNotAvailable);
         }
         drop(g);
-        self.consumer_map().remove(group_id);
+        self.remove_consumer(group_id);
         None
     }
 
     /// DeleteGroups on a consumer group id: `None` if it is not one; else the outcome for the
     /// group metadata (offsets are deleted by the caller's classic path).
-    pub(super) fn consumer_delete(&self, broker: &Broker, group_id: &str) -> Option<Option<ResponseError>> {
+    pub(super) fn consumer_delete(&self, group_id: &str) -> Option<Option<ResponseError>> {
         let group = self.consumer_group(group_id)?;
         let g = lock_consumer(&group);
         if !g.is_empty() {
             return Some(Some(ResponseError::NonEmptyGroup));
         }
-        if let Err(e) = store::append(broker, group_id, consumer_store::tombstones(&g)) {
+        if let Err(e) = self.append(group_id, persist::tombstones(&g)) {
             tracing::warn!(group = group_id, error = %e.message, "deleting consumer group failed");
             return Some(Some(ResponseError::CoordinatorNotAvailable));
         }
         drop(g);
-        self.consumer_map().remove(group_id);
+        self.remove_consumer(group_id);
         Some(None)
     }
 
@@ -271,23 +281,23 @@ impl GroupCoordinator {
 
     /// Ticker work: expire sessions and unacknowledged revocations; at retention time drop empty
     /// consumer groups that no longer hold offsets.
-    pub(super) fn consumer_tick(&self, broker: &Broker, retention_due: bool) {
-        let now = Instant::now();
+    pub(super) fn consumer_tick(&self, retention_due: bool) {
+        let now = self.clock.now();
         let session = Duration::from_millis(self.config.consumer.session_timeout_ms.max(0) as u64);
-        let groups: Vec<ConsumerGroupRef> = self.consumer_map().values().cloned().collect();
+        let groups: Vec<ConsumerGroupRef> = self.consumer_groups();
         let mut empty = Vec::new();
         for group in groups {
             let mut g = lock_consumer(&group);
             let expired = g.expired_members(now, session);
             if !expired.is_empty() {
-                let before = consumer_store::records(&g);
+                let before = persist::records(&g);
                 for (id, why) in expired {
                     tracing::info!(group = %g.group_id, member = %id, reason = why, "consumer group member removed");
                     g.remove_member(&id);
                 }
                 // Removal happens even if the write fails: a restart brings the members back,
                 // and they expire again.
-                let _ = Self::persist_consumer(broker, &before, &g);
+                let _ = self.persist_consumer(&before, &g);
             }
             if retention_due && g.is_empty() {
                 empty.push(g.group_id.clone());
@@ -302,36 +312,34 @@ impl GroupCoordinator {
             }
             let Some(group) = self.consumer_group(&id) else { continue };
             let g = lock_consumer(&group);
-            if g.is_empty() && store::append(broker, &id, consumer_store::tombstones(&g)).is_ok() {
+            if g.is_empty() && self.append(&id, persist::tombstones(&g)).is_ok() {
                 drop(g);
-                self.consumer_map().remove(&id);
+                self.remove_consumer(&id);
             }
         }
     }
+}
 
-    /// Startup: applies one replayed consumer-group record.
-    pub(super) fn load_consumer_record(&self, group_id: String, rec: consumer_store::ConsumerRecord, now: Instant) {
-        let group = self
-            .consumer_map()
-            .entry(group_id.clone())
-            .or_insert_with(|| Arc::new(Mutex::new(ConsumerGroup::new(&group_id))))
-            .clone();
-        let keep = consumer_store::apply(&mut lock_consumer(&group), rec, now);
-        if !keep {
-            self.consumer_map().remove(&group_id);
-        }
+/// Load: applies one replayed consumer-group record to its partition's state.
+pub(super) fn load_record(part: &mut OffsetsPartition, group_id: String, rec: persist::ConsumerRecord, now: Instant) {
+    let group = part
+        .consumer
+        .entry(group_id.clone())
+        .or_insert_with(|| Arc::new(Mutex::new(ConsumerGroup::new(&group_id))))
+        .clone();
+    let keep = persist::apply(&mut lock_consumer(&group), rec, now);
+    if !keep {
+        part.consumer.remove(&group_id);
     }
+}
 
-    /// Startup, after replay: the subscribed metadata is recomputed from today's topics, so a
-    /// restart alone does not bump group epochs; static members that had left keep waiting.
-    pub(super) fn finish_consumer_load(&self, broker: &Broker) {
-        let image = topics_image(broker);
-        let groups: Vec<ConsumerGroupRef> = self.consumer_map().values().cloned().collect();
-        for group in groups {
-            let mut g = lock_consumer(&group);
-            g.subscribed_metadata = g.subscribed_metadata_for(&image);
-            let n = g.members.values().filter(|m| m.member_epoch != LEAVE_GROUP_STATIC_MEMBER_EPOCH).count();
-            tracing::info!(group = %g.group_id, epoch = g.group_epoch, members = n, "consumer group loaded");
-        }
+/// Load, after replay: the subscribed metadata is recomputed from today's topics, so a restart
+/// alone does not bump group epochs; static members that had left keep waiting.
+pub(super) fn finish_load(part: &OffsetsPartition, image: &TopicsImage) {
+    for group in part.consumer.values() {
+        let mut g = lock_consumer(group);
+        g.subscribed_metadata = g.subscribed_metadata_for(image);
+        let n = g.members.values().filter(|m| m.member_epoch != LEAVE_GROUP_STATIC_MEMBER_EPOCH).count();
+        tracing::info!(group = %g.group_id, epoch = g.group_epoch, members = n, "consumer group loaded");
     }
 }

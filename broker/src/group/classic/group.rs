@@ -12,7 +12,7 @@ use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use tokio::sync::oneshot;
 
-use super::store::{OffsetAndMetadata, StoredGroup, StoredMember};
+use crate::group::records::{OffsetAndMetadata, StoredGroup, StoredMember};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GroupState {

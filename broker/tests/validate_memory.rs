@@ -2,6 +2,8 @@
 //! the decompressed bytes, not by the record count: no record is materialised, no error string is
 //! built per record. The test binary's allocator counts (and caps) every allocation
 //! ([`cap::Cap`]); tests take [`serial`] so they do not count each other's allocations.
+//! A global allocator is per binary, so this is a test binary of its own (not a module of `it`):
+//! there it would count every other test's allocations too.
 
 use std::alloc::System;
 use std::collections::BTreeMap;

@@ -94,3 +94,54 @@ fn sluice_records(values: &[&str], keyed: bool) -> Vec<Record> {
         })
         .collect()
 }
+
+/// One zstd batch (compressed by `sluice-protocol`'s codec, the v2 layout written out here) of
+/// `count` records with timestamp and offset deltas 0, 1, ..., no headers, and a key and value
+/// that are each empty (`true`) or null (`false`): the most records per compressed byte, for
+/// tests of memory bounded by bytes rather than record count. Returns the batch and the size
+/// of its decompressed records section.
+pub fn sluice_zstd_batch_of_empty_records(count: i32, key: bool, value: bool, timestamp: i64) -> (Bytes, usize) {
+    use bytes::BufMut;
+    use sluice_protocol::compression::{compress, Compression};
+    fn put_varint(out: &mut BytesMut, value: i64) {
+        let mut v = ((value << 1) ^ (value >> 63)) as u64;
+        while v >= 0x80 {
+            out.put_u8((v as u8 & 0x7f) | 0x80);
+            v >>= 7;
+        }
+        out.put_u8(v as u8);
+    }
+    let empty_or_null = |present: bool| if present { 0 } else { -1 };
+    let mut section = BytesMut::with_capacity(count as usize * 10);
+    let mut body = BytesMut::with_capacity(16);
+    for i in 0..count {
+        body.clear();
+        body.put_u8(0); // attributes
+        put_varint(&mut body, 0); // timestamp delta
+        put_varint(&mut body, i64::from(i)); // offset delta
+        put_varint(&mut body, empty_or_null(key));
+        put_varint(&mut body, empty_or_null(value));
+        put_varint(&mut body, 0); // headers
+        put_varint(&mut section, body.len() as i64);
+        section.put_slice(&body);
+    }
+    let compressed = compress(Compression::Zstd, &section, None).expect("zstd");
+    let mut b = BytesMut::with_capacity(61 + compressed.len());
+    b.put_i64(0); // base offset
+    b.put_i32((49 + compressed.len()) as i32);
+    b.put_i32(-1); // partition leader epoch
+    b.put_i8(2);
+    b.put_u32(0); // crc, below
+    b.put_i16(Compression::Zstd.id());
+    b.put_i32(count - 1);
+    b.put_i64(timestamp);
+    b.put_i64(timestamp);
+    b.put_i64(-1); // producer id
+    b.put_i16(-1); // producer epoch
+    b.put_i32(-1); // base sequence
+    b.put_i32(count);
+    b.put_slice(&compressed);
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    (b.freeze(), section.len())
+}

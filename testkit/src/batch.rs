@@ -145,3 +145,39 @@ pub fn sluice_zstd_batch_of_empty_records(count: i32, key: bool, value: bool, ti
     b[17..21].copy_from_slice(&crc.to_be_bytes());
     (b.freeze(), section.len())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::records::RecordBatchDecoder;
+    use sluice_protocol::batch::RecordBatch;
+
+    #[test]
+    fn each_codec_reads_the_others_batch() {
+        // kafka-protocol's batch, read by ours: CRC valid, same records.
+        let theirs = RecordBatch::new(kafka_protocol_batch(&[b"a", b"bc"], 1_000).freeze()).expect("one batch");
+        theirs.validate().expect("valid");
+        let records = theirs.records(1 << 20).expect("records");
+        let got: Vec<_> =
+            records.iter().map(|r| (r.offset_delta, r.timestamp_delta, r.key.clone(), r.value.clone())).collect();
+        assert_eq!(
+            got,
+            vec![
+                (0, 0, Some(Bytes::from("k0")), Some(Bytes::from("a"))),
+                (1, 1, Some(Bytes::from("k1")), Some(Bytes::from("bc")))
+            ]
+        );
+        // Ours, read by kafka-protocol's decoder.
+        let mut ours = sluice_batch(&["a", "bc"], 1_000);
+        let sets = RecordBatchDecoder::decode_all(&mut ours).expect("decode");
+        let got: Vec<_> =
+            sets.iter().flat_map(|s| &s.records).map(|r| (r.offset, r.timestamp, r.value.clone())).collect();
+        assert_eq!(got, vec![(0, 1_000, Some(Bytes::from("a"))), (1, 1_000, Some(Bytes::from("bc")))]);
+        assert_eq!(kafka_protocol_count_records(Some(&sluice_batch(&["x"; 3], 5))), 3);
+        // The empty-records batch: every record counted, CRC valid.
+        let (batch, _) = sluice_zstd_batch_of_empty_records(1000, true, false, 7);
+        let batch = RecordBatch::new(batch).expect("one batch");
+        batch.validate().expect("valid");
+        assert_eq!(batch.records_count(), 1000);
+    }
+}

@@ -3,6 +3,8 @@
 //! more than the frame holds. Each must close the connection as malformed (or, where the bytes
 //! happen to read as a valid request, be answered) without a large allocation: the test binary's
 //! allocator is capped ([`cap::Cap`]), so a decoder preallocating from a wire count aborts it.
+//! A global allocator is per binary, so this is a test binary of its own (not a module of `it`):
+//! there the cap would bound every other test's broker too.
 
 use std::alloc::System;
 use std::net::SocketAddr;
@@ -22,14 +24,7 @@ const ALLOCATION_LIMIT_BYTES: usize = 512 << 20;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_counts_close_the_connection_for_every_advertised_api() {
     let dir = tempfile::tempdir().expect("tmp");
-    let log_dirs = dir.path().display().to_string();
-    let config = sluice::Config::from_overrides(&[
-        ("listeners", "PLAINTEXT://127.0.0.1:0"),
-        ("log.dirs", &log_dirs),
-        ("metrics.listener", "none"),
-    ])
-    .expect("config");
-    let handle = sluice::start(config).await.expect("start");
+    let handle = sluice_testkit::broker::start_in_process(dir.path(), &[]).await;
     let broker = handle.broker().clone();
     ALLOCATOR.set_limit(ALLOCATOR.allocated() + ALLOCATION_LIMIT_BYTES).expect("limit");
 

@@ -2,18 +2,20 @@
 //! the decompressed bytes, not by the record count: no record is materialised, no error string is
 //! built per record. The test binary's allocator counts (and caps) every allocation
 //! ([`cap::Cap`]); tests take [`serial`] so they do not count each other's allocations.
+//! A global allocator is per binary, so this is a test binary of its own (not a module of `it`):
+//! there it would count every other test's allocations too.
 
 use std::alloc::System;
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use cap::Cap;
 use kafka_protocol::ResponseError;
 use sluice::topic_config::TopicConfig;
 use sluice::validate::{single_batch, validate_batch};
 use sluice_protocol::batch::RecordBatch;
-use sluice_protocol::compression::{compress, Compression};
+use sluice_protocol::compression::Compression;
 
 #[global_allocator]
 static ALLOCATOR: Cap<System> = Cap::new(System, usize::MAX);
@@ -28,50 +30,10 @@ fn serial() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn put_varint(out: &mut BytesMut, value: i64) {
-    let mut v = ((value << 1) ^ (value >> 63)) as u64;
-    while v >= 0x80 {
-        out.put_u8((v as u8 & 0x7f) | 0x80);
-        v >>= 7;
-    }
-    out.put_u8(v as u8);
-}
-
 /// `RECORDS` records with sequential offset deltas, timestamp delta 0, an empty value and an
 /// empty (`Some`) or null key, as one zstd batch. Returns the batch and its decompressed size.
 fn zstd_batch(keyed: bool) -> (Bytes, usize) {
-    let mut section = BytesMut::with_capacity(RECORDS as usize * 10);
-    let mut body = BytesMut::with_capacity(16);
-    for i in 0..RECORDS {
-        body.clear();
-        body.put_u8(0); // attributes
-        put_varint(&mut body, 0); // timestamp delta
-        put_varint(&mut body, i64::from(i)); // offset delta
-        put_varint(&mut body, if keyed { 0 } else { -1 }); // key
-        put_varint(&mut body, 0); // value: empty
-        put_varint(&mut body, 0); // headers
-        put_varint(&mut section, body.len() as i64);
-        section.put_slice(&body);
-    }
-    let compressed = compress(Compression::Zstd, &section, None).expect("zstd");
-    let mut b = BytesMut::with_capacity(61 + compressed.len());
-    b.put_i64(0); // base offset
-    b.put_i32((49 + compressed.len()) as i32);
-    b.put_i32(-1); // partition leader epoch
-    b.put_i8(2);
-    b.put_u32(0); // crc, below
-    b.put_i16(Compression::Zstd.id());
-    b.put_i32(RECORDS - 1);
-    b.put_i64(NOW_MS);
-    b.put_i64(NOW_MS);
-    b.put_i64(-1);
-    b.put_i16(-1);
-    b.put_i32(-1);
-    b.put_i32(RECORDS);
-    b.put_slice(&compressed);
-    let crc = crc32c::crc32c(&b[21..]);
-    b[17..21].copy_from_slice(&crc.to_be_bytes());
-    (b.freeze(), section.len())
+    sluice_testkit::batch::sluice_zstd_batch_of_empty_records(RECORDS, keyed, true, NOW_MS)
 }
 
 fn topic_config(overrides: &[(&str, &str)]) -> TopicConfig {

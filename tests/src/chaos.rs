@@ -27,7 +27,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -37,6 +36,8 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::{Offset, TopicPartitionList};
+
+use sluice_testkit::broker::Startup;
 
 use crate::{consume_to_end, consumer, deliveries, enqueue, Consumed, ExternalBroker, TestRecord, WAIT};
 
@@ -147,47 +148,23 @@ impl CrashableBroker {
         loop {
             self.starts += 1;
             let log_path = self.data_dir.with_extension(format!("broker-{}-{}.log", self.port, self.starts));
-            let log = std::fs::File::create(&log_path).expect("create broker log");
-            let mut cmd = Command::new(&self.binary);
-            cmd.arg("--override")
-                .arg(format!("listeners=PLAINTEXT://127.0.0.1:{}", self.port))
-                .arg("--override")
-                .arg(format!("log.dirs={}", self.data_dir.display()))
-                .arg("--override")
-                .arg("metrics.listener=127.0.0.1:0");
-            for (k, v) in &self.overrides {
-                cmd.arg("--override").arg(format!("{k}={v}"));
-            }
-            cmd.stdin(Stdio::null())
-                .stdout(log.try_clone().expect("dup log"))
-                .stderr(log)
-                .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()));
-            let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", self.binary));
-            let mut b = ExternalBroker { child, port: self.port, log_path };
-            loop {
-                if let Some(status) = b.child.try_wait().expect("try_wait") {
-                    let log = b.log();
-                    assert!(
-                        Instant::now() < deadline,
-                        "broker exited during startup with {status} (start #{}); log:\n{log}",
-                        self.starts
-                    );
-                    // Most likely the port is still held; try again shortly.
-                    std::thread::sleep(Duration::from_millis(200));
-                    break;
-                }
-                if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            let overrides: Vec<(&str, &str)> = self.overrides.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let mut b = ExternalBroker::spawn(&self.binary, &self.data_dir, self.port, &overrides, log_path);
+            match b.wait_listening(deadline) {
+                Startup::Listening => {
                     self.current = Some(b);
                     return;
                 }
-                assert!(
-                    Instant::now() < deadline,
-                    "broker did not listen on {} (start #{}); log:\n{}",
-                    self.port,
-                    self.starts,
-                    b.log()
-                );
-                std::thread::sleep(Duration::from_millis(20));
+                Startup::Exited(status) => {
+                    assert!(
+                        Instant::now() < deadline,
+                        "broker exited during startup with {status} (start #{}); log:\n{}",
+                        self.starts,
+                        b.log()
+                    );
+                    // Most likely the port is still held; try again shortly.
+                    std::thread::sleep(Duration::from_millis(200));
+                }
             }
         }
     }

@@ -20,15 +20,17 @@ use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse, FetchRequest,
+    ApiKey, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
     FindCoordinatorRequest, FindCoordinatorResponse, InitProducerIdRequest, InitProducerIdResponse, ProduceRequest,
     ProduceResponse, TopicName, TransactionalId,
 };
 use kafka_protocol::protocol::{Encodable, StrBytes};
-use sluice_tests::raw::{record_batch, RawConn};
-use sluice_tests::ExternalBroker;
+use sluice_testkit::batch::kafka_protocol_batch;
+use sluice_testkit::broker::ExternalBroker;
+use sluice_testkit::client::{decode_response, BlockingClient};
+use sluice_testkit::now_ms;
+use sluice_testkit::requests::fetch_request;
 
 /// One abuse case: sets the broker up (`overrides`, a lowered fd or address-space limit), does
 /// its thing, and says what the abusing client got and whether that is what Kafka would do.
@@ -89,11 +91,11 @@ impl GoodClient {
         let latencies = Arc::new(Mutex::new(Vec::new()));
         let (s, f, l, topic) = (stop.clone(), failures.clone(), latencies.clone(), topic.to_string());
         let thread = std::thread::spawn(move || {
-            let mut conn: Option<RawConn> = None;
+            let mut conn: Option<BlockingClient> = None;
             while !s.load(Ordering::Relaxed) {
                 if conn.is_none() {
-                    // RawConn panics when it cannot connect; a refused connection is a failure here.
-                    conn = std::panic::catch_unwind(|| RawConn::connect(addr)).ok();
+                    // BlockingClient panics when it cannot connect; a refused connection is a failure here.
+                    conn = std::panic::catch_unwind(|| BlockingClient::connect(addr)).ok();
                 }
                 let Some(c) = conn.as_mut() else {
                     f.fetch_add(1, Ordering::Relaxed);
@@ -133,48 +135,25 @@ impl GoodClient {
 
 /// One Produce v9 of one record to partition 0; returns the partition's error code. I/O errors
 /// (a read timeout included) are returned as such.
-fn produce_one(conn: &mut RawConn, topic: &str) -> std::io::Result<i16> {
-    let batch = record_batch(&[b"good"], now_ms());
+fn produce_one(conn: &mut BlockingClient, topic: &str) -> std::io::Result<i16> {
+    let batch = kafka_protocol_batch(&[b"good"], now_ms());
     let req = produce_request(topic, 0, batch.freeze(), 1);
     let c = conn.send(ApiKey::Produce, 9, &req);
-    let mut frame = conn.read_frame()?;
-    let resp: ProduceResponse = decode_response(&mut frame, ApiKey::Produce, 9, c);
+    let frame = conn.read_frame()?;
+    let resp: ProduceResponse = decode_response(frame, ApiKey::Produce, 9, c);
     Ok(resp.responses.first().and_then(|t| t.partition_responses.first()).map(|p| p.error_code).unwrap_or(-1))
 }
 
-fn decode_response<R: kafka_protocol::protocol::Decodable>(
-    frame: &mut Bytes,
-    key: ApiKey,
-    version: i16,
-    correlation_id: i32,
-) -> R {
-    use kafka_protocol::protocol::Decodable;
-    let header = kafka_protocol::messages::ResponseHeader::decode(frame, key.response_header_version(version))
-        .expect("response header");
-    assert_eq!(header.correlation_id, correlation_id, "{key:?} correlation id");
-    R::decode(frame, version).expect("response body")
-}
-
+/// A Produce request for one partition, with a 10 s timeout (slower than a test's: the broker
+/// is under abuse).
 fn produce_request(topic: &str, partition: i32, records: Bytes, acks: i16) -> ProduceRequest {
-    let mut pd = PartitionProduceData::default();
-    pd.index = partition;
-    pd.records = Some(records);
-    let mut td = TopicProduceData::default();
-    td.name = TopicName(StrBytes::from_string(topic.to_string()));
-    td.partition_data = vec![pd];
-    let mut req = ProduceRequest::default();
-    req.acks = acks;
+    let mut req = sluice_testkit::requests::produce_request(topic, partition, records, acks);
     req.timeout_ms = 10_000;
-    req.topic_data = vec![td];
     req
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
-
 fn create_topics(addr: SocketAddr, topics: &[(&str, i32)], timeout: Duration) -> Result<Vec<(i16, String)>, String> {
-    let mut conn = RawConn::connect(addr);
+    let mut conn = BlockingClient::connect(addr);
     conn.stream.set_read_timeout(Some(timeout)).expect("timeout");
     let mut req = CreateTopicsRequest::default();
     req.timeout_ms = 30_000;
@@ -186,8 +165,8 @@ fn create_topics(addr: SocketAddr, topics: &[(&str, i32)], timeout: Duration) ->
         req.topics.push(t);
     }
     let c = conn.send(ApiKey::CreateTopics, 7, &req);
-    let mut frame = conn.read_frame().map_err(|e| format!("no answer: {e}"))?;
-    let resp: CreateTopicsResponse = decode_response(&mut frame, ApiKey::CreateTopics, 7, c);
+    let frame = conn.read_frame().map_err(|e| format!("no answer: {e}"))?;
+    let resp: CreateTopicsResponse = decode_response(frame, ApiKey::CreateTopics, 7, c);
     Ok(resp
         .topics
         .iter()
@@ -212,7 +191,7 @@ fn open_idle(addr: SocketAddr, n: usize) -> Vec<TcpStream> {
 fn answers(addr: SocketAddr) -> bool {
     let Ok(stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else { return false };
     drop(stream);
-    let mut conn = RawConn::connect(addr);
+    let mut conn = BlockingClient::connect(addr);
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| conn.assert_alive("after abuse"))).is_ok()
 }
 
@@ -237,7 +216,7 @@ fn cases(scale: f64) -> Vec<Case> {
                 std::thread::sleep(Duration::from_millis(300));
                 let created = create_topics(ctx.addr, &[("after-emfile", 3)], Duration::from_secs(30));
                 let produce_all = || -> Vec<i16> {
-                    let mut conn = RawConn::connect(ctx.addr);
+                    let mut conn = BlockingClient::connect(ctx.addr);
                     (0..3).map(|p| produce_to(&mut conn, "after-emfile", p).unwrap_or(-2)).collect()
                 };
                 let during = produce_all();
@@ -310,7 +289,7 @@ fn cases(scale: f64) -> Vec<Case> {
             start_under: vec![],
             limits: vec![],
             run: Box::new(|ctx| {
-                let mut conn = RawConn::connect(ctx.addr);
+                let mut conn = BlockingClient::connect(ctx.addr);
                 let mut fc = FindCoordinatorRequest::default();
                 fc.key = StrBytes::from_static_str("abuse-group");
                 let _: FindCoordinatorResponse = conn.request(ApiKey::FindCoordinator, 2, &fc);
@@ -333,7 +312,7 @@ fn cases(scale: f64) -> Vec<Case> {
             start_under: vec![],
             limits: vec![],
             run: Box::new(|ctx| {
-                let mut conn = RawConn::connect(ctx.addr);
+                let mut conn = BlockingClient::connect(ctx.addr);
                 let mut fc = FindCoordinatorRequest::default();
                 fc.key = StrBytes::from_static_str("abuse-group");
                 let _: FindCoordinatorResponse = conn.request(ApiKey::FindCoordinator, 2, &fc);
@@ -348,21 +327,21 @@ fn cases(scale: f64) -> Vec<Case> {
             start_under: vec![],
             limits: vec![],
             run: Box::new(move |ctx| {
-                let mut conn = RawConn::connect(ctx.addr);
+                let mut conn = BlockingClient::connect(ctx.addr);
                 let _ = create_topics(ctx.addr, &[("big", 1)], Duration::from_secs(30));
                 let value = vec![7u8; 512 * 1024];
                 for _ in 0..fetch_mib * 2 {
-                    let batch = record_batch(&[&value], now_ms());
+                    let batch = kafka_protocol_batch(&[&value], now_ms());
                     let req = produce_request("big", 0, batch.freeze(), 1);
                     let c = conn.send(ApiKey::Produce, 9, &req);
                     let _ = conn.read_frame();
                     let _ = c;
                 }
                 let before = rss_mib(ctx.pid, "VmRSS:");
-                let mut slow = RawConn::connect(ctx.addr);
+                let mut slow = BlockingClient::connect(ctx.addr);
                 // The broker is expected to stop reading: writes then time out instead of blocking.
                 slow.stream.set_write_timeout(Some(Duration::from_secs(2))).expect("write timeout");
-                let req = fetch_request("big", (fetch_mib as i32) << 20);
+                let req = fetch_request("big", 0, 0, 1, (fetch_mib as i32) << 20, (fetch_mib as i32) << 20);
                 let mut sent = 0;
                 for _ in 0..60 {
                     let h = slow.header(ApiKey::Fetch, 12);
@@ -397,7 +376,7 @@ fn cases(scale: f64) -> Vec<Case> {
             start_under: vec![],
             limits: vec!["--as=4294967296".into()],
             run: Box::new(|ctx| {
-                let mut conn = RawConn::connect(ctx.addr);
+                let mut conn = BlockingClient::connect(ctx.addr);
                 let h = conn.header(ApiKey::Metadata, 4);
                 let mut body = BytesMut::new();
                 h.encode(&mut body, ApiKey::Metadata.request_header_version(4)).expect("header");
@@ -430,13 +409,13 @@ fn cases(scale: f64) -> Vec<Case> {
                 let before = rss_mib(ctx.pid, "VmRSS:");
                 let batch = tiny_records_batch(count);
                 let size = batch.len();
-                let mut conn = RawConn::connect(ctx.addr);
+                let mut conn = BlockingClient::connect(ctx.addr);
                 let req = produce_request("tiny", 0, batch, 1);
                 let c = conn.send(ApiKey::Produce, 9, &req);
                 conn.stream.set_read_timeout(Some(Duration::from_secs(60))).ok();
                 match conn.read_frame() {
-                    Ok(mut frame) => {
-                        let resp: ProduceResponse = decode_response(&mut frame, ApiKey::Produce, 9, c);
+                    Ok(frame) => {
+                        let resp: ProduceResponse = decode_response(frame, ApiKey::Produce, 9, c);
                         let code = resp.responses[0].partition_responses[0].error_code;
                         let growth = rss_mib(ctx.pid, "VmHWM:") - before;
                         // Validation walks the records in place: the decompressed bytes, not a
@@ -461,7 +440,7 @@ fn cases(scale: f64) -> Vec<Case> {
             start_under: vec![],
             limits: vec![],
             run: Box::new(|ctx| {
-                let mut conn = RawConn::connect(ctx.addr);
+                let mut conn = BlockingClient::connect(ctx.addr);
                 let mut req = InitProducerIdRequest::default();
                 req.transactional_id = Some(TransactionalId(StrBytes::from_string("t".repeat(40_000))));
                 req.transaction_timeout_ms = 60_000;
@@ -487,7 +466,7 @@ fn cases(scale: f64) -> Vec<Case> {
                     CreatePartitionsRequest, CreatePartitionsResponse, IncrementalAlterConfigsRequest,
                     IncrementalAlterConfigsResponse,
                 };
-                let mut conn = RawConn::connect(ctx.addr);
+                let mut conn = BlockingClient::connect(ctx.addr);
                 let mut t = CreatePartitionsTopic::default();
                 t.name = TopicName(StrBytes::from_static_str("__consumer_offsets"));
                 t.count = 60;
@@ -558,7 +537,7 @@ fn cases(scale: f64) -> Vec<Case> {
                     GroupId, JoinGroupRequest, JoinGroupResponse, OffsetCommitRequest, OffsetCommitResponse,
                 };
                 let group = GroupId(StrBytes::from_string("g".repeat(40_000)));
-                let mut conn = RawConn::connect(ctx.addr);
+                let mut conn = BlockingClient::connect(ctx.addr);
                 let mut join = JoinGroupRequest::default();
                 join.group_id = group.clone();
                 join.session_timeout_ms = 10_000;
@@ -594,10 +573,10 @@ fn cases(scale: f64) -> Vec<Case> {
             limits: vec![],
             run: Box::new(move |ctx| {
                 let _ = create_topics(ctx.addr, &[("cold", 1)], Duration::from_secs(30));
-                let mut conn = RawConn::connect(ctx.addr);
+                let mut conn = BlockingClient::connect(ctx.addr);
                 let value = vec![3u8; 512 * 1024];
                 for _ in 0..cold_mib * 2 {
-                    let batch = record_batch(&[&value], now_ms());
+                    let batch = kafka_protocol_batch(&[&value], now_ms());
                     let req = produce_request("cold", 0, batch.freeze(), 1);
                     let _ = conn.send(ApiKey::Produce, 9, &req);
                     let _ = conn.read_frame();
@@ -609,17 +588,16 @@ fn cases(scale: f64) -> Vec<Case> {
                 let started = Instant::now();
                 let mut offset = 0i64;
                 let mut bytes = 0usize;
-                let mut reader = RawConn::connect(ctx.addr);
+                let mut reader = BlockingClient::connect(ctx.addr);
                 reader.stream.set_read_timeout(Some(Duration::from_secs(30))).ok();
                 while offset < (cold_mib * 2) as i64 {
-                    let mut req = fetch_request("cold", 1 << 20);
+                    let mut req = fetch_request("cold", 0, 0, 1, 1 << 20, 1 << 20);
                     req.topics[0].partitions[0].fetch_offset = offset;
                     let c = reader.send(ApiKey::Fetch, 12, &req);
-                    let Ok(mut frame) = reader.read_frame() else { break };
-                    let resp: kafka_protocol::messages::FetchResponse =
-                        decode_response(&mut frame, ApiKey::Fetch, 12, c);
+                    let Ok(frame) = reader.read_frame() else { break };
+                    let resp: kafka_protocol::messages::FetchResponse = decode_response(frame, ApiKey::Fetch, 12, c);
                     let records = resp.responses[0].partitions[0].records.clone();
-                    let n = sluice_tests::raw::count_records(records.as_ref());
+                    let n = sluice_testkit::batch::kafka_protocol_count_records(records.as_ref());
                     if n == 0 {
                         break;
                     }
@@ -666,82 +644,19 @@ fn cases(scale: f64) -> Vec<Case> {
     ]
 }
 
-fn produce_to(conn: &mut RawConn, topic: &str, partition: i32) -> std::io::Result<i16> {
-    let batch = record_batch(&[b"abuse"], now_ms());
+fn produce_to(conn: &mut BlockingClient, topic: &str, partition: i32) -> std::io::Result<i16> {
+    let batch = kafka_protocol_batch(&[b"abuse"], now_ms());
     let req = produce_request(topic, partition, batch.freeze(), 1);
     let c = conn.send(ApiKey::Produce, 9, &req);
-    let mut frame = conn.read_frame()?;
-    let resp: ProduceResponse = decode_response(&mut frame, ApiKey::Produce, 9, c);
+    let frame = conn.read_frame()?;
+    let resp: ProduceResponse = decode_response(frame, ApiKey::Produce, 9, c);
     Ok(resp.responses.first().and_then(|t| t.partition_responses.first()).map(|p| p.error_code).unwrap_or(-1))
-}
-
-fn fetch_request(topic: &str, max_bytes: i32) -> FetchRequest {
-    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-    let mut p = FetchPartition::default();
-    p.partition = 0;
-    p.fetch_offset = 0;
-    p.partition_max_bytes = max_bytes;
-    let mut t = FetchTopic::default();
-    t.topic = TopicName(StrBytes::from_string(topic.to_string()));
-    t.partitions = vec![p];
-    let mut req = FetchRequest::default();
-    req.replica_id = kafka_protocol::messages::BrokerId(-1);
-    req.max_wait_ms = 0;
-    req.min_bytes = 1;
-    req.max_bytes = max_bytes;
-    req.session_epoch = -1;
-    req.topics = vec![t];
-    req
 }
 
 /// A zstd batch of `count` records with no key, no value and no headers (7 bytes each
 /// uncompressed), with a valid CRC.
 fn tiny_records_batch(count: i32) -> Bytes {
-    let mut records = BytesMut::with_capacity(count as usize * 8);
-    for i in 0..count {
-        let mut body = BytesMut::new();
-        body.put_i8(0); // attributes
-        put_varint(&mut body, 0); // timestamp delta
-        put_varint(&mut body, i as i64); // offset delta
-        put_varint(&mut body, -1); // key length
-        put_varint(&mut body, -1); // value length
-        put_varint(&mut body, 0); // headers
-        put_varint(&mut records, body.len() as i64);
-        records.put_slice(&body);
-    }
-    let compressed =
-        sluice_protocol::compression::compress(sluice_protocol::compression::Compression::Zstd, &records, None)
-            .expect("zstd");
-    let ts = now_ms();
-    let mut b = BytesMut::new();
-    b.put_i64(0);
-    b.put_i32(0);
-    b.put_i32(-1);
-    b.put_i8(2);
-    b.put_u32(0);
-    b.put_i16(sluice_protocol::compression::Compression::Zstd.id());
-    b.put_i32(count - 1);
-    b.put_i64(ts);
-    b.put_i64(ts);
-    b.put_i64(-1);
-    b.put_i16(-1);
-    b.put_i32(-1);
-    b.put_i32(count);
-    b.put_slice(&compressed);
-    let len = (b.len() - 12) as i32;
-    b[8..12].copy_from_slice(&len.to_be_bytes());
-    let crc = crc32c::crc32c(&b[21..]);
-    b[17..21].copy_from_slice(&crc.to_be_bytes());
-    b.freeze()
-}
-
-fn put_varint(b: &mut BytesMut, v: i64) {
-    let mut z = ((v << 1) ^ (v >> 63)) as u64;
-    while z >= 0x80 {
-        b.put_u8((z as u8) | 0x80);
-        z >>= 7;
-    }
-    b.put_u8(z as u8);
+    sluice_testkit::batch::sluice_zstd_batch_of_empty_records(count, false, false, now_ms()).0
 }
 
 /// `VmRSS:` or `VmHWM:` of `pid`, in MiB.

@@ -14,12 +14,12 @@ use rdkafka::admin::{NewTopic, TopicReplication};
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::Offset;
-use sluice_tests::raw::RawConn;
+use sluice_testkit::client::BlockingClient;
 use sluice_tests::*;
 
 /// Raw Metadata v12 for one topic: (error code, partition count, topic id as string).
 pub fn raw_topic_metadata(addr: std::net::SocketAddr, topic: &str, auto_create: bool) -> (i16, usize, String) {
-    let mut conn = RawConn::connect(addr);
+    let mut conn = BlockingClient::connect(addr);
     let mut t = MetadataRequestTopic::default();
     t.name = Some(TopicName(StrBytes::from_string(topic.to_string())));
     let mut req = MetadataRequest::default();
@@ -36,7 +36,7 @@ pub fn raw_topic_metadata(addr: std::net::SocketAddr, topic: &str, auto_create: 
 pub fn raw_create_topics(addr: std::net::SocketAddr, topics: &[(&str, i32, i16)]) -> Vec<(String, i16)> {
     use kafka_protocol::messages::create_topics_request::CreatableTopic;
     use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
-    let mut conn = RawConn::connect(addr);
+    let mut conn = BlockingClient::connect(addr);
     let mut req = CreateTopicsRequest::default();
     req.timeout_ms = 10_000;
     req.topics = topics

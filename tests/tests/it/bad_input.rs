@@ -15,23 +15,24 @@ use kafka_protocol::messages::{
     ProduceResponse, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
-use sluice_tests::raw::*;
+use sluice_testkit::batch::{kafka_protocol_batch, kafka_protocol_count_records};
+use sluice_testkit::client::BlockingClient;
 use sluice_tests::*;
 
 const CLOSE_WITHIN: Duration = Duration::from_secs(5);
 
 /// Runs `attack` on a fresh connection while a bystander connection is open; afterwards checks
 /// both the bystander and a brand-new connection.
-fn with_bystander(broker: &TestBroker, what: &str, attack: impl FnOnce(&mut RawConn)) {
-    let mut bystander = RawConn::connect(broker.addr());
+fn with_bystander(broker: &TestBroker, what: &str, attack: impl FnOnce(&mut BlockingClient)) {
+    let mut bystander = BlockingClient::connect(broker.addr());
     bystander.assert_alive("bystander before");
-    let mut victim = RawConn::connect(broker.addr());
+    let mut victim = BlockingClient::connect(broker.addr());
     check!("{what}");
     attack(&mut victim);
     check!("{what}: an already-open connection still works");
     bystander.assert_alive(&format!("bystander after {what}"));
     check!("{what}: a new connection works");
-    RawConn::connect(broker.addr()).assert_alive(&format!("new connection after {what}"));
+    BlockingClient::connect(broker.addr()).assert_alive(&format!("new connection after {what}"));
 }
 
 /// A hand-built request header (v1 layout: key, version, correlation id, client id) + body.
@@ -137,7 +138,7 @@ fn api_versions_v127_gets_v0_error_with_full_list() {
     let mut v3 = kafka_protocol::messages::ApiVersionsRequest::default();
     v3.client_software_name = StrBytes::from_static_str("tests");
     v3.client_software_version = StrBytes::from_static_str("0.1");
-    let reference: ApiVersionsResponse = RawConn::connect(broker.addr()).request(ApiKey::ApiVersions, 3, &v3);
+    let reference: ApiVersionsResponse = BlockingClient::connect(broker.addr()).request(ApiKey::ApiVersions, 3, &v3);
     let mut want: Vec<(i16, i16, i16)> =
         reference.api_keys.iter().map(|a| (a.api_key, a.min_version, a.max_version)).collect();
     want.sort();
@@ -165,7 +166,7 @@ fn api_versions_v127_gets_v0_error_with_full_list() {
     });
 }
 
-fn auto_create(conn: &mut RawConn, topic: &str) {
+fn auto_create(conn: &mut BlockingClient, topic: &str) {
     let mut t = kafka_protocol::messages::metadata_request::MetadataRequestTopic::default();
     t.name = Some(TopicName(StrBytes::from_string(topic.to_string())));
     let mut req = MetadataRequest::default();
@@ -175,7 +176,7 @@ fn auto_create(conn: &mut RawConn, topic: &str) {
     assert_eq!(resp.topics[0].error_code, 0, "auto-create {topic}");
 }
 
-fn fetch(conn: &mut RawConn, topic: &str, partition: i32) -> (i16, i64, usize) {
+fn fetch(conn: &mut BlockingClient, topic: &str, partition: i32) -> (i16, i64, usize) {
     use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
     let mut p = FetchPartition::default();
     p.partition = partition;
@@ -198,23 +199,23 @@ fn fetch(conn: &mut RawConn, topic: &str, partition: i32) -> (i16, i64, usize) {
     let resp: FetchResponse = conn.request(ApiKey::Fetch, 12, &req);
     assert_eq!(resp.error_code, 0, "fetch top-level error");
     let pd = &resp.responses[0].partitions[0];
-    (pd.error_code, pd.high_watermark, count_records(pd.records.as_ref()))
+    (pd.error_code, pd.high_watermark, kafka_protocol_count_records(pd.records.as_ref()))
 }
 
 #[test]
 fn produce_with_bad_crc_is_corrupt_message_and_writes_nothing() {
     let broker = TestBroker::start(&[("num.partitions", "2")]);
     let topic = topic_name("crc");
-    let mut setup = RawConn::connect(broker.addr());
+    let mut setup = BlockingClient::connect(broker.addr());
     auto_create(&mut setup, &topic);
     with_bystander(
         &broker,
         "Produce v9: partition 0 gets a batch with a flipped data byte, partition 1 a valid batch",
         |c| {
-            let mut bad = record_batch(&[b"one", b"two", b"three"], 1000);
+            let mut bad = kafka_protocol_batch(&[b"one", b"two", b"three"], 1000);
             let last = bad.len() - 1;
             bad[last] ^= 0x5a; // record data changed, CRC field unchanged
-            let good = record_batch(&[b"a", b"b", b"c"], 1000);
+            let good = kafka_protocol_batch(&[b"a", b"b", b"c"], 1000);
             let mut td = TopicProduceData::default();
             td.name = TopicName(StrBytes::from_string(topic.clone()));
             for (idx, recs) in [(0, bad), (1, good)] {

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use sluice_tests::raw::kafka_protocol::messages::*;
-use sluice_tests::raw::kafka_protocol::protocol::StrBytes;
-use sluice_tests::raw::RawConn;
+use sluice_testkit::client::BlockingClient;
+use sluice_testkit::kafka_protocol::messages::*;
+use sluice_testkit::kafka_protocol::protocol::StrBytes;
 use sluice_tests::*;
 
 /// Records each rebalance so tests can see what a member gave up and when.
@@ -141,7 +141,7 @@ async fn three_consumers_share_six_partitions_and_rebalance_on_leave_and_crash()
 
     // Crash: a raw member joins, syncs, then never heartbeats again. The group rebalances to
     // include it, then its session expires and the two real consumers take everything back.
-    let mut raw = RawConn::connect(broker.addr());
+    let mut raw = BlockingClient::connect(broker.addr());
     let mut join = JoinGroupRequest::default();
     join.group_id = GroupId(StrBytes::from_string(group.clone()));
     join.session_timeout_ms = 6000;
@@ -204,7 +204,7 @@ async fn three_consumers_share_six_partitions_and_rebalance_on_leave_and_crash()
     drop(raw);
 }
 
-fn raw_recv_join(mut raw: RawConn, id: i32) -> (RawConn, JoinGroupResponse) {
+fn raw_recv_join(mut raw: BlockingClient, id: i32) -> (BlockingClient, JoinGroupResponse) {
     let r: JoinGroupResponse = raw.recv(ApiKey::JoinGroup, 5, id);
     (raw, r)
 }

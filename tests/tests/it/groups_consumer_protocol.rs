@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
-use sluice_tests::raw::kafka_protocol::messages::*;
-use sluice_tests::raw::kafka_protocol::protocol::StrBytes;
-use sluice_tests::raw::RawConn;
+use sluice_testkit::client::BlockingClient;
+use sluice_testkit::kafka_protocol::messages::*;
+use sluice_testkit::kafka_protocol::protocol::StrBytes;
 use sluice_tests::*;
 
 /// Broker settings: no initial delay, few offsets partitions, and fast KIP-848 heartbeats so
@@ -122,7 +122,7 @@ fn assert_exactly_once(seen: &[String], expected: &BTreeSet<String>) {
     assert_eq!(got.len(), expected.len(), "unexpected extra records");
 }
 
-fn describe(raw: &mut RawConn, group: &str) -> consumer_group_describe_response::DescribedGroup {
+fn describe(raw: &mut BlockingClient, group: &str) -> consumer_group_describe_response::DescribedGroup {
     let mut req = ConsumerGroupDescribeRequest::default();
     req.group_ids = vec![GroupId(StrBytes::from_string(group.to_string()))];
     let id = raw.send(ApiKey::ConsumerGroupDescribe, 0, &req);
@@ -153,7 +153,7 @@ async fn members_join_and_leave_with_disjoint_assignments_and_exactly_once_consu
     let c3 = kip848_consumer(&bs, &group, &[]);
     c3.subscribe(&[&topic]).expect("subscribe");
     seen.extend(drive(&[&c1, &c2, &c3], Duration::from_secs(60), |cs| balanced(cs, &topic, 6)));
-    let mut raw = RawConn::connect(broker.addr());
+    let mut raw = BlockingClient::connect(broker.addr());
     let d = describe(&mut raw, &group);
     assert_eq!(d.members.len(), 3);
 
@@ -193,7 +193,7 @@ async fn describe_list_and_classic_apis_see_a_consumer_group() {
         c.subscribe(&[&topic]).expect("subscribe");
     }
     drive(&[&c1, &c2], Duration::from_secs(60), |cs| balanced(cs, &topic, 6));
-    let mut raw = RawConn::connect(broker.addr());
+    let mut raw = BlockingClient::connect(broker.addr());
     // Members converge on the group's epoch within a few heartbeats.
     let deadline = Instant::now() + WAIT;
     let d = loop {
@@ -262,7 +262,7 @@ async fn describe_list_and_classic_apis_see_a_consumer_group() {
 
     check!("OffsetCommit v9: a stale member epoch and an unknown member are refused");
     let member = &d.members[0];
-    let commit = |member_id: &str, epoch: i32, raw: &mut RawConn| -> i16 {
+    let commit = |member_id: &str, epoch: i32, raw: &mut BlockingClient| -> i16 {
         let mut req = OffsetCommitRequest::default();
         req.group_id = GroupId(StrBytes::from_string(group.clone()));
         req.member_id = StrBytes::from_string(member_id.to_string());
@@ -295,7 +295,7 @@ async fn describe_list_and_classic_apis_see_a_consumer_group() {
     assert_eq!(r.error_code, 112);
 
     check!("DeleteGroups: NON_EMPTY_GROUP while members remain, then deleted once they left");
-    let delete = |raw: &mut RawConn| -> i16 {
+    let delete = |raw: &mut BlockingClient| -> i16 {
         let mut req = DeleteGroupsRequest::default();
         req.groups_names = vec![GroupId(StrBytes::from_string(group.clone()))];
         let id = raw.send(ApiKey::DeleteGroups, 2, &req);
@@ -340,7 +340,7 @@ async fn regex_subscription_picks_up_a_topic_created_later() {
         seen.extend(drive(&[&c], Duration::from_secs(30), |_| true));
     }
     assert_exactly_once(&seen, &expected);
-    let mut raw = RawConn::connect(broker.addr());
+    let mut raw = BlockingClient::connect(broker.addr());
     let d = describe(&mut raw, &group);
     assert_eq!(d.members[0].subscribed_topic_regex.as_deref(), Some(format!("(^{prefix}-.*)").as_str()));
 }
@@ -353,7 +353,7 @@ async fn members_keep_epochs_and_assignments_across_a_restart() {
     create_topic(&bs, &topic, 4, &[]).await;
     let group = topic_name("g-kip848-restart");
     // A raw member: it joins, then heartbeats again after the restart with what it was given.
-    let mut raw = RawConn::connect(broker.addr());
+    let mut raw = BlockingClient::connect(broker.addr());
     let mut hb = ConsumerGroupHeartbeatRequest::default();
     hb.group_id = GroupId(StrBytes::from_string(group.clone()));
     hb.member_id = StrBytes::from_static_str("restart-member");
@@ -370,7 +370,7 @@ async fn members_keep_epochs_and_assignments_across_a_restart() {
 
     let broker = broker.restart();
     check!("after a restart the group, the member's epoch and its assignment are back");
-    let mut raw = RawConn::connect(broker.addr());
+    let mut raw = BlockingClient::connect(broker.addr());
     let after = describe(&mut raw, &group);
     assert_eq!(after.error_code, 0);
     assert_eq!((after.group_epoch, after.assignment_epoch), (before.group_epoch, before.assignment_epoch));
@@ -414,7 +414,7 @@ async fn partitions_wait_for_their_owner_to_revoke_and_move_when_its_session_exp
     create_topic(&bs, &topic, 4, &[]).await;
     let group = topic_name("g-kip848-expiry");
     // A raw member takes all four partitions, then goes silent without ever revoking.
-    let mut raw = RawConn::connect(broker.addr());
+    let mut raw = BlockingClient::connect(broker.addr());
     let mut hb = ConsumerGroupHeartbeatRequest::default();
     hb.group_id = GroupId(StrBytes::from_string(group.clone()));
     hb.member_id = StrBytes::from_static_str("silent-member");

@@ -9,7 +9,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::consumer::Consumer;
-use sluice_tests::raw::RawConn;
+use sluice_testkit::client::BlockingClient;
 use sluice_tests::*;
 
 const NODE: i32 = 7;
@@ -45,7 +45,7 @@ async fn metadata_via_librdkafka() {
 #[test]
 fn metadata_and_describe_cluster_raw() {
     let broker = TestBroker::start(&[("node.id", "7"), ("num.partitions", "2")]);
-    let mut conn = RawConn::connect(broker.addr());
+    let mut conn = BlockingClient::connect(broker.addr());
     let topic = topic_name("md-raw");
     let mut req = MetadataRequest::default();
     let mut t = kafka_protocol::messages::metadata_request::MetadataRequestTopic::default();
@@ -97,7 +97,7 @@ fn metadata_and_describe_cluster_raw() {
 #[test]
 fn api_versions_cover_librdkafka_needs() {
     let broker = TestBroker::start_default();
-    let mut conn = RawConn::connect(broker.addr());
+    let mut conn = BlockingClient::connect(broker.addr());
     let mut req = ApiVersionsRequest::default();
     req.client_software_name = StrBytes::from_static_str("sluice-tests");
     req.client_software_version = StrBytes::from_static_str("0.1");

@@ -9,7 +9,7 @@ use kafka_protocol::messages::{ApiKey, ListOffsetsRequest, ListOffsetsResponse, 
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::consumer::Consumer;
 use rdkafka::{Offset, TopicPartitionList};
-use sluice_tests::raw::RawConn;
+use sluice_testkit::client::BlockingClient;
 use sluice_tests::*;
 
 #[tokio::test]
@@ -40,7 +40,7 @@ async fn raw_list_offsets_v7() {
         .map(|i| TestRecord { timestamp: Some(10_000 + i * 100), ..TestRecord::value(format!("{i}")).to_partition(0) })
         .collect();
     produce_ok(&p, &topic, &recs).await;
-    let mut conn = RawConn::connect(broker.addr());
+    let mut conn = BlockingClient::connect(broker.addr());
     for (ts, want_offset, want_ts) in [(-2i64, 0i64, -1i64), (-1, 10, -1), (10_450, 5, 10_500), (99_999, -1, -1)] {
         let mut part = ListOffsetsPartition::default();
         part.partition_index = 0;

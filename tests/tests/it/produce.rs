@@ -15,7 +15,8 @@ use kafka_protocol::protocol::StrBytes;
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::Offset;
-use sluice_tests::raw::*;
+use sluice_testkit::batch::kafka_protocol_batch;
+use sluice_testkit::client::BlockingClient;
 use sluice_tests::*;
 
 async fn acks_round_trip(acks: &str) {
@@ -82,7 +83,7 @@ async fn many_partitions_per_request_rdkafka() {
     }
 }
 
-fn auto_create(conn: &mut RawConn, topic: &str) {
+fn auto_create(conn: &mut BlockingClient, topic: &str) {
     let mut req = MetadataRequest::default();
     let mut t = kafka_protocol::messages::metadata_request::MetadataRequestTopic::default();
     t.name = Some(TopicName(StrBytes::from_string(topic.to_string())));
@@ -122,7 +123,7 @@ fn produce_req(acks: i16, topics: &[(&str, Vec<(i32, bytes::Bytes)>)]) -> Produc
 #[test]
 fn many_topics_and_partitions_in_one_raw_request() {
     let broker = TestBroker::start(&[("num.partitions", "4")]);
-    let mut conn = RawConn::connect(broker.addr());
+    let mut conn = BlockingClient::connect(broker.addr());
     let (a, b) = (topic_name("raw-a"), topic_name("raw-b"));
     auto_create(&mut conn, &a);
     auto_create(&mut conn, &b);
@@ -134,7 +135,7 @@ fn many_topics_and_partitions_in_one_raw_request() {
                     .map(|p| {
                         let vals: Vec<Vec<u8>> = (0..=p).map(|i| format!("{t}/{p}/{round}/{i}").into_bytes()).collect();
                         let refs: Vec<&[u8]> = vals.iter().map(|v| v.as_slice()).collect();
-                        (p, record_batch(&refs, 1_000).freeze())
+                        (p, kafka_protocol_batch(&refs, 1_000).freeze())
                     })
                     .collect();
                 (*t, parts)
@@ -164,10 +165,10 @@ fn many_topics_and_partitions_in_one_raw_request() {
 #[test]
 fn acks_zero_gets_no_response_on_the_wire() {
     let broker = TestBroker::start(&[("num.partitions", "1")]);
-    let mut conn = RawConn::connect(broker.addr());
+    let mut conn = BlockingClient::connect(broker.addr());
     let topic = topic_name("raw-acks0");
     auto_create(&mut conn, &topic);
-    let batch = record_batch(&[b"x", b"y"], 5).freeze();
+    let batch = kafka_protocol_batch(&[b"x", b"y"], 5).freeze();
     let _no_answer = conn.send(ApiKey::Produce, 9, &produce_req(0, &[(topic.as_str(), vec![(0, batch)])]));
     let mut req = ApiVersionsRequest::default();
     req.client_software_name = StrBytes::from_static_str("t");
@@ -230,7 +231,7 @@ async fn topic_max_message_bytes_applies_per_topic() {
 #[test]
 fn pipelined_requests_are_answered_in_order() {
     let broker = TestBroker::start(&[("num.partitions", "1")]);
-    let mut conn = RawConn::connect(broker.addr());
+    let mut conn = BlockingClient::connect(broker.addr());
     let topic = topic_name("pipeline");
     auto_create(&mut conn, &topic);
     let mut sent = Vec::new();
@@ -242,7 +243,7 @@ fn pipelined_requests_are_answered_in_order() {
             sent.push((ApiKey::ApiVersions, conn.send(ApiKey::ApiVersions, 3, &req)));
         } else {
             let vals = [format!("{i}a"), format!("{i}b")];
-            let batch = record_batch(&[vals[0].as_bytes(), vals[1].as_bytes()], 1_000 + i).freeze();
+            let batch = kafka_protocol_batch(&[vals[0].as_bytes(), vals[1].as_bytes()], 1_000 + i).freeze();
             sent.push((
                 ApiKey::Produce,
                 conn.send(ApiKey::Produce, 9, &produce_req(1, &[(topic.as_str(), vec![(0, batch)])])),

@@ -11,6 +11,7 @@ use rdkafka::admin::{NewTopic, TopicReplication};
 use rdkafka::consumer::Consumer;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::Offset;
+use sluice_testkit::now_ms;
 use sluice_tests::*;
 
 fn local_log_files(dir: &Path) -> Vec<String> {
@@ -192,10 +193,6 @@ fn start_tiered(bucket: &Bucket) -> TestBroker {
         ("remote.log.manager.task.interval.ms", "100"),
         ("log.retention.check.interval.ms", "100"),
     ])
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
 }
 
 fn wait_for(what: &str, mut done: impl FnMut() -> bool) {

@@ -4,24 +4,26 @@
 //! acks=0, the ApiVersions fallback, connection limits, auto-create and admin validation, and
 //! storage errors confined to one log dir.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{batch, batch_of, connect, fetch_request, name, now_ms, produce_request, start_broker, Client};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use sluice_protocol::batch::{BatchIter, RecordBatch, TimestampType};
 use sluice_protocol::compression::Compression;
+use sluice_testkit::batch::{sluice_batch, sluice_batch_one};
+use sluice_testkit::broker::{connect, start_in_process};
+use sluice_testkit::client::AsyncClient;
+use sluice_testkit::now_ms;
+use sluice_testkit::requests::{create_topic, fetch_request, name, produce_request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-async fn create(c: &mut Client, topic: &str, partitions: i32, configs: &[(&str, &str)]) -> CreateTopicsResponse {
-    common::create_topic(c, topic, partitions, configs).await
+async fn create(c: &mut AsyncClient, topic: &str, partitions: i32, configs: &[(&str, &str)]) -> CreateTopicsResponse {
+    create_topic(c, topic, partitions, configs).await
 }
 
 async fn produce(
-    c: &mut Client,
+    c: &mut AsyncClient,
     topic: &str,
     partition: i32,
     records: Bytes,
@@ -45,13 +47,13 @@ fn values(b: &RecordBatch) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fetch_long_poll_is_woken_by_an_append() {
     let dir = tempfile::tempdir().expect("tmp");
-    let broker = start_broker(dir.path(), &[]).await;
+    let broker = start_in_process(dir.path(), &[]).await;
     let mut c = connect(&broker).await;
     create(&mut c, "lp", 1, &[]).await;
     let mut producer = connect(&broker).await;
     let appender = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        produce(&mut producer, "lp", 0, batch("wake-up")).await
+        produce(&mut producer, "lp", 0, sluice_batch_one("wake-up")).await
     });
     let started = Instant::now();
     let r: FetchResponse = c.call(ApiKey::Fetch, 12, &fetch_request("lp", 0, 30_000, 1, 1 << 20, 1 << 20)).await;
@@ -72,13 +74,13 @@ async fn fetch_long_poll_is_woken_by_an_append() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fetch_returns_whole_batches_and_at_least_one() {
     let dir = tempfile::tempdir().expect("tmp");
-    let broker = start_broker(dir.path(), &[]).await;
+    let broker = start_in_process(dir.path(), &[]).await;
     let mut c = connect(&broker).await;
     create(&mut c, "wb", 1, &[]).await;
     let big = "x".repeat(1000);
-    assert_eq!(produce(&mut c, "wb", 0, batch_of(&["a", "b", "c", "d", "e"], now_ms())).await.base_offset, 0);
-    assert_eq!(produce(&mut c, "wb", 0, batch_of(&[&big], now_ms())).await.base_offset, 5);
-    assert_eq!(produce(&mut c, "wb", 0, batch_of(&[&big], now_ms())).await.base_offset, 6);
+    assert_eq!(produce(&mut c, "wb", 0, sluice_batch(&["a", "b", "c", "d", "e"], now_ms())).await.base_offset, 0);
+    assert_eq!(produce(&mut c, "wb", 0, sluice_batch(&[&big], now_ms())).await.base_offset, 5);
+    assert_eq!(produce(&mut c, "wb", 0, sluice_batch(&[&big], now_ms())).await.base_offset, 6);
     // Offset 3 lies inside the first batch: the whole batch comes back, from offset 0.
     let r: FetchResponse = c.call(ApiKey::Fetch, 12, &fetch_request("wb", 3, 0, 0, 1 << 20, 1 << 20)).await;
     let got = batches(&r.responses[0].partitions[0]);
@@ -106,10 +108,10 @@ async fn fetch_returns_whole_batches_and_at_least_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn incremental_fetch_sessions_send_only_changes() {
     let dir = tempfile::tempdir().expect("tmp");
-    let broker = start_broker(dir.path(), &[]).await;
+    let broker = start_in_process(dir.path(), &[]).await;
     let mut c = connect(&broker).await;
     create(&mut c, "fs", 2, &[]).await;
-    produce(&mut c, "fs", 0, batch("p0-first")).await;
+    produce(&mut c, "fs", 0, sluice_batch_one("p0-first")).await;
     let mut req = FetchRequest::default();
     req.replica_id = BrokerId(-1);
     req.max_bytes = 1 << 20;
@@ -141,7 +143,7 @@ async fn incremental_fetch_sessions_send_only_changes() {
     assert_eq!((r.error_code, r.session_id), (0, session));
     assert!(r.responses.iter().all(|t| t.partitions.is_empty()), "{r:?}");
     // Partition 1 gets data: only it appears; partition 0 has nothing new.
-    produce(&mut c, "fs", 1, batch("p1-new")).await;
+    produce(&mut c, "fs", 1, sluice_batch_one("p1-new")).await;
     incr.session_epoch = 2;
     let r: FetchResponse = c.call(ApiKey::Fetch, 12, &incr).await;
     let parts: Vec<_> = r.responses.iter().flat_map(|t| t.partitions.iter()).collect();
@@ -161,23 +163,23 @@ async fn incremental_fetch_sessions_send_only_changes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn produce_validation_uses_kafka_error_codes() {
     let dir = tempfile::tempdir().expect("tmp");
-    let broker = start_broker(dir.path(), &[]).await;
+    let broker = start_in_process(dir.path(), &[]).await;
     let mut c = connect(&broker).await;
     create(&mut c, "pv", 1, &[]).await;
     create(&mut c, "small", 1, &[("max.message.bytes", "100")]).await;
     create(&mut c, "compacted", 1, &[("cleanup.policy", "compact")]).await;
 
     // A flipped byte inside the CRC-covered region: CORRUPT_MESSAGE, nothing written.
-    let mut bad = batch("corrupt me").to_vec();
+    let mut bad = sluice_batch_one("corrupt me").to_vec();
     let last = bad.len() - 1;
     bad[last] ^= 0xff;
     assert_eq!(produce(&mut c, "pv", 0, Bytes::from(bad)).await.error_code, 2);
     // Two batches in one partition: INVALID_RECORD.
-    let mut two = batch("one").to_vec();
-    two.extend_from_slice(&batch("two"));
+    let mut two = sluice_batch_one("one").to_vec();
+    two.extend_from_slice(&sluice_batch_one("two"));
     assert_eq!(produce(&mut c, "pv", 0, Bytes::from(two)).await.error_code, 87);
     // Too large for the topic's max.message.bytes.
-    assert_eq!(produce(&mut c, "small", 0, batch(&"y".repeat(200))).await.error_code, 10);
+    assert_eq!(produce(&mut c, "small", 0, sluice_batch_one(&"y".repeat(200))).await.error_code, 10);
     // A record two hours in the future (after.max.ms defaults to one hour): INVALID_TIMESTAMP with
     // a per-record error naming record 1.
     let now = now_ms();
@@ -203,9 +205,9 @@ async fn produce_validation_uses_kafka_error_codes() {
     assert_eq!(r.error_code, 87);
     assert_eq!(r.record_errors.len(), 1);
     // Unknown topic, bad acks.
-    assert_eq!(produce(&mut c, "nope", 0, batch("x")).await.error_code, 3);
-    assert_eq!(produce(&mut c, "pv", 5, batch("x")).await.error_code, 3);
-    let r: ProduceResponse = c.call(ApiKey::Produce, 12, &produce_request("pv", 0, batch("x"), 2)).await;
+    assert_eq!(produce(&mut c, "nope", 0, sluice_batch_one("x")).await.error_code, 3);
+    assert_eq!(produce(&mut c, "pv", 5, sluice_batch_one("x")).await.error_code, 3);
+    let r: ProduceResponse = c.call(ApiKey::Produce, 12, &produce_request("pv", 0, sluice_batch_one("x"), 2)).await;
     assert_eq!(r.responses[0].partition_responses[0].error_code, 21);
     // None of the rejected batches reached the log.
     let r: FetchResponse = c.call(ApiKey::Fetch, 12, &fetch_request("pv", 0, 0, 0, 1 << 20, 1 << 20)).await;
@@ -216,12 +218,12 @@ async fn produce_validation_uses_kafka_error_codes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topic_configs_apply_on_produce() {
     let dir = tempfile::tempdir().expect("tmp");
-    let broker = start_broker(dir.path(), &[]).await;
+    let broker = start_in_process(dir.path(), &[]).await;
     let mut c = connect(&broker).await;
     create(&mut c, "lat", 1, &[("message.timestamp.type", "LogAppendTime")]).await;
     create(&mut c, "gz", 1, &[("compression.type", "gzip")]).await;
     let before = now_ms();
-    let r = produce(&mut c, "lat", 0, batch_of(&["t1", "t2"], 1_000)).await;
+    let r = produce(&mut c, "lat", 0, sluice_batch(&["t1", "t2"], 1_000)).await;
     assert_eq!(r.error_code, 0);
     assert!(r.log_append_time_ms >= before, "log append time {}", r.log_append_time_ms);
     let f: FetchResponse = c.call(ApiKey::Fetch, 12, &fetch_request("lat", 0, 0, 0, 1 << 20, 1 << 20)).await;
@@ -230,7 +232,7 @@ async fn topic_configs_apply_on_produce() {
     assert_eq!(got[0].max_timestamp(), r.log_append_time_ms);
     got[0].validate().expect("valid crc after stamping");
     // An uncompressed batch to a gzip topic is stored gzip, with the same records.
-    let r = produce(&mut c, "gz", 0, batch_of(&["g1", "g2", "g3"], now_ms())).await;
+    let r = produce(&mut c, "gz", 0, sluice_batch(&["g1", "g2", "g3"], now_ms())).await;
     assert_eq!(r.error_code, 0);
     let f: FetchResponse = c.call(ApiKey::Fetch, 12, &fetch_request("gz", 0, 0, 0, 1 << 20, 1 << 20)).await;
     let got = batches(&f.responses[0].partitions[0]);
@@ -243,7 +245,7 @@ async fn topic_configs_apply_on_produce() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acks_zero_gets_no_response_and_api_versions_falls_back() {
     let dir = tempfile::tempdir().expect("tmp");
-    let broker = start_broker(dir.path(), &[]).await;
+    let broker = start_in_process(dir.path(), &[]).await;
     let mut c = connect(&broker).await;
     create(&mut c, "a0", 1, &[]).await;
     // Send an acks=0 produce by hand, then a request that does get an answer: the next frame on
@@ -253,7 +255,8 @@ async fn acks_zero_gets_no_response_and_api_versions_falls_back() {
     header.request_api_version = 9;
     header.correlation_id = 777;
     let frame =
-        sluice_protocol::request::encode_request(&header, &produce_request("a0", 0, batch("silent"), 0)).expect("enc");
+        sluice_protocol::request::encode_request(&header, &produce_request("a0", 0, sluice_batch_one("silent"), 0))
+            .expect("enc");
     c.stream.write_all(&frame).await.expect("write");
     let meta: MetadataResponse = c.call(ApiKey::Metadata, 12, &MetadataRequest::default()).await;
     assert_eq!(meta.brokers.len(), 1);
@@ -290,7 +293,7 @@ async fn acks_zero_gets_no_response_and_api_versions_falls_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_limits_and_idle_close() {
     let dir = tempfile::tempdir().expect("tmp");
-    let broker = start_broker(dir.path(), &[("max.connections", "2"), ("connections.max.idle.ms", "300")]).await;
+    let broker = start_in_process(dir.path(), &[("max.connections", "2"), ("connections.max.idle.ms", "300")]).await;
     let mut a = connect(&broker).await;
     let mut b = connect(&broker).await;
     let _: MetadataResponse = a.call(ApiKey::Metadata, 12, &MetadataRequest::default()).await;
@@ -311,7 +314,7 @@ async fn connection_limits_and_idle_close() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_create_and_admin_validation() {
     let dir = tempfile::tempdir().expect("tmp");
-    let broker = start_broker(dir.path(), &[("num.partitions", "3")]).await;
+    let broker = start_in_process(dir.path(), &[("num.partitions", "3")]).await;
     let mut c = connect(&broker).await;
     let meta_req = |topic: &str, allow: bool| {
         let mut req = MetadataRequest::default();
@@ -380,13 +383,13 @@ async fn auto_create_and_admin_validation() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_offsets_by_record_timestamp() {
     let dir = tempfile::tempdir().expect("tmp");
-    let broker = start_broker(dir.path(), &[]).await;
+    let broker = start_in_process(dir.path(), &[]).await;
     let mut c = connect(&broker).await;
     create(&mut c, "lo", 1, &[]).await;
     let t0 = now_ms() - 60_000;
     for i in 0..5i64 {
         // Record timestamps 10 s apart; offsets i*2, i*2+1.
-        produce(&mut c, "lo", 0, batch_of(&["a", "b"], t0 + i * 10_000)).await;
+        produce(&mut c, "lo", 0, sluice_batch(&["a", "b"], t0 + i * 10_000)).await;
     }
     let query = |ts: i64| {
         let mut req = ListOffsetsRequest::default();
@@ -416,7 +419,7 @@ async fn a_failed_log_dir_fails_only_its_partitions() {
     let a = tempfile::tempdir().expect("tmp");
     let b = tempfile::tempdir().expect("tmp");
     let dirs = format!("{},{}", a.path().display(), b.path().display());
-    let broker = start_broker(a.path(), &[("log.dirs", &dirs)]).await;
+    let broker = start_in_process(a.path(), &[("log.dirs", &dirs)]).await;
     let mut c = connect(&broker).await;
     // Two partitions land in different dirs (least-loaded placement).
     create(&mut c, "disk", 2, &[]).await;
@@ -426,8 +429,8 @@ async fn a_failed_log_dir_fails_only_its_partitions() {
     let (failed, healthy) = (p0.dir(), p1.dir());
     assert_ne!(failed.parent(), healthy.parent(), "partitions spread over both dirs");
     logs.fail_log_dir_for_test(failed.parent().expect("dir"));
-    assert_eq!(produce(&mut c, "disk", 0, batch("lost")).await.error_code, 56, "KAFKA_STORAGE_ERROR");
-    let ok = produce(&mut c, "disk", 1, batch("kept")).await;
+    assert_eq!(produce(&mut c, "disk", 0, sluice_batch_one("lost")).await.error_code, 56, "KAFKA_STORAGE_ERROR");
+    let ok = produce(&mut c, "disk", 1, sluice_batch_one("kept")).await;
     assert_eq!((ok.error_code, ok.base_offset), (0, 0));
     let r: FetchResponse = c.call(ApiKey::Fetch, 12, &fetch_request("disk", 0, 0, 0, 1 << 20, 1 << 20)).await;
     assert_eq!(r.responses[0].partitions[0].error_code, 56);

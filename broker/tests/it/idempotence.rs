@@ -2,18 +2,19 @@
 //! once and answered with its original offset, sequence gaps (OUT_OF_ORDER_SEQUENCE_NUMBER, 45),
 //! fenced epochs (INVALID_PRODUCER_EPOCH, 47), and producer state surviving a restart.
 
-mod common;
-
 use bytes::Bytes;
-use common::{connect, start_broker, Client};
 use kafka_protocol::messages::*;
 use sluice_protocol::batch::{BatchIter, RecordBatch};
+use sluice_testkit::batch::sluice_producer_batch;
+use sluice_testkit::broker::{connect, start_in_process};
+use sluice_testkit::client::AsyncClient;
+use sluice_testkit::requests::{create_topic, fetch_request, produce_request};
 
-async fn create(c: &mut Client, topic: &str) {
-    assert_eq!(common::create_topic(c, topic, 1, &[]).await.topics[0].error_code, 0);
+async fn create(c: &mut AsyncClient, topic: &str) {
+    assert_eq!(create_topic(c, topic, 1, &[]).await.topics[0].error_code, 0);
 }
 
-async fn init_producer_id(c: &mut Client, pid: i64, epoch: i16) -> (i64, i16) {
+async fn init_producer_id(c: &mut AsyncClient, pid: i64, epoch: i16) -> (i64, i16) {
     let mut req = InitProducerIdRequest::default();
     req.transaction_timeout_ms = 60000;
     req.producer_id = ProducerId(pid);
@@ -24,18 +25,18 @@ async fn init_producer_id(c: &mut Client, pid: i64, epoch: i16) -> (i64, i16) {
 }
 
 fn idempotent_batch(pid: i64, epoch: i16, base_sequence: i32, values: &[&str]) -> Bytes {
-    common::producer_batch(pid, epoch, base_sequence, false, values)
+    sluice_producer_batch(pid, epoch, base_sequence, false, values)
 }
 
-async fn produce(c: &mut Client, topic: &str, records: Bytes) -> (i16, i64) {
-    let r: ProduceResponse = c.call(ApiKey::Produce, 9, &common::produce_request(topic, 0, records, -1)).await;
+async fn produce(c: &mut AsyncClient, topic: &str, records: Bytes) -> (i16, i64) {
+    let r: ProduceResponse = c.call(ApiKey::Produce, 9, &produce_request(topic, 0, records, -1)).await;
     let p = &r.responses[0].partition_responses[0];
     (p.error_code, p.base_offset)
 }
 
 /// Every record value in the partition, in offset order, with its offset.
-async fn fetch_all(c: &mut Client, topic: &str) -> Vec<(i64, String)> {
-    let req = common::fetch_request(topic, 0, 0, 0, 1 << 20, 1 << 20);
+async fn fetch_all(c: &mut AsyncClient, topic: &str) -> Vec<(i64, String)> {
+    let req = fetch_request(topic, 0, 0, 0, 1 << 20, 1 << 20);
     let r: FetchResponse = c.call(ApiKey::Fetch, 12, &req).await;
     let p = &r.responses[0].partitions[0];
     assert_eq!(p.error_code, 0);
@@ -54,7 +55,7 @@ async fn fetch_all(c: &mut Client, topic: &str) -> Vec<(i64, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retried_batch_is_stored_once_and_gaps_and_old_epochs_are_refused() {
     let dir = tempfile::tempdir().expect("tmp");
-    let broker = start_broker(dir.path(), &[]).await;
+    let broker = start_in_process(dir.path(), &[]).await;
     let mut c = connect(&broker).await;
     create(&mut c, "idem").await;
     let (pid, epoch) = init_producer_id(&mut c, -1, -1).await;
@@ -88,7 +89,7 @@ async fn retried_batch_is_stored_once_and_gaps_and_old_epochs_are_refused() {
 async fn producer_state_and_ids_survive_restarts() {
     let dir = tempfile::tempdir().expect("tmp");
     // Small segments so rolls write producer snapshots.
-    let broker = start_broker(dir.path(), &[("log.segment.bytes", "200")]).await;
+    let broker = start_in_process(dir.path(), &[("log.segment.bytes", "200")]).await;
     let mut c = connect(&broker).await;
     create(&mut c, "idem-restart").await;
     let (pid, epoch) = init_producer_id(&mut c, -1, -1).await;
@@ -100,7 +101,7 @@ async fn producer_state_and_ids_survive_restarts() {
     }
     broker.shutdown().await.expect("shutdown");
 
-    let broker = start_broker(dir.path(), &[("log.segment.bytes", "200")]).await;
+    let broker = start_in_process(dir.path(), &[("log.segment.bytes", "200")]).await;
     let mut c = connect(&broker).await;
     // The last batch is still recognised as a duplicate; a gap is still a gap.
     assert_eq!(produce(&mut c, "idem-restart", batches[5].clone()).await, (0, 5));

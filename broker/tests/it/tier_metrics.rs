@@ -2,15 +2,16 @@
 //! `memory://` tier; uploads, a remote read below the local log start, the upload lag and the
 //! producer count all show up in the broker's metrics with the values the workload implies.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{connect, now_ms, start_broker, Client};
 use kafka_protocol::messages::*;
 use sluice_protocol::batch::BatchIter;
 use sluice_protocol::records::{BatchBuilder, Record};
+use sluice_testkit::broker::{connect, start_in_process};
+use sluice_testkit::client::AsyncClient;
+use sluice_testkit::now_ms;
+use sluice_testkit::requests::{create_topic, fetch_request, produce_request};
 
 fn batch(pid: i64, seq: i32, n: usize) -> Bytes {
     BatchBuilder {
@@ -31,8 +32,8 @@ fn batch(pid: i64, seq: i32, n: usize) -> Bytes {
     .expect("batch")
 }
 
-async fn fetch_from(c: &mut Client, topic: &str, offset: i64) -> (i16, Vec<i64>) {
-    let req = common::fetch_request(topic, offset, 0, 0, 1 << 20, 1 << 20);
+async fn fetch_from(c: &mut AsyncClient, topic: &str, offset: i64) -> (i16, Vec<i64>) {
+    let req = fetch_request(topic, offset, 0, 0, 1 << 20, 1 << 20);
     let r: FetchResponse = c.call(ApiKey::Fetch, 12, &req).await;
     let p = &r.responses[0].partitions[0];
     let bases =
@@ -43,7 +44,7 @@ async fn fetch_from(c: &mut Client, topic: &str, offset: i64) -> (i16, Vec<i64>)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uploads_remote_reads_lag_and_producers_are_counted() {
     let dir = tempfile::tempdir().expect("tmp");
-    let broker = start_broker(
+    let broker = start_in_process(
         dir.path(),
         &[
             ("remote.log.storage.system.enable", "true"),
@@ -60,7 +61,7 @@ async fn uploads_remote_reads_lag_and_producers_are_counted() {
         ("local.retention.ms", "300"),
         ("file.delete.delay.ms", "0"),
     ];
-    let r = common::create_topic(&mut c, "tm", 1, &configs).await;
+    let r = create_topic(&mut c, "tm", 1, &configs).await;
     assert_eq!(r.topics[0].error_code, 0);
     let r: InitProducerIdResponse = c
         .call(ApiKey::InitProducerId, 4, &{
@@ -74,7 +75,7 @@ async fn uploads_remote_reads_lag_and_producers_are_counted() {
     assert_eq!(r.error_code, 0);
     let pid = r.producer_id.0;
     for i in 0..40 {
-        let req = common::produce_request("tm", 0, batch(pid, i * 5, 5), -1);
+        let req = produce_request("tm", 0, batch(pid, i * 5, 5), -1);
         let r: ProduceResponse = c.call(ApiKey::Produce, 9, &req).await;
         assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
     }

@@ -2,18 +2,18 @@
 //! is fsynced (the partition's recovery point covers it), with `acks=1` as with `acks=all`, and
 //! concurrent producers share fsyncs.
 
-mod common;
-
-use common::{connect, start_broker};
 use kafka_protocol::messages::*;
 use sluice_storage::TopicPartition;
+use sluice_testkit::batch::sluice_batch_one;
+use sluice_testkit::broker::{connect, start_in_process};
+use sluice_testkit::requests::{create_topic, produce_request};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn durable_mode_answers_after_the_fsync_and_producers_share_fsyncs() {
     let dir = tempfile::tempdir().expect("tmp");
-    let broker = start_broker(dir.path(), &[]).await;
+    let broker = start_in_process(dir.path(), &[]).await;
     let mut c = connect(&broker).await;
-    let created = common::create_topic(&mut c, "durable", 1, &[("flush.messages", "1")]).await;
+    let created = create_topic(&mut c, "durable", 1, &[("flush.messages", "1")]).await;
     assert_eq!(created.topics[0].error_code, 0);
     let producers = 8;
     let per_producer = 25;
@@ -30,7 +30,7 @@ async fn durable_mode_answers_after_the_fsync_and_producers_share_fsyncs() {
             let acks = if i % 2 == 0 { -1 } else { 1 };
             let mut offsets = Vec::new();
             for n in 0..per_producer {
-                let req = common::produce_request("durable", 0, common::batch(&format!("p{i}-{n}")), acks);
+                let req = produce_request("durable", 0, sluice_batch_one(&format!("p{i}-{n}")), acks);
                 let r: ProduceResponse = client.call(ApiKey::Produce, 9, &req).await;
                 let p = &r.responses[0].partition_responses[0];
                 assert_eq!(p.error_code, 0);

@@ -4,19 +4,21 @@
 //! in ListOffsets and Fetch (with the aborted transactions list), and an open transaction
 //! surviving a restart.
 
-mod common;
-
 use bytes::Bytes;
-use common::{connect, name, now_ms, start_broker, Client};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use sluice_protocol::records::{BatchBuilder, Record};
+use sluice_testkit::batch::{sluice_batch_one, sluice_producer_batch};
+use sluice_testkit::broker::{connect, start_in_process};
+use sluice_testkit::client::AsyncClient;
+use sluice_testkit::now_ms;
+use sluice_testkit::requests::{create_topic, fetch_request, name, produce_request};
 
 fn tid(s: &str) -> TransactionalId {
     TransactionalId(StrBytes::from_string(s.to_string()))
 }
 
-async fn init(c: &mut Client, id: &str, expected: (i64, i16)) -> (i16, i64, i16) {
+async fn init(c: &mut AsyncClient, id: &str, expected: (i64, i16)) -> (i16, i64, i16) {
     let mut req = InitProducerIdRequest::default();
     req.transactional_id = Some(tid(id));
     req.transaction_timeout_ms = 60000;
@@ -26,7 +28,7 @@ async fn init(c: &mut Client, id: &str, expected: (i64, i16)) -> (i16, i64, i16)
     (r.error_code, r.producer_id.0, r.producer_epoch)
 }
 
-async fn add(c: &mut Client, id: &str, pid: i64, epoch: i16, parts: &[(&str, i32)]) -> Vec<i16> {
+async fn add(c: &mut AsyncClient, id: &str, pid: i64, epoch: i16, parts: &[(&str, i32)]) -> Vec<i16> {
     let mut req = AddPartitionsToTxnRequest::default();
     req.v3_and_below_transactional_id = tid(id);
     req.v3_and_below_producer_id = ProducerId(pid);
@@ -44,7 +46,7 @@ async fn add(c: &mut Client, id: &str, pid: i64, epoch: i16, parts: &[(&str, i32
         .collect()
 }
 
-async fn end(c: &mut Client, id: &str, pid: i64, epoch: i16, commit: bool) -> i16 {
+async fn end(c: &mut AsyncClient, id: &str, pid: i64, epoch: i16, commit: bool) -> i16 {
     let mut req = EndTxnRequest::default();
     req.transactional_id = tid(id);
     req.producer_id = ProducerId(pid);
@@ -54,7 +56,7 @@ async fn end(c: &mut Client, id: &str, pid: i64, epoch: i16, commit: bool) -> i1
     r.error_code
 }
 
-async fn state(c: &mut Client, id: &str) -> (String, i16, Vec<i32>) {
+async fn state(c: &mut AsyncClient, id: &str) -> (String, i16, Vec<i32>) {
     let mut req = DescribeTransactionsRequest::default();
     req.transactional_ids = vec![tid(id)];
     let r: DescribeTransactionsResponse = c.call(ApiKey::DescribeTransactions, 0, &req).await;
@@ -64,16 +66,16 @@ async fn state(c: &mut Client, id: &str) -> (String, i16, Vec<i32>) {
 }
 
 fn txn_batch(pid: i64, epoch: i16, seq: i32, value: &str) -> Bytes {
-    common::producer_batch(pid, epoch, seq, true, &[value])
+    sluice_producer_batch(pid, epoch, seq, true, &[value])
 }
 
-async fn produce(c: &mut Client, topic: &str, records: Bytes) -> i16 {
-    let r: ProduceResponse = c.call(ApiKey::Produce, 9, &common::produce_request(topic, 0, records, -1)).await;
+async fn produce(c: &mut AsyncClient, topic: &str, records: Bytes) -> i16 {
+    let r: ProduceResponse = c.call(ApiKey::Produce, 9, &produce_request(topic, 0, records, -1)).await;
     r.responses[0].partition_responses[0].error_code
 }
 
 /// (high watermark, last stable offset) from ListOffsets latest at both isolation levels.
-async fn latest(c: &mut Client, topic: &str) -> (i64, i64) {
+async fn latest(c: &mut AsyncClient, topic: &str) -> (i64, i64) {
     let mut out = [0i64; 2];
     for (i, level) in [0i8, 1].into_iter().enumerate() {
         let mut req = ListOffsetsRequest::default();
@@ -94,9 +96,9 @@ async fn latest(c: &mut Client, topic: &str) -> (i64, i64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn coordinator_state_machine_and_error_codes() {
     let dir = tempfile::tempdir().expect("tmp");
-    let broker = start_broker(dir.path(), &[]).await;
+    let broker = start_in_process(dir.path(), &[]).await;
     let mut c = connect(&broker).await;
-    assert_eq!(common::create_topic(&mut c, "tx", 2, &[]).await.topics[0].error_code, 0);
+    assert_eq!(create_topic(&mut c, "tx", 2, &[]).await.topics[0].error_code, 0);
     let (code, pid, epoch) = init(&mut c, "sm", (-1, -1)).await;
     assert_eq!((code, epoch), (0, 0));
     assert_eq!(state(&mut c, "sm").await.0, "Empty");
@@ -118,7 +120,7 @@ async fn coordinator_state_machine_and_error_codes() {
     assert_eq!(add(&mut c, "sm", pid, epoch, &[("tx", 0)]).await, vec![0]);
     assert_eq!(state(&mut c, "sm").await, ("Ongoing".to_string(), 0, vec![0]));
     assert_eq!(produce(&mut c, "tx", txn_batch(pid, epoch, 0, "a")).await, 0);
-    assert_eq!(produce(&mut c, "tx", common::batch("plain")).await, 0);
+    assert_eq!(produce(&mut c, "tx", sluice_batch_one("plain")).await, 0);
     assert_eq!(latest(&mut c, "tx").await, (2, 0), "the open transaction holds the LSO at its first offset");
     assert_eq!(end(&mut c, "sm", pid, epoch, false).await, 0);
     assert_eq!(state(&mut c, "sm").await.0, "CompleteAbort");
@@ -127,7 +129,7 @@ async fn coordinator_state_machine_and_error_codes() {
     assert_eq!(end(&mut c, "sm", pid, epoch, true).await, 48, "the other outcome does not");
 
     // read_committed Fetch returns the aborted transaction with the data.
-    let mut req = common::fetch_request("tx", 0, 0, 0, 1 << 20, 1 << 20);
+    let mut req = fetch_request("tx", 0, 0, 0, 1 << 20, 1 << 20);
     req.isolation_level = 1;
     let r: FetchResponse = c.call(ApiKey::Fetch, 12, &req).await;
     let p = &r.responses[0].partitions[0];
@@ -153,9 +155,9 @@ async fn coordinator_state_machine_and_error_codes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_transaction_survives_a_restart_and_commits() {
     let dir = tempfile::tempdir().expect("tmp");
-    let broker = start_broker(dir.path(), &[]).await;
+    let broker = start_in_process(dir.path(), &[]).await;
     let mut c = connect(&broker).await;
-    assert_eq!(common::create_topic(&mut c, "tx", 1, &[]).await.topics[0].error_code, 0);
+    assert_eq!(create_topic(&mut c, "tx", 1, &[]).await.topics[0].error_code, 0);
     let (_, pid, epoch) = init(&mut c, "restart", (-1, -1)).await;
     assert_eq!(add(&mut c, "restart", pid, epoch, &[("tx", 0)]).await, vec![0]);
     for seq in 0..3 {
@@ -163,7 +165,7 @@ async fn an_open_transaction_survives_a_restart_and_commits() {
     }
     broker.shutdown().await.expect("shutdown");
 
-    let broker = start_broker(dir.path(), &[]).await;
+    let broker = start_in_process(dir.path(), &[]).await;
     let mut c = connect(&broker).await;
     assert_eq!(state(&mut c, "restart").await, ("Ongoing".to_string(), epoch, vec![0]));
     assert_eq!(latest(&mut c, "tx").await, (3, 0), "still open after the restart");
@@ -178,9 +180,9 @@ async fn an_open_transaction_survives_a_restart_and_commits() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_decision_left_pending_by_a_crash_is_completed_at_startup() {
     let dir = tempfile::tempdir().expect("tmp");
-    let broker = start_broker(dir.path(), &[]).await;
+    let broker = start_in_process(dir.path(), &[]).await;
     let mut c = connect(&broker).await;
-    assert_eq!(common::create_topic(&mut c, "tx", 1, &[]).await.topics[0].error_code, 0);
+    assert_eq!(create_topic(&mut c, "tx", 1, &[]).await.topics[0].error_code, 0);
     let (_, pid, epoch) = init(&mut c, "pending", (-1, -1)).await;
     assert_eq!(add(&mut c, "pending", pid, epoch, &[("tx", 0)]).await, vec![0]);
     assert_eq!(produce(&mut c, "tx", txn_batch(pid, epoch, 0, "decided")).await, 0);
@@ -224,7 +226,7 @@ async fn a_decision_left_pending_by_a_crash_is_completed_at_startup() {
         logs.shutdown().expect("close logs");
     }
 
-    let broker = start_broker(dir.path(), &[]).await;
+    let broker = start_in_process(dir.path(), &[]).await;
     let mut c = connect(&broker).await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while state(&mut c, "pending").await.0 != "CompleteCommit" {

@@ -3,23 +3,25 @@
 //! SUBTRACT) with Kafka's error codes, sources and synonyms in DescribeConfigs, dynamic broker
 //! defaults flowing into topics, persistence across a restart, and live effect on the log.
 
-mod common;
-
-use common::{batch_of, connect, name, now_ms, start_broker, Client};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
+use sluice_testkit::batch::sluice_batch;
+use sluice_testkit::broker::{connect, start_in_process};
+use sluice_testkit::client::AsyncClient;
+use sluice_testkit::now_ms;
+use sluice_testkit::requests::{create_topic, name};
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
 
-async fn create(c: &mut Client, topic: &str, partitions: i32, configs: &[(&str, &str)]) -> i16 {
-    common::create_topic(c, topic, partitions, configs).await.topics[0].error_code
+async fn create(c: &mut AsyncClient, topic: &str, partitions: i32, configs: &[(&str, &str)]) -> i16 {
+    create_topic(c, topic, partitions, configs).await.topics[0].error_code
 }
 
 /// (error code, message) of one IncrementalAlterConfigs resource with `ops` = (key, op, value).
 async fn incremental(
-    c: &mut Client,
+    c: &mut AsyncClient,
     kind: i8,
     resource: &str,
     ops: &[(&str, i8, Option<&str>)],
@@ -45,7 +47,7 @@ async fn incremental(
 /// name -> (value, source, read_only, synonyms as (name, source)).
 type Described = std::collections::BTreeMap<String, (Option<String>, i8, bool, Vec<(String, i8)>)>;
 
-async fn describe(c: &mut Client, kind: i8, resource: &str) -> (i16, Described) {
+async fn describe(c: &mut AsyncClient, kind: i8, resource: &str) -> (i16, Described) {
     let mut req = DescribeConfigsRequest::default();
     let mut res = describe_configs_request::DescribeConfigsResource::default();
     res.resource_type = kind;
@@ -73,7 +75,7 @@ fn code(e: ResponseError) -> i16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn incremental_alter_configs_operations_and_errors() {
     let dir = tempfile::tempdir().expect("tmp");
-    let broker = start_broker(dir.path(), &[("log.retention.hours", "10")]).await;
+    let broker = start_in_process(dir.path(), &[("log.retention.hours", "10")]).await;
     let mut c = connect(&broker).await;
     assert_eq!(create(&mut c, "cfg", 1, &[("cleanup.policy", "delete")]).await, 0);
 
@@ -200,7 +202,7 @@ async fn incremental_alter_configs_operations_and_errors() {
     drop(c);
     drop(p);
     broker.shutdown().await.expect("shutdown");
-    let broker = start_broker(dir.path(), &[("log.retention.hours", "10")]).await;
+    let broker = start_in_process(dir.path(), &[("log.retention.hours", "10")]).await;
     let mut c = connect(&broker).await;
     let (_, d) = describe(&mut c, TOPIC, "cfg").await;
     assert_eq!(d["cleanup.policy"].0.as_deref(), Some("compact"));
@@ -218,7 +220,7 @@ async fn incremental_alter_configs_operations_and_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alter_configs_replaces_the_whole_set() {
     let dir = tempfile::tempdir().expect("tmp");
-    let broker = start_broker(dir.path(), &[]).await;
+    let broker = start_in_process(dir.path(), &[]).await;
     let mut c = connect(&broker).await;
     assert_eq!(create(&mut c, "ac", 1, &[("retention.ms", "1000"), ("segment.bytes", "5000")]).await, 0);
     let mut req = AlterConfigsRequest::default();
@@ -243,7 +245,7 @@ async fn alter_configs_replaces_the_whole_set() {
     let mut td = produce_request::TopicProduceData::default();
     td.name = name("ac");
     let mut pd = produce_request::PartitionProduceData::default();
-    pd.records = Some(batch_of(&[&"x".repeat(3000)], now_ms()));
+    pd.records = Some(sluice_batch(&[&"x".repeat(3000)], now_ms()));
     td.partition_data.push(pd);
     pr.topic_data.push(td);
     let r: ProduceResponse = c.call(ApiKey::Produce, 9, &pr).await;
@@ -260,7 +262,7 @@ async fn alter_configs_replaces_the_whole_set() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_partitions_delete_records_and_log_dirs() {
     let dir = tempfile::tempdir().expect("tmp");
-    let broker = start_broker(dir.path(), &[]).await;
+    let broker = start_in_process(dir.path(), &[]).await;
     let mut c = connect(&broker).await;
     assert_eq!(create(&mut c, "cp", 2, &[("segment.bytes", "200")]).await, 0);
 
@@ -300,7 +302,7 @@ async fn create_partitions_delete_records_and_log_dirs() {
         td.name = name("cp");
         let mut pd = produce_request::PartitionProduceData::default();
         pd.index = 4;
-        pd.records = Some(batch_of(&[&format!("v{i}-{}", "x".repeat(100))], now_ms()));
+        pd.records = Some(sluice_batch(&[&format!("v{i}-{}", "x".repeat(100))], now_ms()));
         td.partition_data.push(pd);
         pr.topic_data.push(td);
         let r: ProduceResponse = c.call(ApiKey::Produce, 9, &pr).await;
@@ -384,7 +386,7 @@ async fn create_partitions_delete_records_and_log_dirs() {
 async fn retention_and_cleaner_run_in_the_background() {
     let dir = tempfile::tempdir().expect("tmp");
     let broker =
-        start_broker(dir.path(), &[("log.retention.check.interval.ms", "100"), ("log.cleaner.backoff.ms", "100")])
+        start_in_process(dir.path(), &[("log.retention.check.interval.ms", "100"), ("log.cleaner.backoff.ms", "100")])
             .await;
     let mut c = connect(&broker).await;
     assert_eq!(
@@ -416,7 +418,7 @@ async fn retention_and_cleaner_run_in_the_background() {
             td.name = name(topic);
             let mut pd = produce_request::PartitionProduceData::default();
             // Same key "k0" every time; values differ.
-            pd.records = Some(batch_of(&[&format!("v{i}-{}", "x".repeat(100))], now_ms()));
+            pd.records = Some(sluice_batch(&[&format!("v{i}-{}", "x".repeat(100))], now_ms()));
             td.partition_data.push(pd);
             pr.topic_data.push(td);
             let r: ProduceResponse = c.call(ApiKey::Produce, 9, &pr).await;

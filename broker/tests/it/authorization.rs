@@ -2,15 +2,15 @@
 //! request, the question Kafka's `KafkaApis` asks, and answers a refusal with Kafka's code while
 //! the allowed part of the same request still goes through.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 
-use common::{connect, name, produce_request};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use sluice::authz::{AclOperation, Action, Authorizer, ResourceType};
+use sluice_testkit::batch::sluice_batch_one;
+use sluice_testkit::broker::connect;
+use sluice_testkit::requests::{create_topic, fetch_request, name, produce_request};
 
 /// Refuses everything named `secret…` and creating topics through the cluster resource (so
 /// creation is decided per topic), and records every question it was asked.
@@ -75,8 +75,8 @@ async fn refusals_carry_kafkas_codes_and_the_rest_of_the_request_goes_through() 
     assert!(one.topics[0].partitions.is_empty());
 
     // Produce: the secret partition is refused, the open one in the same request appended.
-    let mut req = produce_request("open-topic", 0, common::batch("v"), -1);
-    req.topic_data.extend(produce_request("secret-topic", 0, common::batch("v"), -1).topic_data);
+    let mut req = produce_request("open-topic", 0, sluice_batch_one("v"), -1);
+    req.topic_data.extend(produce_request("secret-topic", 0, sluice_batch_one("v"), -1).topic_data);
     let resp: ProduceResponse = c.call(ApiKey::Produce, 9, &req).await;
     assert_eq!(resp.responses[0].partition_responses[0].error_code, 0);
     assert_eq!(resp.responses[0].partition_responses[0].base_offset, 0);
@@ -85,7 +85,7 @@ async fn refusals_carry_kafkas_codes_and_the_rest_of_the_request_goes_through() 
 
     // Fetch and ListOffsets of the secret topic.
     let fetch: FetchResponse =
-        c.call(ApiKey::Fetch, 12, &common::fetch_request("secret-topic", 0, 0, 0, 1 << 20, 1 << 20)).await;
+        c.call(ApiKey::Fetch, 12, &fetch_request("secret-topic", 0, 0, 0, 1 << 20, 1 << 20)).await;
     assert_eq!(code(fetch.responses[0].partitions[0].error_code), ResponseError::TopicAuthorizationFailed);
     assert!(fetch.responses[0].partitions[0].records.as_ref().is_none_or(|r| r.is_empty()));
     let mut lo = ListOffsetsRequest::default();
@@ -99,7 +99,7 @@ async fn refusals_carry_kafkas_codes_and_the_rest_of_the_request_goes_through() 
     assert_eq!(code(lo.topics[0].partitions[0].error_code), ResponseError::TopicAuthorizationFailed);
 
     // CreateTopics and DeleteTopics: refused, and nothing changed.
-    let created = common::create_topic(&mut c, "secret-new", 1, &[]).await;
+    let created = create_topic(&mut c, "secret-new", 1, &[]).await;
     assert_eq!(code(created.topics[0].error_code), ResponseError::TopicAuthorizationFailed);
     assert!(handle.broker().metadata.topic("secret-new").is_none());
     let mut del = DeleteTopicsRequest::default();

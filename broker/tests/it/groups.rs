@@ -2,21 +2,21 @@
 //! ids, generations, unknown members, fencing), offset retention for empty groups, and committed
 //! offsets removed with their topic and durable across restarts.
 
-mod common;
-
-use common::{connect, name, start_broker, Client};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
+use sluice_testkit::broker::{connect, start_in_process};
+use sluice_testkit::client::AsyncClient;
+use sluice_testkit::requests::{create_topic, name};
 
 fn gid(s: &str) -> GroupId {
     GroupId(StrBytes::from_string(s.to_string()))
 }
 
-async fn create(c: &mut Client, topic: &str) {
-    assert_eq!(common::create_topic(c, topic, 2, &[]).await.topics[0].error_code, 0);
+async fn create(c: &mut AsyncClient, topic: &str) {
+    assert_eq!(create_topic(c, topic, 2, &[]).await.topics[0].error_code, 0);
 }
 
-async fn commit(c: &mut Client, group: &str, topic: &str, offset: i64, generation: i32, member: &str) -> i16 {
+async fn commit(c: &mut AsyncClient, group: &str, topic: &str, offset: i64, generation: i32, member: &str) -> i16 {
     let mut req = OffsetCommitRequest::default();
     req.group_id = gid(group);
     req.generation_id_or_member_epoch = generation;
@@ -31,7 +31,7 @@ async fn commit(c: &mut Client, group: &str, topic: &str, offset: i64, generatio
     r.topics[0].partitions[0].error_code
 }
 
-async fn fetch(c: &mut Client, group: &str, topic: &str) -> i64 {
+async fn fetch(c: &mut AsyncClient, group: &str, topic: &str) -> i64 {
     let mut req = OffsetFetchRequest::default();
     req.group_id = gid(group);
     let mut t = offset_fetch_request::OffsetFetchRequestTopic::default();
@@ -58,9 +58,11 @@ fn join_req(group: &str, member: &str) -> JoinGroupRequest {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn classic_protocol_error_codes() {
     let dir = tempfile::tempdir().expect("tmp");
-    let broker =
-        start_broker(dir.path(), &[("group.initial.rebalance.delay.ms", "0"), ("offsets.topic.num.partitions", "3")])
-            .await;
+    let broker = start_in_process(
+        dir.path(),
+        &[("group.initial.rebalance.delay.ms", "0"), ("offsets.topic.num.partitions", "3")],
+    )
+    .await;
     let mut c = connect(&broker).await;
     create(&mut c, "gt").await;
     // KIP-394: first join gets MEMBER_ID_REQUIRED and the id to use.
@@ -115,7 +117,7 @@ async fn classic_protocol_error_codes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offsets_expire_with_retention_and_go_with_their_topic() {
     let dir = tempfile::tempdir().expect("tmp");
-    let broker = start_broker(dir.path(), &[("offsets.topic.num.partitions", "3")]).await;
+    let broker = start_in_process(dir.path(), &[("offsets.topic.num.partitions", "3")]).await;
     let mut c = connect(&broker).await;
     create(&mut c, "keep").await;
     create(&mut c, "gone").await;
@@ -141,7 +143,7 @@ async fn offsets_expire_with_retention_and_go_with_their_topic() {
 async fn commits_and_expiry_are_durable_across_restarts() {
     let dir = tempfile::tempdir().expect("tmp");
     let overrides = [("offsets.topic.num.partitions", "3")];
-    let broker = start_broker(dir.path(), &overrides).await;
+    let broker = start_in_process(dir.path(), &overrides).await;
     let mut c = connect(&broker).await;
     create(&mut c, "d").await;
     for (g, off) in [("a", 1), ("b", 2), ("c", 3)] {
@@ -153,7 +155,7 @@ async fn commits_and_expiry_are_durable_across_restarts() {
     let r: DeleteGroupsResponse = c.call(ApiKey::DeleteGroups, 2, &del).await;
     assert_eq!(r.results[0].error_code, 0);
     broker.shutdown().await.expect("shutdown");
-    let broker = start_broker(dir.path(), &overrides).await;
+    let broker = start_in_process(dir.path(), &overrides).await;
     let mut c = connect(&broker).await;
     assert_eq!(fetch(&mut c, "a", "d").await, 10, "latest commit wins after replay");
     assert_eq!(fetch(&mut c, "b", "d").await, -1, "deleted group stays deleted");

@@ -3,14 +3,16 @@
 //! connection counts by close reason, health endpoints, per-broker registries, the
 //! `metrics.per.partition.enable` switch, and startup failing on a busy `metrics.listener`.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{batch, batch_of, connect, name, now_ms, start_broker, Client};
 use kafka_protocol::messages::*;
+use sluice_testkit::batch::{sluice_batch, sluice_batch_one};
+use sluice_testkit::broker::{connect, start_in_process};
+use sluice_testkit::client::AsyncClient;
+use sluice_testkit::now_ms;
+use sluice_testkit::requests::{create_topic, fetch_request, name, produce_request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -47,21 +49,20 @@ fn must(text: &str, series: &str) -> f64 {
 async fn start(dir: &std::path::Path, extra: &[(&str, &str)]) -> sluice::BrokerHandle {
     let mut pairs = vec![("metrics.listener", "127.0.0.1:0")];
     pairs.extend_from_slice(extra);
-    start_broker(dir, &pairs).await
+    start_in_process(dir, &pairs).await
 }
 
-async fn create(c: &mut Client, topic: &str, partitions: i32) -> CreateTopicsResponse {
-    common::create_topic(c, topic, partitions, &[]).await
+async fn create(c: &mut AsyncClient, topic: &str, partitions: i32) -> CreateTopicsResponse {
+    create_topic(c, topic, partitions, &[]).await
 }
 
-async fn produce(c: &mut Client, topic: &str, partition: i32, records: Bytes) -> i16 {
-    let r: ProduceResponse = c.call(ApiKey::Produce, 12, &common::produce_request(topic, partition, records, -1)).await;
+async fn produce(c: &mut AsyncClient, topic: &str, partition: i32, records: Bytes) -> i16 {
+    let r: ProduceResponse = c.call(ApiKey::Produce, 12, &produce_request(topic, partition, records, -1)).await;
     r.responses[0].partition_responses[0].error_code
 }
 
-async fn fetch(c: &mut Client, topic: &str, offset: i64) -> usize {
-    let r: FetchResponse =
-        c.call(ApiKey::Fetch, 12, &common::fetch_request(topic, offset, 0, 0, 1 << 20, 1 << 20)).await;
+async fn fetch(c: &mut AsyncClient, topic: &str, offset: i64) -> usize {
+    let r: FetchResponse = c.call(ApiKey::Fetch, 12, &fetch_request(topic, offset, 0, 0, 1 << 20, 1 << 20)).await;
     assert_eq!(r.responses[0].partitions[0].error_code, 0);
     r.responses[0].partitions[0].records.as_ref().map_or(0, |b| b.len())
 }
@@ -74,18 +75,19 @@ async fn produce_and_fetch_are_counted_exactly() {
     assert_eq!(create(&mut c, "m", 2).await.topics[0].error_code, 0);
 
     // 3 batches of 1, 2 and 3 records: 6 records, 3 Produce requests.
-    let batches = [batch_of(&["a"], now_ms()), batch_of(&["b", "c"], now_ms()), batch_of(&["d", "e", "f"], now_ms())];
+    let batches =
+        [sluice_batch(&["a"], now_ms()), sluice_batch(&["b", "c"], now_ms()), sluice_batch(&["d", "e", "f"], now_ms())];
     let bytes: usize = batches.iter().map(Bytes::len).sum();
     for b in &batches {
         assert_eq!(produce(&mut c, "m", 0, b.clone()).await, 0);
     }
     // A flipped byte inside the CRC-covered region: CORRUPT_MESSAGE, not counted as produced.
-    let mut bad = batch("corrupt me").to_vec();
+    let mut bad = sluice_batch_one("corrupt me").to_vec();
     let last = bad.len() - 1;
     bad[last] ^= 0xff;
     assert_eq!(produce(&mut c, "m", 0, Bytes::from(bad)).await, 2);
     // A partition that does not exist.
-    assert_eq!(produce(&mut c, "m", 7, batch("x")).await, 3);
+    assert_eq!(produce(&mut c, "m", 7, sluice_batch_one("x")).await, 3);
     let fetched = fetch(&mut c, "m", 0).await;
     assert_eq!(fetched, bytes, "one fetch returns the three batches");
 
@@ -141,7 +143,7 @@ async fn produce_and_fetch_are_counted_exactly() {
     assert_eq!(must(&text, "sluice_partitions"), partitions_before - 2.0);
     // A re-created topic starts from zero, even on a connection that cached the old counters.
     create(&mut c, "m", 1).await;
-    assert_eq!(produce(&mut c, "m", 0, batch("again")).await, 0);
+    assert_eq!(produce(&mut c, "m", 0, sluice_batch_one("again")).await, 0);
     let text = scrape(&broker).await;
     assert_eq!(must(&text, "sluice_produce_records_total{topic=\"m\"}"), 1.0);
     broker.shutdown().await.expect("shutdown");
@@ -213,7 +215,7 @@ async fn per_partition_gauges_can_be_switched_off() {
     let broker = start(dir.path(), &[("metrics.per.partition.enable", "false")]).await;
     let mut c = connect(&broker).await;
     create(&mut c, "agg", 3).await;
-    assert_eq!(produce(&mut c, "agg", 1, batch("v")).await, 0);
+    assert_eq!(produce(&mut c, "agg", 1, sluice_batch_one("v")).await, 0);
     let text = scrape(&broker).await;
     assert!(!text.contains("sluice_log_end_offset"), "{text}");
     assert!(!text.contains("sluice_high_watermark"), "{text}");
@@ -225,7 +227,7 @@ async fn per_partition_gauges_can_be_switched_off() {
 #[tokio::test]
 async fn disabled_listener_and_busy_port() {
     let dir = tempfile::tempdir().expect("tmp");
-    let broker = start_broker(dir.path(), &[]).await; // common helper: metrics.listener=none
+    let broker = start_in_process(dir.path(), &[]).await; // common helper: metrics.listener=none
     assert_eq!(broker.metrics_addr(), None);
     // The registry still counts: it is the broker's, not the listener's.
     let mut c = connect(&broker).await;

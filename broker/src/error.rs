@@ -2,12 +2,14 @@
 //!
 //! Codes are part of the protocol: clients decide whether to retry from them, so every internal
 //! error maps to the specific code Kafka sends, never a catch-all. Each layer's error type has one
-//! exhaustive mapping here ([`storage_error`], [`batch_error`], [`metadata_error`]); [`Error`]
+//! exhaustive mapping here ([`storage_error`], [`batch_error`], [`metadata_error`],
+//! [`tiered_error`]); [`Error`]
 //! gathers them, and [`code`] is the mapping a handler applies to any of them.
 
 use kafka_protocol::ResponseError;
 use sluice_protocol::batch::BatchError;
 use sluice_storage::StorageError;
+use sluice_tiered::TieredError;
 
 use crate::metadata::MetadataError;
 
@@ -36,6 +38,8 @@ pub enum Error {
     Batch(#[from] BatchError),
     #[error(transparent)]
     Metadata(#[from] MetadataError),
+    #[error(transparent)]
+    Tiered(#[from] TieredError),
 }
 
 /// The Kafka error code of any failure.
@@ -45,6 +49,7 @@ pub fn code(e: &Error) -> ResponseError {
         Error::Storage(e) => storage_error(e),
         Error::Batch(e) => batch_error(e),
         Error::Metadata(e) => metadata_error(e),
+        Error::Tiered(e) => tiered_error(e),
     }
 }
 
@@ -104,6 +109,20 @@ pub fn metadata_error(e: &MetadataError) -> ResponseError {
         MetadataError::TopicCollision(..) | MetadataError::InvalidTopic(..) => ResponseError::InvalidTopicException,
         MetadataError::UnknownTopic(_) => ResponseError::UnknownTopicOrPartition,
         MetadataError::Io(_) => ResponseError::KafkaStorageError,
+    }
+}
+
+/// The error code for a remote tier failure: CORRUPT_MESSAGE for damaged remote data (what
+/// Kafka's `RemoteLogReader` answers for the `CorruptRecordException` a damaged batch raises),
+/// KAFKA_STORAGE_ERROR when the store or the local tier state failed (the client retries).
+pub fn tiered_error(e: &TieredError) -> ResponseError {
+    match e {
+        TieredError::Corrupt { .. } | TieredError::Truncated { .. } => ResponseError::CorruptMessage,
+        TieredError::Storage(e) => storage_error(e),
+        TieredError::Remote(_)
+        | TieredError::Io { .. }
+        | TieredError::TaskFailed(_)
+        | TieredError::SimulatedCrash(_) => ResponseError::KafkaStorageError,
     }
 }
 

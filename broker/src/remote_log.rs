@@ -157,20 +157,8 @@ pub async fn offset_for_timestamp(
     result.map_err(|error| {
         broker.metrics.tier.errors.with_label_values(&["fetch"]).inc();
         tracing::warn!(topic = %tp.topic, partition = tp.partition, timestamp, %error, "remote offset for timestamp failed");
-        error_code(&error)
+        crate::error::tiered_error(&error)
     })
-}
-
-/// The error code of a failed remote read: CORRUPT_MESSAGE for damaged data (what Kafka's
-/// `RemoteLogReader` answers with, through `Errors.forException`, for the
-/// `CorruptRecordException` a damaged remote batch raises), KAFKA_STORAGE_ERROR otherwise (the
-/// store could not be reached: the client retries).
-pub fn error_code(error: &sluice_tiered::TieredError) -> ResponseError {
-    if error.is_corrupt() {
-        ResponseError::CorruptMessage
-    } else {
-        ResponseError::KafkaStorageError
-    }
 }
 
 /// Deletes the remote data of deleted topics (pending records), if any.

@@ -185,7 +185,7 @@ async fn remote_reads(
                 Err(error) => {
                     broker.metrics.tier.errors.with_label_values(&["fetch"]).inc();
                     tracing::warn!(topic = %tp.topic, partition = tp.partition, offset = st.fetch_offset, %error, "remote fetch failed");
-                    read.error = Some(crate::remote_log::error_code(&error));
+                    read.error = Some(crate::error::tiered_error(&error));
                 }
             }
         }

@@ -597,10 +597,6 @@ impl Config {
         self.values.get(key).map(std::string::String::as_str)
     }
 
-    pub fn get_i64(&self, key: &str) -> Option<i64> {
-        self.get(key).and_then(|v| v.parse().ok())
-    }
-
     /// The listener clients should be told about for a connection that arrived on `listener_name`.
     pub fn advertised_for(&self, listener_name: &str) -> Option<&Listener> {
         self.advertised_listeners.iter().find(|l| l.name == listener_name)

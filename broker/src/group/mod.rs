@@ -65,33 +65,31 @@ pub struct GroupConfig {
 
 impl GroupConfig {
     pub fn from_broker(c: &crate::config::Config) -> Self {
-        let i = |k: &str| c.get_i64(k).unwrap_or(0);
+        let g = &c.group;
         Self {
-            min_session_timeout_ms: i("group.min.session.timeout.ms") as i32,
-            max_session_timeout_ms: i("group.max.session.timeout.ms") as i32,
-            initial_rebalance_delay_ms: i("group.initial.rebalance.delay.ms") as i32,
-            max_size: i("group.max.size").max(1) as usize,
-            offsets_retention_ms: i("offsets.retention.minutes").saturating_mul(60_000),
-            offsets_retention_check_interval_ms: i("offsets.retention.check.interval.ms").max(1),
+            min_session_timeout_ms: g.min_session_timeout_ms,
+            max_session_timeout_ms: g.max_session_timeout_ms,
+            initial_rebalance_delay_ms: g.initial_rebalance_delay_ms,
+            max_size: g.max_size.max(1) as usize,
+            offsets_retention_ms: i64::from(g.offsets_retention_minutes).saturating_mul(60_000),
+            offsets_retention_check_interval_ms: g.offsets_retention_check_interval_ms.max(1),
             // Above the record format's i16 length, metadata is OFFSET_METADATA_TOO_LARGE whatever
             // the config says.
-            offset_metadata_max_bytes: (i("offset.metadata.max.bytes").max(0) as usize)
+            offset_metadata_max_bytes: (g.offset_metadata_max_bytes.max(0) as usize)
                 .min(records::MAX_STORED_STRING_BYTES),
             consumer: consumer::ConsumerGroupConfig {
-                session_timeout_ms: i("group.consumer.session.timeout.ms") as i32,
-                heartbeat_interval_ms: i("group.consumer.heartbeat.interval.ms") as i32,
-                assignors: c
-                    .get("group.consumer.assignors")
-                    .unwrap_or("uniform,range")
-                    .split(',')
+                session_timeout_ms: g.consumer_session_timeout_ms,
+                heartbeat_interval_ms: g.consumer_heartbeat_interval_ms,
+                assignors: g
+                    .consumer_assignors
+                    .iter()
                     .filter_map(|s| {
                         // Kafka's class names name the same assignors.
-                        let s = s.trim();
                         let short = s.rsplit('.').next().unwrap_or(s).trim_end_matches("Assignor").to_ascii_lowercase();
                         consumer::assignor::ASSIGNORS.iter().find(|a| **a == short).map(|a| a.to_string())
                     })
                     .collect(),
-                max_size: i("group.consumer.max.size").max(1) as usize,
+                max_size: g.consumer_max_size.max(1) as usize,
             },
         }
     }

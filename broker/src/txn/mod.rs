@@ -147,13 +147,12 @@ pub struct TxnConfig {
 
 impl TxnConfig {
     pub fn from_broker(c: &crate::config::Config) -> Self {
+        let t = &c.transactions;
         Self {
-            max_timeout_ms: c.get_i64("transaction.max.timeout.ms").unwrap_or(900_000),
-            num_partitions: c.get_i64("transaction.state.log.num.partitions").unwrap_or(50) as i32,
-            id_expiration_ms: c.get_i64("transactional.id.expiration.ms").unwrap_or(604_800_000),
-            abort_interval_ms: c
-                .get_i64("transaction.abort.timed.out.transaction.cleanup.interval.ms")
-                .unwrap_or(10_000),
+            max_timeout_ms: t.max_timeout_ms.into(),
+            num_partitions: t.state_log_num_partitions,
+            id_expiration_ms: t.id_expiration_ms.into(),
+            abort_interval_ms: t.abort_timed_out_transaction_cleanup_interval_ms.into(),
         }
     }
 }

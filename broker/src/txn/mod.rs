@@ -2,8 +2,8 @@
 //! marker channel, for one node): transactional ids, their producer id and epoch, and the
 //! state machine `Empty → Ongoing → PrepareCommit/PrepareAbort → CompleteCommit/CompleteAbort`.
 //!
-//! - Every state change is written to `__transaction_state` (see [`store`]) before it is
-//!   acknowledged; startup replays it.
+//! - Every state change is written to `__transaction_state` (see [`records`], Kafka's
+//!   `TransactionLog`) before it is acknowledged; startup replays it.
 //! - EndTxn persists the decision (`Prepare*`), writes a COMMIT/ABORT marker to every partition
 //!   of the transaction (on `__consumer_offsets` this also applies or drops the transaction's
 //!   offset commits), then persists `Complete*`. If a marker cannot be written, the decision

@@ -8,6 +8,8 @@
 //! - a null value (tombstone) removes an expired transactional id.
 //!
 //! A transactional id lives in partition `abs(java_hash(id)) % transaction.state.log.num.partitions`.
+//! Bytes in, typed records out and back; no I/O (the coordinator appends and replays through its
+//! internal log).
 
 use std::collections::BTreeSet;
 

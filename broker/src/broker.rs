@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use kafka_protocol::ResponseError;
-use sluice_storage::{LogManager, Partition, TopicPartition};
+use sluice_storage::{LogManager, TopicPartition, UnifiedLog};
 use tokio::sync::watch;
 
 use crate::config::{Config, Listener};
@@ -62,7 +62,7 @@ impl Broker {
 
     /// The log of an existing partition of an existing topic, creating the log if it is missing
     /// (a crash between persisting metadata and creating directories leaves that state).
-    pub fn partition(&self, topic: &TopicMeta, partition: i32) -> Result<Arc<Partition>, ApiError> {
+    pub fn partition(&self, topic: &TopicMeta, partition: i32) -> Result<Arc<UnifiedLog>, ApiError> {
         if partition < 0 || partition >= topic.partitions {
             return Err(ApiError::new(
                 ResponseError::UnknownTopicOrPartition,

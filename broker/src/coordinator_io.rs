@@ -8,7 +8,7 @@ use std::sync::{Arc, Weak};
 
 use kafka_protocol::ResponseError;
 use sluice_protocol::batch::{BatchIter, RecordBatch};
-use sluice_storage::Partition;
+use sluice_storage::UnifiedLog;
 
 use crate::broker::{ApiError, Broker, LEADER_EPOCH};
 use crate::group::consumer::TopicsImage;
@@ -37,7 +37,7 @@ impl BrokerInternalLog {
         Self { broker, topic }
     }
 
-    fn partition(&self, index: i32) -> Result<Arc<Partition>, ApiError> {
+    fn partition(&self, index: i32) -> Result<Arc<UnifiedLog>, ApiError> {
         let broker = self.broker.upgrade().ok_or_else(gone)?;
         let meta = broker.metadata.topic(self.topic).ok_or_else(|| {
             ApiError::new(ResponseError::CoordinatorNotAvailable, format!("{} is missing", self.topic))
@@ -72,7 +72,7 @@ impl InternalLog for BrokerInternalLog {
 /// Appends one batch of records to an internal partition and advances its high watermark,
 /// exactly as an acks=all produce would.
 fn append_to(
-    partition: &Partition,
+    partition: &UnifiedLog,
     records: Vec<KeyValue>,
     txn: Option<(i64, i16)>,
     timestamp_ms: i64,
@@ -87,7 +87,7 @@ fn append_to(
 
 /// Calls `apply` with every batch of an internal partition below its high watermark, in order.
 fn scan_batches(
-    partition: &Partition,
+    partition: &UnifiedLog,
     mut apply: impl FnMut(&RecordBatch),
 ) -> Result<(), sluice_storage::StorageError> {
     let offsets = partition.offsets();

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use kafka_protocol::ResponseError;
 use sluice_storage::layout::encode_topic_id;
-use sluice_storage::{Partition, TimestampOffset, TopicPartition};
+use sluice_storage::{TimestampOffset, TopicPartition, UnifiedLog};
 use sluice_tiered::{may_be_tiered, open_url, RemoteLogManager, RemoteLogManagerConfig, RetryTier};
 use tokio::task::JoinSet;
 
@@ -109,7 +109,7 @@ impl Drop for TopicDeletionGuard {
 /// below it. Returns the whole log's new start (the low watermark).
 pub async fn delete_records(
     broker: &Broker,
-    log: &Arc<Partition>,
+    log: &Arc<UnifiedLog>,
     target: i64,
     local_low_watermark: i64,
 ) -> Result<i64, ResponseError> {
@@ -143,7 +143,7 @@ pub async fn delete_records(
 /// (cached) time indexes. `Ok(None)` when the local log must be searched.
 pub async fn offset_for_timestamp(
     broker: &Broker,
-    log: &Partition,
+    log: &UnifiedLog,
     timestamp: i64,
 ) -> Result<Option<TimestampOffset>, ResponseError> {
     let Some(rlm) = &broker.remote else { return Ok(None) };

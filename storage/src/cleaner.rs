@@ -36,10 +36,10 @@
 //! rewrote are still there (retention or DeleteRecords may have deleted them meanwhile) and
 //! abandons the group otherwise. At most one cleaner works on a log (`LogManager::cleaning`).
 //!
-//! The cleaner reaches the log only through `Partition`'s narrow cleaner API in `log.rs`
+//! The cleaner reaches the log only through `UnifiedLog`'s narrow cleaner API in `log.rs`
 //! (`cleaner_view`, `segment_views`, `replace_with_cleaned`, `commit_cleaning`,
 //! `clear_tombstone_horizon`): every method of the log lives in `log.rs`, and this module holds
-//! the cleaning itself as functions over a `&Partition`.
+//! the cleaning itself as functions over a `&UnifiedLog`.
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -55,7 +55,7 @@ use sluice_protocol::records::{BatchBuilder, Record};
 use crate::checkpoint::fsync_dir;
 use crate::layout::{self, CLEANED_SUFFIX, SWAP_SUFFIX};
 use crate::limits::OFFSET_MAP_ENTRY_BYTES;
-use crate::log::Partition;
+use crate::log::UnifiedLog;
 use crate::segment::{io_err, BatchScanner, LogSegment, Scanned, SegmentView};
 use crate::txn_index::AbortedTxn;
 use crate::{CleanerConfig, CleanerStats, LogConfig, Result, StorageError};
@@ -168,7 +168,7 @@ fn corrupt(path: &Path, position: u64, reason: impl Into<String>) -> StorageErro
 }
 
 /// Snapshots the log for one cleaning (step 1 of the module docs); `None` unless compacted.
-fn snapshot(log: &Partition, now: i64) -> Result<Option<Snapshot>> {
+fn snapshot(log: &UnifiedLog, now: i64) -> Result<Option<Snapshot>> {
     let Some(view) = log.cleaner_view()? else { return Ok(None) };
     let bases: Vec<i64> = view.segments.iter().map(|s| s.base).collect();
     let segments: Vec<SegmentSnapshot> = view
@@ -213,7 +213,7 @@ fn snapshot(log: &Partition, now: i64) -> Result<Option<Snapshot>> {
 }
 
 /// How dirty `log` is at `now`; `None` unless it is compacted.
-pub(crate) fn cleanable(log: &Partition, now: i64) -> Result<Option<Cleanable>> {
+pub(crate) fn cleanable(log: &UnifiedLog, now: i64) -> Result<Option<Cleanable>> {
     let Some(snap) = snapshot(log, now)? else { return Ok(None) };
     Ok(Some(cleanable_of(&snap, now)))
 }
@@ -221,7 +221,7 @@ pub(crate) fn cleanable(log: &Partition, now: i64) -> Result<Option<Cleanable>> 
 /// Cleans `log` once if it is compacted and has anything cleanable (see the module docs),
 /// stopping at `crash` to simulate a crash (tests).
 pub(crate) fn clean(
-    log: &Partition,
+    log: &UnifiedLog,
     map_capacity: usize,
     now: i64,
     crash: Option<CleanCrashPoint>,
@@ -283,7 +283,7 @@ pub(crate) fn clean(
 
 #[allow(clippy::too_many_arguments)]
 fn clean_group(
-    log: &Partition,
+    log: &UnifiedLog,
     snap: &Snapshot,
     group: &[&SegmentSnapshot],
     map: &OffsetMap,
@@ -399,7 +399,7 @@ fn clean_group(
 }
 
 /// The base offset of each producer's last batch in the whole log (header reads only).
-fn producer_last_batches(log: &Partition, segments: &[SegmentSnapshot]) -> HashMap<i64, i64> {
+fn producer_last_batches(log: &UnifiedLog, segments: &[SegmentSnapshot]) -> HashMap<i64, i64> {
     let mut last = HashMap::new();
     // Include the active segment as it is now: a later batch there supersedes.
     let views: Vec<SegmentView> = log.segment_views();

@@ -8,7 +8,7 @@
 //! - [`limits`]: the fixed limits and entry sizes, their relationships asserted at compile time;
 //! - [`io`]: the fsyncs of all storage I/O, and the power-loss simulation built on them;
 //! - `segment`: one segment's files, bookkeeping and lock-free reads;
-//! - `log`: [`Partition`], one partition's log (append, read, flush, HW);
+//! - `log`: [`UnifiedLog`], one partition's log (append, read, flush, HW);
 //! - `recovery`: loading and recovering a partition dir at startup;
 //! - [`remote`]: the remote tier trait (KIP-405), remote segment metadata and the upload
 //!   candidates the log hands to it (the tier itself is `sluice-tiered`);
@@ -43,7 +43,7 @@ mod util;
 mod tests;
 
 pub use cleaner::{offset_map_capacity, CleanCrashPoint, Cleanable};
-pub use log::Partition;
+pub use log::UnifiedLog;
 pub use manager::LogManager;
 
 /// A topic name and partition index.

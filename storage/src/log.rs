@@ -1,4 +1,5 @@
-//! One partition's log ([`Partition`], Kafka's `UnifiedLog` + `LocalLog`): the ordered segments,
+//! One partition's log ([`UnifiedLog`], Kafka's `UnifiedLog` with its `LocalLog`; Kafka's
+//! `Partition`, the replica around a log, is what replication will add): the ordered segments,
 //! the log start offset, log end offset (LEO), high watermark (HW) and recovery point, appends
 //! with segment rolling, reads, timestamp lookups and flushing.
 //!
@@ -81,7 +82,7 @@ pub fn marker_batch(
     RecordBatch::new(bytes).map_err(|e| corrupt(e.to_string()))
 }
 
-/// Mutable log state, guarded by [`Partition`]'s mutex.
+/// Mutable log state, guarded by [`UnifiedLog`]'s mutex.
 pub(crate) struct LogState {
     pub dir: PathBuf,
     pub config: LogConfig,
@@ -95,7 +96,7 @@ pub(crate) struct LogState {
     /// A segment file was created since the last flush; the directory entry needs an fsync.
     pub dir_needs_sync: bool,
     /// A roll started a segment at this offset since the partition last asked its log dir to
-    /// flush the segments below it (see [`Partition::flush_to`]).
+    /// flush the segments below it (see [`UnifiedLog::flush_to`]).
     pub roll_flush_offset: Option<i64>,
     /// The log cleaner's first dirty offset (`cleaner-offset-checkpoint`), compacted logs only.
     pub cleaner_checkpoint: Option<i64>,
@@ -407,7 +408,7 @@ enum ProducerCheck {
 /// partition are serialized, reads do not hold the append lock while copying data (see the
 /// module docs). Every operation fails with `Deleted` once the partition is deleted and with
 /// `LogDirOffline` once its log dir has seen an I/O error.
-pub struct Partition {
+pub struct UnifiedLog {
     tp: TopicPartition,
     topic_id: Option<[u8; 16]>,
     log_dir: Arc<LogDir>,
@@ -422,13 +423,13 @@ pub struct Partition {
     flushed_tx: watch::Sender<i64>,
 }
 
-impl std::fmt::Debug for Partition {
+impl std::fmt::Debug for UnifiedLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Partition").field("tp", &self.tp).field("log_dir", &self.log_dir.path()).finish()
+        f.debug_struct("UnifiedLog").field("tp", &self.tp).field("log_dir", &self.log_dir.path()).finish()
     }
 }
 
-impl Partition {
+impl UnifiedLog {
     pub(crate) fn from_state(
         tp: TopicPartition,
         topic_id: Option<[u8; 16]>,
@@ -1373,7 +1374,7 @@ pub(crate) struct CheckpointOffsets {
     pub(crate) high_watermark: i64,
 }
 
-/// What the cleaner reads of a log under its lock ([`Partition::cleaner_view`]).
+/// What the cleaner reads of a log under its lock ([`UnifiedLog::cleaner_view`]).
 pub(crate) struct CleanerView {
     pub(crate) config: LogConfig,
     pub(crate) dir: PathBuf,

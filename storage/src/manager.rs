@@ -30,7 +30,7 @@ use crate::layout::{
     self, CLEANER_OFFSET_CHECKPOINT, CLEAN_SHUTDOWN_FILE, LOG_START_OFFSET_CHECKPOINT, RECOVERY_POINT_CHECKPOINT,
     REPLICATION_OFFSET_CHECKPOINT,
 };
-use crate::log::{roll_jitter, LogState, Partition};
+use crate::log::{roll_jitter, LogState, UnifiedLog};
 use crate::recovery::{load_partition, CheckpointHints};
 use crate::segment::{io_err, LogSegment};
 use crate::util::{now_ms, random_u128};
@@ -149,7 +149,7 @@ impl LogDir {
 /// All partition logs across `log.dirs` (see the module docs). Shared as `Arc<LogManager>`.
 pub struct LogManager {
     dirs: Vec<Arc<LogDir>>,
-    partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
+    partitions: RwLock<HashMap<TopicPartition, Arc<UnifiedLog>>>,
     create_lock: Mutex<()>,
     /// Partitions a cleaner thread is working on (at most one cleaner per log).
     pub(crate) cleaning: Mutex<std::collections::HashSet<TopicPartition>>,
@@ -180,7 +180,7 @@ impl LogManager {
         config_for: &dyn Fn(&str) -> LogConfig,
     ) -> Result<(Arc<LogManager>, LoadReport)> {
         let mut report = LoadReport::default();
-        let mut partitions: HashMap<TopicPartition, Arc<Partition>> = HashMap::new();
+        let mut partitions: HashMap<TopicPartition, Arc<UnifiedLog>> = HashMap::new();
         let mut dirs = Vec::new();
         let mut first_error = None;
         let roll_notify = Arc::new(Notify::new());
@@ -216,26 +216,26 @@ impl LogManager {
         Ok((Arc::new(manager), report))
     }
 
-    fn map(&self) -> std::sync::RwLockReadGuard<'_, HashMap<TopicPartition, Arc<Partition>>> {
+    fn map(&self) -> std::sync::RwLockReadGuard<'_, HashMap<TopicPartition, Arc<UnifiedLog>>> {
         self.partitions.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn map_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<TopicPartition, Arc<Partition>>> {
+    fn map_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<TopicPartition, Arc<UnifiedLog>>> {
         self.partitions.write().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub fn get(&self, tp: &TopicPartition) -> Option<Arc<Partition>> {
+    pub fn get(&self, tp: &TopicPartition) -> Option<Arc<UnifiedLog>> {
         self.map().get(tp).cloned()
     }
 
     /// Every loaded partition.
-    pub fn partitions(&self) -> Vec<Arc<Partition>> {
+    pub fn partitions(&self) -> Vec<Arc<UnifiedLog>> {
         self.map().values().cloned().collect()
     }
 
     /// Returns the partition, creating an empty log (in the least-loaded online dir) if needed.
     /// `topic_id` is recorded in the partition's `partition.metadata` file, as Kafka does.
-    pub fn get_or_create(&self, tp: &TopicPartition, topic_id: [u8; 16], config: LogConfig) -> Result<Arc<Partition>> {
+    pub fn get_or_create(&self, tp: &TopicPartition, topic_id: [u8; 16], config: LogConfig) -> Result<Arc<UnifiedLog>> {
         if let Some(p) = self.existing(tp)? {
             return Ok(p);
         }
@@ -266,7 +266,7 @@ impl LogManager {
         Ok(partition)
     }
 
-    fn existing(&self, tp: &TopicPartition) -> Result<Option<Arc<Partition>>> {
+    fn existing(&self, tp: &TopicPartition) -> Result<Option<Arc<UnifiedLog>>> {
         match self.get(tp) {
             Some(p) if p.log_dir().is_offline() => Err(StorageError::LogDirOffline(p.log_dir().path.clone())),
             other => Ok(other),
@@ -274,7 +274,7 @@ impl LogManager {
     }
 
     /// Removes a partition: renamed to `<topic>-<partition>.<id>-delete` at once (crash-safe),
-    /// files removed afterwards. Later operations on a held `Arc<Partition>` fail with `Deleted`.
+    /// files removed afterwards. Later operations on a held `Arc<UnifiedLog>` fail with `Deleted`.
     pub fn delete(&self, tp: &TopicPartition) -> Result<()> {
         let Some(partition) = self.map_mut().remove(tp) else { return Ok(()) };
         let unique = random_u128();
@@ -414,7 +414,7 @@ impl LogManager {
     }
 
     /// One retention pass over every partition (Kafka's `log.retention.check.interval.ms` task):
-    /// see [`Partition::apply_retention`]. Also removes `.deleted` files whose
+    /// see [`UnifiedLog::apply_retention`]. Also removes `.deleted` files whose
     /// `file.delete.delay.ms` has passed. Returns the segments deleted; the first failure is
     /// returned after trying every partition.
     pub fn apply_retention(&self, now_ms: i64) -> Result<usize> {
@@ -501,7 +501,7 @@ impl LogManager {
     /// dirty offset survives a restart.
     pub fn clean_filthiest(&self, config: &CleanerConfig, now: i64) -> Result<Option<(TopicPartition, CleanerStats)>> {
         let capacity = offset_map_capacity(config);
-        let mut best: Option<(Arc<Partition>, Cleanable)> = None;
+        let mut best: Option<(Arc<UnifiedLog>, Cleanable)> = None;
         {
             let cleaning = self.cleaning.lock().unwrap_or_else(PoisonError::into_inner);
             for p in self.partitions() {
@@ -554,7 +554,7 @@ fn create_partition(
     tp: &TopicPartition,
     topic_id: [u8; 16],
     config: LogConfig,
-) -> Result<Partition> {
+) -> Result<UnifiedLog> {
     let path = dir.path.join(layout::partition_dir_name(tp));
     let metadata = path.join(layout::PARTITION_METADATA_FILE);
     if path.exists() {
@@ -603,7 +603,7 @@ fn create_partition(
         highest_remote_offset: -1,
         txn_index: Default::default(),
     };
-    Ok(Partition::from_state(tp.clone(), Some(topic_id), dir.clone(), state))
+    Ok(UnifiedLog::from_state(tp.clone(), Some(topic_id), dir.clone(), state))
 }
 
 /// Loads one log dir into `partitions`.
@@ -611,7 +611,7 @@ fn load_dir(
     dir: &Arc<LogDir>,
     config_for: &dyn Fn(&str) -> LogConfig,
     report: &mut LoadReport,
-    partitions: &mut HashMap<TopicPartition, Arc<Partition>>,
+    partitions: &mut HashMap<TopicPartition, Arc<UnifiedLog>>,
 ) -> Result<()> {
     let root = &dir.path;
     let root_err = |e| io_err(root, e);

@@ -8,7 +8,7 @@
 //! of the last segment are read to find the log end offset.
 //!
 //! Runs single-threaded on a directory nobody else has opened yet; the result is handed to a new
-//! [`Partition`], which owns it from then on.
+//! [`UnifiedLog`], which owns it from then on.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use crate::checkpoint::read_partition_metadata;
 use crate::layout::{self, INDEX_SUFFIX, LEFTOVER_SUFFIXES, LOG_SUFFIX, SWAP_SUFFIX, TIME_INDEX_SUFFIX};
-use crate::log::{roll_jitter, LogState, Partition};
+use crate::log::{roll_jitter, LogState, UnifiedLog};
 use crate::manager::LogDir;
 use crate::segment::{io_err, LogSegment};
 use crate::util::now_ms;
@@ -43,7 +43,7 @@ pub(crate) fn load_partition(
     hints: CheckpointHints,
     clean: bool,
     report: &mut LoadReport,
-) -> Result<Partition> {
+) -> Result<UnifiedLog> {
     let now = now_ms();
     let dir_err = |e| io_err(dir, e);
     remove_leftovers_and_complete_swaps(dir, &tp)?;
@@ -239,7 +239,7 @@ pub(crate) fn load_partition(
         highest_remote_offset: -1,
         txn_index,
     };
-    Ok(Partition::from_state(tp, topic_id, log_dir, state))
+    Ok(UnifiedLog::from_state(tp, topic_id, log_dir, state))
 }
 
 /// Rebuilds producer state (Kafka's `rebuildProducerState`): the newest valid snapshot at or

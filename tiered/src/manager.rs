@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use bytes::Bytes;
 use sluice_storage::layout::encode_topic_id;
 use sluice_storage::remote::{RemoteLogSegmentMetadata, RemoteSegmentState, RemoteTier};
-use sluice_storage::{Partition, TimestampOffset, TopicPartition};
+use sluice_storage::{TimestampOffset, TopicPartition, UnifiedLog};
 
 use crate::error::{Result, TieredError};
 use crate::limits::INDEX_CACHE_BYTES_DEFAULT;
@@ -148,7 +148,7 @@ impl RemoteLogManager {
     }
 
     /// Loads (or rebuilds) the partition's remote state and cleans up leftovers, once.
-    async fn state(&self, partition: &Partition, topic_id: &str) -> Result<Arc<PartitionRemote>> {
+    async fn state(&self, partition: &UnifiedLog, topic_id: &str) -> Result<Arc<PartitionRemote>> {
         let tp = partition.topic_partition().clone();
         let dir = partition.dir();
         if let Some(s) = lock(&self.partitions).get(&tp).filter(|s| s.dir == dir && s.topic_id == topic_id) {
@@ -203,7 +203,7 @@ impl RemoteLogManager {
     /// One round for one partition: load state, copy every eligible rolled segment, apply remote
     /// retention at `now_ms`. A failure leaves everything committed so far intact; the next
     /// round retries.
-    pub async fn sync(&self, partition: &Partition, now_ms: i64) -> Result<SyncStats> {
+    pub async fn sync(&self, partition: &UnifiedLog, now_ms: i64) -> Result<SyncStats> {
         let mut stats = SyncStats::default();
         let Some(topic_id) = partition.topic_id().map(|id| encode_topic_id(&id)) else { return Ok(stats) };
         let state = self.state(partition, &topic_id).await?;
@@ -227,7 +227,7 @@ impl RemoteLogManager {
     /// it are deleted by [`delete_below_log_start`](Self::delete_below_log_start) or the next
     /// round (also after a crash). Returns the first offset the remote tier still serves
     /// (`None`: nothing remote is left).
-    pub async fn delete_records(&self, partition: &Partition, offset: i64) -> Result<Option<i64>> {
+    pub async fn delete_records(&self, partition: &UnifiedLog, offset: i64) -> Result<Option<i64>> {
         let Some(topic_id) = partition.topic_id().map(|id| encode_topic_id(&id)) else { return Ok(None) };
         let state = self.state(partition, &topic_id).await?;
         if offset > lock(&state.metadata).log_start_offset_floor {
@@ -239,7 +239,7 @@ impl RemoteLogManager {
 
     /// Deletes the remote segments wholly below the DeleteRecords log start offset now (waits for
     /// a round in progress on the partition). Returns how many were deleted.
-    pub async fn delete_below_log_start(&self, partition: &Partition) -> Result<usize> {
+    pub async fn delete_below_log_start(&self, partition: &UnifiedLog) -> Result<usize> {
         let Some(topic_id) = partition.topic_id().map(|id| encode_topic_id(&id)) else { return Ok(0) };
         let state = self.state(partition, &topic_id).await?;
         let _one_sync = state.sync_lock.lock().await;

@@ -17,14 +17,14 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sluice_storage::checkpoint::write_atomically;
 use sluice_storage::remote::{RemoteLogSegmentMetadata, RemoteSegmentState, RemoteStorageError};
-use sluice_storage::Partition;
+use sluice_storage::UnifiedLog;
 
 /// File name of the per-partition remote segment list.
 pub const REMOTE_LOG_METADATA_FILE: &str = "remote-log-segments.json";
 
 /// Whether a partition's data may be in the remote tier: its topic is tiered, or was (its remote
 /// segment list is still there).
-pub fn may_be_tiered(p: &Partition) -> bool {
+pub fn may_be_tiered(p: &UnifiedLog) -> bool {
     p.config().remote_storage_enable || RemoteLogMetadataFile::path(&p.dir()).exists()
 }
 

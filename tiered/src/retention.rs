@@ -13,7 +13,7 @@
 use std::sync::Arc;
 
 use sluice_storage::remote::{RemoteLogSegmentMetadata, RemoteSegmentState, RemoteTier};
-use sluice_storage::Partition;
+use sluice_storage::UnifiedLog;
 
 use crate::error::Result;
 use crate::manager::{lock, PartitionRemote};
@@ -47,7 +47,7 @@ pub(crate) async fn delete_remote_segment(
 pub(crate) async fn delete_below_floor(
     tier: &Arc<dyn RemoteTier>,
     cache: &RemoteIndexCache,
-    partition: &Partition,
+    partition: &UnifiedLog,
     state: &Arc<PartitionRemote>,
 ) -> Result<usize> {
     let doomed: Vec<_> = {
@@ -77,7 +77,7 @@ pub(crate) async fn delete_below_floor(
 pub(crate) async fn apply_remote_retention(
     tier: &Arc<dyn RemoteTier>,
     cache: &RemoteIndexCache,
-    partition: &Partition,
+    partition: &UnifiedLog,
     state: &Arc<PartitionRemote>,
     now_ms: i64,
 ) -> Result<usize> {

@@ -13,7 +13,7 @@
 use std::sync::Arc;
 
 use sluice_storage::remote::{RemoteLogSegmentMetadata, RemoteSegmentState, RemoteTier};
-use sluice_storage::Partition;
+use sluice_storage::UnifiedLog;
 
 use crate::error::{Result, TieredError};
 use crate::manager::{lock, PartitionRemote};
@@ -42,7 +42,7 @@ fn new_segment_id() -> String {
 pub(crate) async fn copy_rolled_segments(
     tier: &Arc<dyn RemoteTier>,
     state: &Arc<PartitionRemote>,
-    partition: &Partition,
+    partition: &UnifiedLog,
     crash_point: Option<UploadCrashPoint>,
 ) -> Result<CopyStats> {
     let mut stats = CopyStats::default();

@@ -19,7 +19,7 @@ use sluice_storage::remote::{
     BoxFuture, RemoteFileKind, RemoteListing, RemoteLogSegmentMetadata, RemoteSegmentState, RemoteStorageError,
     RemoteTier, SegmentFiles,
 };
-use sluice_storage::{LogConfig, LogManager, LogManagerConfig, Partition, TopicPartition};
+use sluice_storage::{LogConfig, LogManager, LogManagerConfig, TopicPartition, UnifiedLog};
 use sluice_tiered::{
     open_url, ObjectStoreTier, RemoteLogManager, RemoteLogMetadataFile, RetryTier, UploadCrashPoint,
     PENDING_DELETIONS_FILE,
@@ -45,7 +45,7 @@ fn config() -> LogConfig {
     }
 }
 
-fn open(dir: &Path, config: LogConfig) -> (Arc<LogManager>, Arc<Partition>) {
+fn open(dir: &Path, config: LogConfig) -> (Arc<LogManager>, Arc<UnifiedLog>) {
     let c = config.clone();
     let (mgr, _) =
         LogManager::open(LogManagerConfig { log_dirs: vec![dir.to_path_buf()] }, &move |_: &str| c.clone()).unwrap();
@@ -54,7 +54,7 @@ fn open(dir: &Path, config: LogConfig) -> (Arc<LogManager>, Arc<Partition>) {
 }
 
 /// One record per batch, value = its sequence number, timestamp 1000 + i.
-fn produce(p: &Partition, from: i64, to: i64) {
+fn produce(p: &UnifiedLog, from: i64, to: i64) {
     for i in from..to {
         let record = Record {
             offset_delta: 0,
@@ -70,7 +70,7 @@ fn produce(p: &Partition, from: i64, to: i64) {
 
 /// Every offset from `from` read back through local reads, falling back to the remote tier below
 /// the local log start: values in order, no gaps, no duplicates, whole batches.
-async fn read_all(rlm: &RemoteLogManager, p: &Partition, from: i64) -> Vec<i64> {
+async fn read_all(rlm: &RemoteLogManager, p: &UnifiedLog, from: i64) -> Vec<i64> {
     let mut out = Vec::new();
     let mut next = from;
     let hw = p.offsets().high_watermark;
@@ -331,7 +331,7 @@ impl RemoteTier for CountingTier {
 
 /// Batches of `per_batch` records from `from` to `to`; the record at offset `o` has timestamp
 /// `1000 + 10 * o`.
-fn produce_batches(p: &Partition, from: i64, to: i64, per_batch: i64) {
+fn produce_batches(p: &UnifiedLog, from: i64, to: i64, per_batch: i64) {
     let mut first = from;
     while first < to {
         let last = (first + per_batch).min(to);
@@ -351,7 +351,7 @@ fn produce_batches(p: &Partition, from: i64, to: i64, per_batch: i64) {
 }
 
 /// ListOffsets by timestamp through the manager, falling back to the local log as the broker does.
-async fn offset_for_time(rlm: &RemoteLogManager, p: &Partition, ts: i64) -> Option<(i64, i64)> {
+async fn offset_for_time(rlm: &RemoteLogManager, p: &UnifiedLog, ts: i64) -> Option<(i64, i64)> {
     let remote = rlm.offset_for_timestamp(p.topic_partition(), ts, p.offsets().log_start_offset).await.unwrap();
     let found = match remote {
         Some(r) => Some(r),

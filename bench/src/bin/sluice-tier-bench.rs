@@ -3,7 +3,7 @@
 //! one partition (segments of `--segment-mib`), uploads the rolled segments with the remote log
 //! manager to a `file://` tier (a temp dir) and to `memory://`, then reads every rolled segment
 //! sequentially in `--fetch-kib` reads, as a consumer from offset 0 does: once from the local
-//! log (`Partition::read`) and once per tier (`RemoteLogManager::read`, the Fetch path below the
+//! log (`UnifiedLog::read`) and once per tier (`RemoteLogManager::read`, the Fetch path below the
 //! local log start). Every read is checked to advance without gaps. Not a timed assertion: see
 //! `docs/benchmarks.md` for numbers and how to read them.
 
@@ -16,7 +16,7 @@ use clap::Parser;
 use hdrhistogram::Histogram;
 use sluice_protocol::batch::{BatchIter, RecordBatch};
 use sluice_protocol::records::{BatchBuilder, Record};
-use sluice_storage::{LogConfig, LogManager, LogManagerConfig, Partition, TopicPartition};
+use sluice_storage::{LogConfig, LogManager, LogManagerConfig, TopicPartition, UnifiedLog};
 use sluice_tiered::{open_url, RemoteLogManager, RemoteLogMetadataFile, RemoteTier};
 
 #[derive(Parser)]
@@ -112,7 +112,7 @@ async fn main() -> anyhow::Result<()> {
     let (mgr, _) =
         LogManager::open(LogManagerConfig { log_dirs: vec![dir.path().to_path_buf()] }, &move |_: &str| c.clone())?;
     let tp = TopicPartition { topic: "bench".into(), partition: 0 };
-    let p: Arc<Partition> = mgr.get_or_create(&tp, [9; 16], config)?;
+    let p: Arc<UnifiedLog> = mgr.get_or_create(&tp, [9; 16], config)?;
 
     // Write.
     let batches = (cli.mib << 20) / (cli.record_bytes * cli.batch_records) as u64;

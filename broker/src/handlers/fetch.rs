@@ -15,7 +15,7 @@ use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ProducerId
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use sluice_protocol::batch::BatchIter;
-use sluice_storage::Partition;
+use sluice_storage::UnifiedLog;
 
 use super::RequestContext;
 use crate::authz::{AclOperation, Resource};
@@ -23,7 +23,7 @@ use crate::broker::{Broker, LEADER_EPOCH};
 use crate::fetch_session::{PartitionFetchState, SessionPartition};
 
 /// A partition to read: its session key, what the client asked, and its log (or why there is none).
-type PartitionToRead = (SessionPartition, PartitionFetchState, Result<Arc<Partition>, ResponseError>);
+type PartitionToRead = (SessionPartition, PartitionFetchState, Result<Arc<UnifiedLog>, ResponseError>);
 
 /// Per-partition outcome of one read pass.
 struct PartitionRead {

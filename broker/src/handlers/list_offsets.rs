@@ -9,7 +9,7 @@ use std::sync::Arc;
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::ResponseError;
-use sluice_storage::{Partition, TimestampOffset};
+use sluice_storage::{TimestampOffset, UnifiedLog};
 
 use super::RequestContext;
 use crate::authz::{AclOperation, Resource};
@@ -36,7 +36,7 @@ fn partition_error(index: i32, code: ResponseError) -> ListOffsetsPartitionRespo
 /// indexes), then the local log.
 async fn offset_for_timestamp(
     broker: &Broker,
-    log: &Partition,
+    log: &UnifiedLog,
     timestamp: i64,
 ) -> Result<Option<TimestampOffset>, ResponseError> {
     if let Some(found) = crate::remote_log::offset_for_timestamp(broker, log, timestamp).await? {

@@ -12,7 +12,7 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use sluice_storage::{Partition, StorageError};
+use sluice_storage::{StorageError, UnifiedLog};
 
 use super::RequestContext;
 use crate::authz::{AclOperation, Resource};
@@ -119,7 +119,7 @@ async fn produce_partition(
 /// Group commit: one flush runs at a time, on a blocking thread, started by whichever waiter
 /// finds none running; it covers every append made before it began, and the others wait on the
 /// recovery point watch, so concurrent producers share fsyncs instead of queueing for their own.
-async fn wait_flushed(log: &Arc<Partition>, offset: i64) -> Result<(), StorageError> {
+async fn wait_flushed(log: &Arc<UnifiedLog>, offset: i64) -> Result<(), StorageError> {
     let mut flushed = log.watch_recovery_point();
     loop {
         if *flushed.borrow_and_update() >= offset {

@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use sluice_protocol::compression::Compression;
 
 use super::*;
-use crate::{CleanCrashPoint, LogConfig, Partition};
+use crate::{CleanCrashPoint, LogConfig, UnifiedLog};
 
 const CAP: usize = 1 << 20;
 
@@ -69,7 +69,7 @@ fn parse_value(v: &[u8]) -> u32 {
     std::str::from_utf8(v).unwrap().split('-').nth(1).unwrap().parse().unwrap()
 }
 
-fn read_all(p: &Partition) -> Vec<Rec> {
+fn read_all(p: &UnifiedLog) -> Vec<Rec> {
     let start = p.offsets().log_start_offset;
     let r = p.read(start, usize::MAX, i64::MAX, false).unwrap();
     let mut out: Vec<Rec> = Vec::new();
@@ -95,7 +95,7 @@ fn latest_per_key(recs: &[Rec]) -> BTreeMap<u8, Rec> {
     recs.iter().map(|r| (r.key, r.clone())).collect()
 }
 
-fn setup(config: LogConfig) -> (tempfile::TempDir, Arc<LogManager>, Arc<Partition>) {
+fn setup(config: LogConfig) -> (tempfile::TempDir, Arc<LogManager>, Arc<UnifiedLog>) {
     let dir = tempfile::tempdir().unwrap();
     let (mgr, _) = open_with(&[dir.path()], config.clone());
     let p = mgr.get_or_create(&tp("t", 0), TOPIC_ID, config).unwrap();
@@ -103,7 +103,7 @@ fn setup(config: LogConfig) -> (tempfile::TempDir, Arc<LogManager>, Arc<Partitio
 }
 
 /// 40 batches of 4 records over 6 keys (several versions each) plus a tombstone for key 5.
-fn many_versions(p: &Partition, codec: Compression) {
+fn many_versions(p: &UnifiedLog, codec: Compression) {
     let mut v = 0;
     for i in 0..40i64 {
         let entries: Vec<(u8, Option<u32>)> = (0..4)

@@ -27,7 +27,7 @@ fn idempotent_batch(pid: i64, seq: i32, transactional: bool, value_len: usize) -
     RecordBatch::new(bytes).unwrap()
 }
 
-fn read_all_bytes(p: &crate::Partition) -> Bytes {
+fn read_all_bytes(p: &crate::UnifiedLog) -> Bytes {
     p.read(p.offsets().log_start_offset, usize::MAX, i64::MAX, false).unwrap().records
 }
 

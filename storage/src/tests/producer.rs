@@ -9,7 +9,7 @@ use sluice_protocol::batch::RecordBatch;
 use sluice_protocol::records::{BatchBuilder, Record};
 
 use super::{open_with, small_config, tp, TOPIC_ID};
-use crate::{LogConfig, LogManager, Partition, StorageError};
+use crate::{LogConfig, LogManager, StorageError, UnifiedLog};
 
 const PID: i64 = 42;
 
@@ -33,13 +33,13 @@ fn config() -> LogConfig {
     LogConfig { segment_bytes: 400, ..small_config() }
 }
 
-fn setup(dir: &std::path::Path) -> (Arc<LogManager>, Arc<Partition>) {
+fn setup(dir: &std::path::Path) -> (Arc<LogManager>, Arc<UnifiedLog>) {
     let (mgr, _) = open_with(&[dir], config());
     let p = mgr.get_or_create(&tp("idem", 0), TOPIC_ID, config()).unwrap();
     (mgr, p)
 }
 
-fn append(p: &Partition, b: &RecordBatch) -> crate::Result<(i64, i64)> {
+fn append(p: &UnifiedLog, b: &RecordBatch) -> crate::Result<(i64, i64)> {
     p.append(std::slice::from_ref(b), 0).map(|i| (i.first_offset, i.last_offset))
 }
 

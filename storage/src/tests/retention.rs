@@ -8,7 +8,7 @@ use super::*;
 use crate::util::now_ms;
 use crate::{LogConfig, StorageError};
 
-fn setup(config: LogConfig) -> (tempfile::TempDir, Arc<LogManager>, Arc<crate::Partition>) {
+fn setup(config: LogConfig) -> (tempfile::TempDir, Arc<LogManager>, Arc<crate::UnifiedLog>) {
     let dir = tempfile::tempdir().unwrap();
     let (mgr, _) = open_with(&[dir.path()], config.clone());
     let p = mgr.get_or_create(&tp("t", 0), TOPIC_ID, config).unwrap();
@@ -16,7 +16,7 @@ fn setup(config: LogConfig) -> (tempfile::TempDir, Arc<LogManager>, Arc<crate::P
 }
 
 /// Appends one batch per timestamp (3 records of 100 bytes) and moves the HW to the end.
-fn fill(p: &crate::Partition, timestamps: &[i64]) {
+fn fill(p: &crate::UnifiedLog, timestamps: &[i64]) {
     for ts in timestamps {
         p.append(&[batch(3, 100, *ts)], 0).unwrap();
     }

@@ -53,7 +53,7 @@ fn keyed_batch(txn: Option<(i64, i16, i32)>, keys: &[u8]) -> RecordBatch {
     RecordBatch::new(bytes).unwrap()
 }
 
-fn append(p: &crate::Partition, b: &RecordBatch) -> crate::Result<i64> {
+fn append(p: &crate::UnifiedLog, b: &RecordBatch) -> crate::Result<i64> {
     let info = p.append(std::slice::from_ref(b), 0)?;
     p.advance_high_watermark(info.last_offset + 1);
     Ok(info.first_offset)

@@ -8,7 +8,7 @@ use crate::index::OffsetIndex;
 use crate::segment::LogSegment;
 use crate::{LogConfig, StorageError, TimestampOffset};
 
-fn setup(config: LogConfig) -> (tempfile::TempDir, Arc<LogManager>, Arc<crate::Partition>) {
+fn setup(config: LogConfig) -> (tempfile::TempDir, Arc<LogManager>, Arc<crate::UnifiedLog>) {
     let dir = tempfile::tempdir().unwrap();
     let (mgr, _) = open_with(&[dir.path()], config.clone());
     let p = mgr.get_or_create(&tp("t", 0), TOPIC_ID, config).unwrap();
@@ -16,7 +16,7 @@ fn setup(config: LogConfig) -> (tempfile::TempDir, Arc<LogManager>, Arc<crate::P
 }
 
 /// Appends `batches` one call each and returns their stored forms with offsets.
-fn append_all(p: &crate::Partition, batches: &[RecordBatch]) -> Vec<(i64, Bytes)> {
+fn append_all(p: &crate::UnifiedLog, batches: &[RecordBatch]) -> Vec<(i64, Bytes)> {
     batches
         .iter()
         .map(|b| {

@@ -26,7 +26,7 @@ use bytes::Bytes;
 use sluice_protocol::batch::{BatchIter, RecordBatch};
 use sluice_protocol::records::{BatchBuilder, Record};
 use sluice_storage::io::sim::{self, Rng};
-use sluice_storage::{LogConfig, LogManager, LogManagerConfig, Partition, TopicPartition};
+use sluice_storage::{LogConfig, LogManager, LogManagerConfig, TopicPartition, UnifiedLog};
 
 const IDEMPOTENT_PRODUCERS: i64 = 3;
 const TXN_PRODUCERS: i64 = 2;
@@ -96,7 +96,7 @@ fn data_batch(rng: &mut Rng, pid: i64, seq: i32, transactional: bool) -> RecordB
     RecordBatch::new(bytes).expect("batch parses")
 }
 
-fn open(root: &Path, config: &LogConfig) -> Result<(Arc<LogManager>, Arc<Partition>), String> {
+fn open(root: &Path, config: &LogConfig) -> Result<(Arc<LogManager>, Arc<UnifiedLog>), String> {
     let c = config.clone();
     let (mgr, _) = LogManager::open(LogManagerConfig { log_dirs: vec![root.to_path_buf()] }, &move |_: &str| c.clone())
         .map_err(|e| format!("open failed: {e}"))?;
@@ -228,7 +228,7 @@ fn run(seed: u64, durable: bool, retention: bool, outcome: &mut Outcome) -> Resu
 fn step(
     rng: &mut Rng,
     mgr: &LogManager,
-    p: &Partition,
+    p: &UnifiedLog,
     model: &mut Vec<Written>,
     next_seq: &mut BTreeMap<i64, i32>,
     outcome: &mut Outcome,
@@ -271,7 +271,7 @@ fn step(
 /// Deletes records the way the broker does: DeleteRecords up to a batch boundary (then the
 /// checkpoint the handler writes), or a retention pass (the batches' timestamps are long past
 /// `retention.ms`, so every segment below the high watermark but the active one goes).
-fn delete(rng: &mut Rng, mgr: &LogManager, p: &Partition, model: &[Written]) -> Result<(), String> {
+fn delete(rng: &mut Rng, mgr: &LogManager, p: &UnifiedLog, model: &[Written]) -> Result<(), String> {
     if model.is_empty() {
         return Ok(());
     }
@@ -293,7 +293,7 @@ fn sluice_storage_now_ms() -> i64 {
 
 fn append_data(
     rng: &mut Rng,
-    p: &Partition,
+    p: &UnifiedLog,
     model: &mut Vec<Written>,
     next_seq: &mut BTreeMap<i64, i32>,
     pid: i64,
@@ -330,7 +330,7 @@ fn open_txn(model: &[Written], pid: i64) -> Option<i64> {
     first
 }
 
-fn read_log(p: &Partition) -> Result<Vec<RecordBatch>, String> {
+fn read_log(p: &UnifiedLog) -> Result<Vec<RecordBatch>, String> {
     let offsets = p.offsets();
     let r = p
         .read(offsets.log_start_offset, usize::MAX, i64::MAX, false)
@@ -350,7 +350,7 @@ fn read_log(p: &Partition) -> Result<Vec<RecordBatch>, String> {
 
 /// Checks the recovered log against the model and cuts the model to what survived.
 /// `log_start` is the log start offset acknowledged before the crash.
-fn check(p: &Partition, model: &mut Vec<Written>, recovery_point: i64, log_start: i64) -> Result<(), String> {
+fn check(p: &UnifiedLog, model: &mut Vec<Written>, recovery_point: i64, log_start: i64) -> Result<(), String> {
     let log = read_log(p)?;
     let offsets = p.offsets();
     let (start, log_end) = (offsets.log_start_offset, offsets.log_end_offset);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check Sluice has, in one go (what CI runs after .ci/run installs dependencies):
-#   1. cargo fmt --check            formatting
+#   1. cargo fmt --check            formatting (and the module map in docs/architecture.md is
+#                                   current: scripts/module-map.sh --check)
 #   2. cargo build --release        the whole workspace, all targets, once
 #   3. cargo clippy --release       lints (-D warnings), sharing the release build's dependencies
 #   4. cargo test --release         unit + integration tests (reuses step 2's artifacts)
@@ -50,6 +51,7 @@ run_compat() {
 }
 
 step fmt cargo fmt --all -- --check --color never
+step docs scripts/module-map.sh --check
 step build cargo build --release --workspace --all-targets
 if [[ " ${failed_steps[*]} " == *" build "* ]]; then
   echo "build failed: not running clippy, tests or compat tests"

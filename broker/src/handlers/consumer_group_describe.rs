@@ -12,6 +12,7 @@ use kafka_protocol::ResponseError;
 use super::RequestContext;
 use crate::authz::{AclOperation, Resource};
 use crate::broker::Broker;
+use crate::error::ApiError;
 use crate::group::consumer::assignor;
 
 fn assignment(broker: &Broker, a: &assignor::Assignment) -> Assignment {
@@ -51,7 +52,7 @@ pub async fn handle(
             d.authorized_operations = i32::MIN;
         } else {
             match broker.groups.consumer_describe(&id.0) {
-                Err((code, message)) => {
+                Err(ApiError { code, message }) => {
                     d.error_code = code.code();
                     d.error_message = Some(StrBytes::from_string(message));
                     d.group_state = StrBytes::from_static_str("Dead");

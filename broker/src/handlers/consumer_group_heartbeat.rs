@@ -12,6 +12,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::RequestContext;
 use crate::authz::{AclOperation, Resource};
 use crate::broker::Broker;
+use crate::error::ApiError;
 use crate::group::consumer::assignor;
 use crate::group::consumer::HeartbeatArgs;
 
@@ -85,7 +86,10 @@ pub async fn handle(
     let outcome = if crate::group::records::storable(strings) {
         broker.groups.consumer_heartbeat(&req.group_id.0, ctx.api_version, args)
     } else {
-        Err((kafka_protocol::ResponseError::InvalidRequest, "an id is longer than 32767 bytes".to_string()))
+        Err(ApiError::new(
+            kafka_protocol::ResponseError::InvalidRequest,
+            "an id is longer than 32767 bytes".to_string(),
+        ))
     };
     match outcome {
         Ok(r) => {
@@ -105,7 +109,7 @@ pub async fn handle(
                 out
             });
         }
-        Err((code, message)) => {
+        Err(ApiError { code, message }) => {
             resp.error_code = code.code();
             resp.error_message = (!message.is_empty()).then(|| StrBytes::from_string(message));
             // Kafka echoes neither member id nor epoch nor interval on errors.

@@ -18,6 +18,7 @@ use crate::authz::AclOperation;
 use crate::broker::Broker;
 use crate::config::{is_dynamic_broker_config, ConfigType, BROKER_CONFIGS};
 use crate::config_admin::{RESOURCE_BROKER, RESOURCE_TOPIC};
+use crate::error::ApiError;
 use crate::topic_config::{topic_config_doc, topic_synonyms, BrokerLayers, ConfigSource, TOPIC_CONFIGS};
 
 /// Kafka's `DescribeConfigsResponse.ConfigType` ids.
@@ -75,11 +76,10 @@ fn to_wire(e: Entry, include_synonyms: bool, include_doc: bool) -> DescribeConfi
     r
 }
 
-fn topic_entries(broker: &Broker, name: &str) -> Result<Vec<Entry>, (ResponseError, String)> {
-    let meta = broker
-        .metadata
-        .topic(name)
-        .ok_or_else(|| (ResponseError::UnknownTopicOrPartition, format!("Topic {name} does not exist.")))?;
+fn topic_entries(broker: &Broker, name: &str) -> Result<Vec<Entry>, ApiError> {
+    let meta = broker.metadata.topic(name).ok_or_else(|| {
+        ApiError::new(ResponseError::UnknownTopicOrPartition, format!("Topic {name} does not exist."))
+    })?;
     let dynamic = broker.metadata.dynamic_broker_configs();
     let view = broker.broker_view(&dynamic);
     Ok(TOPIC_CONFIGS
@@ -149,13 +149,12 @@ pub async fn handle(
         let allowed =
             crate::config_admin::authorize_config(ctx, res.resource_type, &name, AclOperation::DescribeConfigs);
         let entries = match (allowed, res.resource_type) {
-            (Err(e), _) => Err((e.code, e.message)),
+            (Err(e), _) => Err(e),
             (Ok(()), RESOURCE_TOPIC) => topic_entries(broker, &name),
-            (Ok(()), RESOURCE_BROKER) => broker
-                .check_broker_resource(&name)
-                .map(|_| broker_entries(broker, &name))
-                .map_err(|e| (e.code, e.message)),
-            (Ok(()), other) => Err((ResponseError::InvalidRequest, format!("Unsupported resource type {other}"))),
+            (Ok(()), RESOURCE_BROKER) => broker.check_broker_resource(&name).map(|_| broker_entries(broker, &name)),
+            (Ok(()), other) => {
+                Err(ApiError::new(ResponseError::InvalidRequest, format!("Unsupported resource type {other}")))
+            }
         };
         match entries {
             Ok(entries) => {
@@ -171,7 +170,7 @@ pub async fn handle(
                     .map(|e| to_wire(e, req.include_synonyms, req.include_documentation))
                     .collect();
             }
-            Err((code, message)) => {
+            Err(ApiError { code, message }) => {
                 out.error_code = code.code();
                 out.error_message = Some(StrBytes::from_string(message));
             }

@@ -23,6 +23,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use kafka_protocol::ResponseError;
+
+use crate::error::ApiError;
 use uuid::Uuid;
 
 use super::assignor::{self, Assignment, MemberSpec};
@@ -295,7 +297,7 @@ pub struct HeartbeatOutcome {
 }
 
 /// A heartbeat failure: code and message, as Kafka words them.
-pub type HeartbeatError = (ResponseError, String);
+pub type HeartbeatError = ApiError;
 
 #[derive(Debug, Clone)]
 pub struct ConsumerGroup {
@@ -484,7 +486,7 @@ impl ConsumerGroup {
         api_version: i16,
         config: &ConsumerGroupConfig,
     ) -> Result<(), HeartbeatError> {
-        let invalid = |m: &str| Err((ResponseError::InvalidRequest, m.to_string()));
+        let invalid = |m: &str| Err(ApiError::new(ResponseError::InvalidRequest, m.to_string()));
         if args.instance_id.as_deref() == Some("") {
             return invalid("InstanceId can't be empty.");
         }
@@ -513,7 +515,7 @@ impl ConsumerGroup {
         }
         if let Some(a) = &args.server_assignor {
             if !config.assignors.iter().any(|x| x == a) {
-                return Err((
+                return Err(ApiError::new(
                     ResponseError::UnsupportedAssignor,
                     format!(
                         "ServerAssignor {a} is not supported. Supported assignors: {}.",
@@ -524,7 +526,7 @@ impl ConsumerGroup {
         }
         if let Some(re) = args.subscribed_topic_regex.as_deref().filter(|r| !r.is_empty()) {
             if let Err(e) = compile_regex(re) {
-                return Err((
+                return Err(ApiError::new(
                     ResponseError::InvalidRegularExpression,
                     format!("SubscribedTopicRegex `{re}` is not a valid regular expression: {e}."),
                 ));
@@ -555,7 +557,7 @@ impl ConsumerGroup {
                 // unless the old one never left.
                 let old = &self.members[&old_id];
                 if old.member_epoch != LEAVE_GROUP_STATIC_MEMBER_EPOCH {
-                    return Err((
+                    return Err(ApiError::new(
                         ResponseError::UnreleasedInstanceId,
                         format!(
                             "Static member {old_id} with instance id {} is not released yet.",
@@ -564,7 +566,7 @@ impl ConsumerGroup {
                     ));
                 }
                 let Some(mut m) = self.members.remove(&old_id) else {
-                    return Err((ResponseError::UnknownMemberId, String::new()));
+                    return Err(ApiError::new(ResponseError::UnknownMemberId, String::new()));
                 };
                 let target = self.target.remove(&old_id).unwrap_or_default();
                 m.member_id = member_id.clone();
@@ -580,7 +582,7 @@ impl ConsumerGroup {
                 m.pending_revocation.clear();
             } else {
                 if self.members.len() >= config.max_size {
-                    return Err((
+                    return Err(ApiError::new(
                         ResponseError::GroupMaxSizeReached,
                         format!("The consumer group has reached its maximum capacity of {} members.", config.max_size),
                     ));
@@ -590,14 +592,14 @@ impl ConsumerGroup {
             }
         } else {
             let Some(m) = self.members.get(&member_id) else {
-                return Err((
+                return Err(ApiError::new(
                     ResponseError::UnknownMemberId,
                     format!("Member {member_id} is not a member of group {}.", self.group_id),
                 ));
             };
             let received = args.member_epoch;
             if received > m.member_epoch {
-                return Err((
+                return Err(ApiError::new(
                     ResponseError::FencedMemberEpoch,
                     format!("The consumer group member has a greater epoch ({received}) than the one known by the group coordinator ({}). The member must abandon all its partitions and rejoin.", m.member_epoch),
                 ));
@@ -605,14 +607,14 @@ impl ConsumerGroup {
             if received < m.member_epoch
                 && (received != m.previous_member_epoch || !is_subset(args.owned.as_ref(), &m.assigned))
             {
-                return Err((
+                return Err(ApiError::new(
                     ResponseError::FencedMemberEpoch,
                     format!("The consumer group member has a smaller member epoch ({received}) than the one known by the group coordinator ({}). The member must abandon all its partitions and rejoin.", m.member_epoch),
                 ));
             }
         }
         let Some(m) = self.members.get_mut(&member_id) else {
-            return Err((ResponseError::UnknownMemberId, String::new()));
+            return Err(ApiError::new(ResponseError::UnknownMemberId, String::new()));
         };
         let before_assigned = m.assigned.clone();
         let before_epoch = m.member_epoch;
@@ -687,7 +689,7 @@ impl ConsumerGroup {
             None => member_id.to_string(),
         };
         if !self.members.contains_key(&id) {
-            return Err((
+            return Err(ApiError::new(
                 ResponseError::UnknownMemberId,
                 format!("Member {member_id} is not a member of group {}.", self.group_id),
             ));
@@ -852,16 +854,16 @@ mod tests {
         let mut g = ConsumerGroup::new("g");
         g.heartbeat(join("a", &["t"]), &img, &cfg, now).expect("join");
         let err = g.heartbeat(hb("a", 5, &Assignment::new()), &img, &cfg, now).unwrap_err();
-        assert_eq!(err.0, ResponseError::FencedMemberEpoch);
+        assert_eq!(err.code, ResponseError::FencedMemberEpoch);
         let err = g.heartbeat(hb("zz", 1, &Assignment::new()), &img, &cfg, now).unwrap_err();
-        assert_eq!(err.0, ResponseError::UnknownMemberId);
+        assert_eq!(err.code, ResponseError::UnknownMemberId);
         g.heartbeat(join("b", &["t"]), &img, &cfg, now).expect("join b");
         g.leave("a", LEAVE_GROUP_MEMBER_EPOCH, None).expect("leave");
         let b = g.heartbeat(hb("b", 2, &Assignment::new()), &img, &cfg, now).expect("b");
         assert_eq!(count(b.assignment.as_ref().expect("all to b")), 2);
         assert_eq!(b.member_epoch, 3);
         let bad = HeartbeatArgs { server_assignor: Some("sticky".into()), ..join("c", &["t"]) };
-        assert_eq!(ConsumerGroup::validate(&bad, 1, &cfg).unwrap_err().0, ResponseError::UnsupportedAssignor);
+        assert_eq!(ConsumerGroup::validate(&bad, 1, &cfg).unwrap_err().code, ResponseError::UnsupportedAssignor);
     }
 
     #[test]

@@ -26,6 +26,8 @@ use std::time::{Duration, Instant};
 
 use kafka_protocol::ResponseError;
 
+use crate::error::ApiError;
+
 pub use self::group::{
     ConsumerGroup, ConsumerGroupConfig, ConsumerGroupState, HeartbeatArgs, HeartbeatError, HeartbeatOutcome,
     TopicsImage, LEAVE_GROUP_STATIC_MEMBER_EPOCH,
@@ -118,13 +120,14 @@ impl GroupCoordinator {
         args: HeartbeatArgs,
     ) -> Result<HeartbeatOutcome, HeartbeatError> {
         if group_id.is_empty() {
-            return Err((ResponseError::InvalidRequest, "GroupId can't be empty.".into()));
+            return Err(ApiError::new(ResponseError::InvalidRequest, "GroupId can't be empty."));
         }
         let config = &self.config.consumer;
         ConsumerGroup::validate(&args, api_version, config)?;
         let image = self.topics.image();
         let now = self.clock.now();
-        let not_consumer = || (ResponseError::GroupIdNotFound, format!("Group {group_id} is not a consumer group."));
+        let not_consumer =
+            || ApiError::new(ResponseError::GroupIdNotFound, format!("Group {group_id} is not a consumer group."));
         // A joining member may create the group, or convert an empty classic group; the classic
         // lock is held meanwhile so no classic member slips in.
         let classic = if args.member_epoch == 0 { self.get(group_id) } else { None };
@@ -139,7 +142,7 @@ impl GroupCoordinator {
                     if c.protocol_type.is_some() || c.generation > 0 {
                         // The empty classic group's metadata goes; its offsets stay.
                         self.append(group_id, vec![(records::group_key(group_id), None)])
-                            .map_err(|_| (ResponseError::CoordinatorNotAvailable, String::new()))?;
+                            .map_err(|_| ApiError::new(ResponseError::CoordinatorNotAvailable, String::new()))?;
                         c.protocol_type = None;
                         c.protocol = None;
                         c.leader = None;
@@ -153,7 +156,7 @@ impl GroupCoordinator {
                 return Err(if classic {
                     not_consumer()
                 } else {
-                    (ResponseError::GroupIdNotFound, format!("Consumer group {group_id} not found."))
+                    ApiError::new(ResponseError::GroupIdNotFound, format!("Consumer group {group_id} not found."))
                 });
             }
         };
@@ -167,7 +170,7 @@ impl GroupCoordinator {
             g.heartbeat(args, &image, config, now)
         };
         let result = result.and_then(|r| {
-            self.persist_consumer(&before, &g).map_err(|e| (e, String::new()))?;
+            self.persist_consumer(&before, &g).map_err(|e| ApiError::new(e, String::new()))?;
             Ok(r)
         });
         if result.is_err() {
@@ -182,16 +185,16 @@ impl GroupCoordinator {
     }
 
     /// ConsumerGroupDescribe of one group.
-    pub fn consumer_describe(&self, group_id: &str) -> Result<ConsumerGroupDescription, (ResponseError, String)> {
+    pub fn consumer_describe(&self, group_id: &str) -> Result<ConsumerGroupDescription, ApiError> {
         let Some(group) = self.consumer_group(group_id) else {
             let classic = self.get(group_id).is_some_and(|c| {
                 let c = lock(&c);
                 !c.members.is_empty() || c.protocol_type.is_some()
             });
             return Err(if classic {
-                (ResponseError::GroupIdNotFound, format!("Group {group_id} is not a consumer group."))
+                ApiError::new(ResponseError::GroupIdNotFound, format!("Group {group_id} is not a consumer group."))
             } else {
-                (ResponseError::GroupIdNotFound, format!("Group {group_id} not found."))
+                ApiError::new(ResponseError::GroupIdNotFound, format!("Group {group_id} not found."))
             });
         };
         let g = lock_consumer(&group);

@@ -1,13 +1,15 @@
 """kafka-python (a pure-Python client with its own protocol code, not librdkafka) against the
 release `sluice` binary: per-codec produce/consume with keys, headers and timestamps checked,
-admin create/list/delete topics, cluster metadata and offsets_for_times. A second, independent
+admin create/list/delete topics, partitions added with explicit assignments, cluster metadata and
+offsets_for_times. A second, independent
 protocol implementation catches encoding assumptions librdkafka happens to tolerate."""
 
 import time
 
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
+from kafka.admin import NewPartitions
+from kafka.errors import InvalidReplicationAssignmentError, TopicAlreadyExistsError, UnknownTopicOrPartitionError
 
 CODECS = [None, "gzip", "snappy", "lz4", "zstd"]
 
@@ -90,6 +92,23 @@ def test_admin_and_metadata(broker, topic):
         time.sleep(0.1)
     with pytest.raises(UnknownTopicOrPartitionError):
         a.delete_topics([topic])
+    a.close()
+
+
+def test_create_partitions_with_assignments(broker, topic):
+    a = admin(broker)
+    a.create_topics({topic: {"num_partitions": 1, "replication_factor": 1}})
+    print("check: 1 -> 4 partitions with assignments [[1],[1],[1]] onto this broker -> created, led by 1")
+    a.create_partitions({topic: NewPartitions(total_count=4, new_assignments=[[1], [1], [1]])})
+    parts = sorted(a.describe_topics([topic])[0]["partitions"], key=lambda p: p["partition_index"])
+    assert [(p["partition_index"], p["leader_id"], p["replica_nodes"]) for p in parts] == [(i, 1, [1]) for i in range(4)]
+    print("check: as in Kafka, 3 assignments for 1 new partition and an unknown broker -> "
+          "INVALID_REPLICA_ASSIGNMENT, and nothing changes")
+    with pytest.raises(InvalidReplicationAssignmentError, match="Increasing the number of partitions by 1 but 3"):
+        a.create_partitions({topic: NewPartitions(total_count=5, new_assignments=[[1], [1], [1]])})
+    with pytest.raises(InvalidReplicationAssignmentError):
+        a.create_partitions({topic: NewPartitions(total_count=5, new_assignments=[[2]])})
+    assert len(a.describe_topics([topic])[0]["partitions"]) == 4
     a.close()
 
 

@@ -1,7 +1,7 @@
 """kafka-python (a pure-Python client with its own protocol code, not librdkafka) against the
 release `sluice` binary: per-codec produce/consume with keys, headers and timestamps checked,
-admin create/list/delete topics, partitions added with explicit assignments, cluster metadata and
-offsets_for_times. A second, independent
+admin create/list/delete topics, partitions added with explicit assignments, cluster metadata,
+offsets_for_times, and every partition making progress under a tiny fetch_max_bytes. A second, independent
 protocol implementation catches encoding assumptions librdkafka happens to tolerate."""
 
 import time
@@ -110,6 +110,40 @@ def test_create_partitions_with_assignments(broker, topic):
         a.create_partitions({topic: NewPartitions(total_count=5, new_assignments=[[2]])})
     assert len(a.describe_topics([topic])[0]["partitions"]) == 4
     a.close()
+
+
+def test_small_fetch_max_bytes_reaches_every_partition(broker, topic):
+    a = admin(broker)
+    a.create_topics({topic: {"num_partitions": 2, "replication_factor": 1}})
+    a.close()
+    p = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", linger_ms=0, enable_idempotence=False)
+    for i in range(40):
+        for part in (0, 1):
+            p.send(topic, value=f"p{part}-{i:03d}".encode() * 8, partition=part)
+        p.flush(30)
+    p.close()
+    print("check: fetch_max_bytes=300 (a batch or two per response): both partitions make progress "
+          "together, not one after the other; every record arrives, in order")
+    c = KafkaConsumer(bootstrap_servers=broker.bootstrap, group_id=None, enable_auto_commit=False,
+                      fetch_max_bytes=300, max_partition_fetch_bytes=300, consumer_timeout_ms=1000)
+    tps = [TopicPartition(topic, 0), TopicPartition(topic, 1)]
+    c.assign(tps)
+    c.seek_to_beginning(*tps)
+    got = {0: [], 1: []}
+    # How far each partition had got when the other first returned records.
+    other_when_first = {}
+    deadline = time.time() + 30
+    while len(got[0]) < 40 or len(got[1]) < 40:
+        assert time.time() < deadline, f"after 30 s: {len(got[0])} records of partition 0, {len(got[1])} of 1"
+        for tp, recs in c.poll(timeout_ms=200).items():
+            if recs and tp.partition not in other_when_first:
+                other_when_first[tp.partition] = len(got[1 - tp.partition])
+            got[tp.partition].extend(r.offset for r in recs)
+    c.close()
+    assert got == {0: list(range(40)), 1: list(range(40))}
+    # The broker moves a partition that returned records to the back of the fetch session (as
+    # Kafka does), so neither partition waits for the other to be drained.
+    assert max(other_when_first.values()) < 40, f"one partition waited for the other: {other_when_first}"
 
 
 def test_offsets_for_times(broker, topic):

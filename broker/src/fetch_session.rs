@@ -15,7 +15,7 @@
 //! session; each session has its own, held while its partitions are updated. Neither is held
 //! across an `.await`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -95,6 +95,15 @@ impl SessionPartitions {
     fn len(&self) -> usize {
         self.ordered.len()
     }
+
+    /// Moves the partitions `moved` selects to the end, each group keeping its order.
+    fn move_to_end(&mut self, moved: impl Fn(&SessionPartition) -> bool) {
+        let (mut stay, go): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.ordered).into_iter().partition(|(k, _)| !moved(k));
+        stay.extend(go);
+        self.ordered = stay;
+        self.index = self.ordered.iter().enumerate().map(|(i, (k, _))| (k.clone(), i)).collect();
+    }
 }
 
 struct Session {
@@ -112,6 +121,17 @@ pub struct SessionPlan {
     pub incremental: bool,
     /// Every partition to read, in response order.
     pub partitions: Vec<(SessionPartition, PartitionFetchState)>,
+}
+
+/// What one response told the client about one partition.
+#[derive(Debug, Clone)]
+pub struct SentPartition {
+    pub key: SessionPartition,
+    pub high_watermark: i64,
+    pub last_stable_offset: i64,
+    pub log_start_offset: i64,
+    /// Whether the response carried records of the partition.
+    pub had_records: bool,
 }
 
 /// One partition's requested state, as decoded from the request.
@@ -248,19 +268,28 @@ impl FetchSessionCache {
     }
 
     /// Records what a response told the client, so the next incremental response can skip
-    /// partitions with nothing new.
-    pub fn record_sent(&self, session_id: i32, sent: &[(SessionPartition, i64, i64, i64)]) {
+    /// partitions with nothing new. Partitions that returned records move to the end of the
+    /// session, as in Kafka's incremental fetch context: the next fetch reads the others first,
+    /// so a small `fetch.max.bytes` cannot keep one partition filling every response.
+    pub fn record_sent(&self, session_id: i32, sent: &[SentPartition]) {
         if session_id == 0 {
             return;
         }
         if let Some(session) = self.session(session_id) {
             let mut session = lock(&session);
-            for (k, hw, lso, log_start) in sent {
-                if let Some(st) = session.partitions.get_mut(k) {
-                    st.last_high_watermark = *hw;
-                    st.last_stable_offset = *lso;
-                    st.last_log_start_offset = *log_start;
+            let mut returned_records = HashSet::new();
+            for p in sent {
+                if let Some(st) = session.partitions.get_mut(&p.key) {
+                    st.last_high_watermark = p.high_watermark;
+                    st.last_stable_offset = p.last_stable_offset;
+                    st.last_log_start_offset = p.log_start_offset;
                 }
+                if p.had_records {
+                    returned_records.insert(&p.key);
+                }
+            }
+            if !returned_records.is_empty() {
+                session.partitions.move_to_end(|k| returned_records.contains(k));
             }
         }
     }
@@ -314,6 +343,29 @@ mod tests {
         let plan = cache.begin(id, -1, vec![(key(0), 1, 1, -1)], vec![]).expect("close");
         assert_eq!(plan.session_id, 0);
         assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn partitions_that_returned_records_move_to_the_end() {
+        let cache = FetchSessionCache::new(10, 1000);
+        let parts = (0..3).map(|p| (key(p), 0, 100, -1)).collect();
+        let id = cache.begin(0, 0, parts, vec![]).expect("open").session_id;
+        let sent = |p: i32, had_records: bool| SentPartition {
+            key: key(p),
+            high_watermark: 10,
+            last_stable_offset: 10,
+            log_start_offset: 0,
+            had_records,
+        };
+        let order = |epoch: i32| -> Vec<i32> {
+            cache.begin(id, epoch, vec![], vec![]).expect("incr").partitions.iter().map(|(k, _)| k.partition).collect()
+        };
+        // Partition 0 filled the response; 1 was answered without records (a new high watermark).
+        cache.record_sent(id, &[sent(0, true), sent(1, false)]);
+        assert_eq!(order(1), vec![1, 2, 0]);
+        // Now 1 and 2 returned records: they go behind 0, in their order.
+        cache.record_sent(id, &[sent(1, true), sent(2, true)]);
+        assert_eq!(order(2), vec![0, 1, 2]);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use sluice_storage::UnifiedLog;
 use super::RequestContext;
 use crate::authz::{AclOperation, Resource};
 use crate::broker::{Broker, LEADER_EPOCH};
-use crate::fetch_session::{PartitionFetchState, SessionPartition};
+use crate::fetch_session::{PartitionFetchState, SentPartition, SessionPartition};
 
 /// A partition to read: its session key, what the client asked, and its log (or why there is none).
 type PartitionToRead = (SessionPartition, PartitionFetchState, Result<Arc<UnifiedLog>, ResponseError>);
@@ -307,7 +307,13 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: FetchReques
                 continue;
             }
         }
-        sent.push((key.clone(), read.high_watermark, read.last_stable_offset, read.log_start_offset));
+        sent.push(SentPartition {
+            key: key.clone(),
+            high_watermark: read.high_watermark,
+            last_stable_offset: read.last_stable_offset,
+            log_start_offset: read.log_start_offset,
+            had_records: !read.records.is_empty(),
+        });
         let mut pd = PartitionData::default();
         pd.partition_index = key.partition;
         pd.error_code = crate::error::wire_code(read.error);

@@ -218,7 +218,7 @@ impl Broker {
         validate_only: bool,
     ) -> Result<Arc<TopicMeta>, ApiError> {
         let broker = self.clone();
-        tokio::task::spawn_blocking(move || {
+        crate::context::spawn_blocking(move || {
             broker.create_topic(&name, num_partitions, replication_factor, configs, validate_only)
         })
         .await
@@ -228,7 +228,7 @@ impl Broker {
     /// [`delete_topic`](Self::delete_topic) on a blocking thread (it renames and removes files).
     pub async fn delete_topic_blocking(self: &Arc<Self>, name: String) -> Result<Arc<TopicMeta>, ApiError> {
         let broker = self.clone();
-        tokio::task::spawn_blocking(move || broker.delete_topic(&name))
+        crate::context::spawn_blocking(move || broker.delete_topic(&name))
             .await
             .unwrap_or_else(|e| Err(ApiError::new(ResponseError::UnknownServerError, e.to_string())))
     }

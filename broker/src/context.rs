@@ -81,3 +81,14 @@ impl RequestContext {
         }
     }
 }
+
+/// `tokio::task::spawn_blocking` that keeps the caller's tracing span: what blocking work done for
+/// a request logs (a topic created, a log dir failing) carries that request's span.
+pub fn spawn_blocking<F, R>(f: F) -> tokio::task::JoinHandle<R>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(f))
+}

@@ -28,7 +28,7 @@ pub async fn apply(
 ) -> Result<(), ApiError> {
     let broker = broker.clone();
     let name = resource_name.to_string();
-    tokio::task::spawn_blocking(move || match resource_type {
+    crate::context::spawn_blocking(move || match resource_type {
         RESOURCE_TOPIC => broker.alter_topic_configs(&name, configs, validate_only),
         RESOURCE_BROKER => broker.alter_broker_configs(&name, configs, validate_only),
         other => Err(ApiError::new(ResponseError::InvalidRequest, format!("Unsupported resource type {other}"))),

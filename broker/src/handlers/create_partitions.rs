@@ -42,7 +42,7 @@ pub async fn handle(
             let b = broker.clone();
             let count = t.count;
             let validate_only = req.validate_only;
-            tokio::task::spawn_blocking(move || {
+            crate::context::spawn_blocking(move || {
                 b.create_partitions(&name, count, assignments.as_deref(), validate_only)
             })
             .await

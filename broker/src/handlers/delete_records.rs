@@ -39,7 +39,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: DeleteRecor
                 Ok(log) => {
                     let offset = p.offset;
                     let local = log.clone();
-                    match tokio::task::spawn_blocking(move || local.delete_records(offset)).await {
+                    match crate::context::spawn_blocking(move || local.delete_records(offset)).await {
                         Ok(Ok(low)) => {
                             moved = true;
                             // -1 resolved to the high watermark, which the local log answered.
@@ -63,7 +63,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: DeleteRecor
     }
     if moved {
         let logs = broker.logs.clone();
-        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || logs.checkpoint()).await {
+        if let Ok(Err(e)) = crate::context::spawn_blocking(move || logs.checkpoint()).await {
             tracing::warn!(error = %e, "checkpoint after delete records failed");
         }
     }

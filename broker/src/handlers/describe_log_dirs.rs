@@ -29,7 +29,7 @@ pub async fn handle(
     let wanted: Option<Vec<(String, Vec<i32>)>> =
         req.topics.map(|ts| ts.into_iter().map(|t| (t.topic.0.to_string(), t.partitions)).collect());
     let logs = broker.logs.clone();
-    let dirs = tokio::task::spawn_blocking(move || logs.dir_infos()).await.unwrap_or_default();
+    let dirs = crate::context::spawn_blocking(move || logs.dir_infos()).await.unwrap_or_default();
     let mut resp = DescribeLogDirsResponse::default();
     for (path, offline, infos) in dirs {
         let mut r = DescribeLogDirsResult::default();

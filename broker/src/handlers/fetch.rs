@@ -79,7 +79,7 @@ async fn read_pass_off_runtime(
         return read_pass(logs, max_bytes, read_committed);
     }
     let moved = logs.clone();
-    match tokio::task::spawn_blocking(move || read_pass(&moved, max_bytes, read_committed)).await {
+    match crate::context::spawn_blocking(move || read_pass(&moved, max_bytes, read_committed)).await {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = %e, "fetch read task failed");

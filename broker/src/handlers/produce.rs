@@ -129,7 +129,7 @@ async fn wait_flushed(log: &Arc<UnifiedLog>, offset: i64) -> Result<(), StorageE
         log.check()?;
         if !log.flush_in_progress() {
             let l = log.clone();
-            match tokio::task::spawn_blocking(move || l.try_flush()).await {
+            match crate::context::spawn_blocking(move || l.try_flush()).await {
                 Ok(Some(result)) => {
                     result?;
                     continue;

@@ -13,17 +13,11 @@ use sluice_storage::UnifiedLog;
 use crate::broker::{ApiError, Broker, LEADER_EPOCH};
 use crate::group::consumer::TopicsImage;
 use crate::group::TopicsView;
-use crate::internal_log::{build_batch, InternalLog, KeyValue, LogError};
+use crate::internal_log::{build_batch, InternalLog, KeyValue};
 use crate::txn::{MarkerError, ProducerIdSource, TxnMarkerWriter};
 
 fn gone() -> ApiError {
     ApiError::new(ResponseError::CoordinatorNotAvailable, "the broker is shutting down")
-}
-
-impl From<ApiError> for LogError {
-    fn from(e: ApiError) -> Self {
-        LogError::new(e.code, e.message)
-    }
 }
 
 /// An internal topic (`__consumer_offsets`, `__transaction_state`) in the broker's logs.
@@ -57,15 +51,14 @@ impl InternalLog for BrokerInternalLog {
         records: Vec<KeyValue>,
         txn: Option<(i64, i16)>,
         timestamp_ms: i64,
-    ) -> Result<(), LogError> {
+    ) -> Result<(), ApiError> {
         append_to(&*self.partition(partition)?, records, txn, timestamp_ms)
     }
 
-    fn scan(&self, partition: i32, apply: &mut dyn FnMut(&RecordBatch, i64)) -> Result<(), LogError> {
+    fn scan(&self, partition: i32, apply: &mut dyn FnMut(&RecordBatch, i64)) -> Result<(), ApiError> {
         let log = self.partition(partition)?;
         let log_start = log.offsets().log_start_offset;
-        scan_batches(&log, |batch| apply(batch, log_start))
-            .map_err(|e| LogError::new(crate::error::storage_error(&e), e.to_string()))
+        scan_batches(&log, |batch| apply(batch, log_start)).map_err(ApiError::from)
     }
 }
 
@@ -76,11 +69,9 @@ fn append_to(
     records: Vec<KeyValue>,
     txn: Option<(i64, i16)>,
     timestamp_ms: i64,
-) -> Result<(), LogError> {
+) -> Result<(), ApiError> {
     let batch = build_batch(records, txn, timestamp_ms)?;
-    let info = partition
-        .append(std::slice::from_ref(&batch), LEADER_EPOCH)
-        .map_err(|e| LogError::new(crate::error::storage_error(&e), e.to_string()))?;
+    let info = partition.append(std::slice::from_ref(&batch), LEADER_EPOCH).map_err(ApiError::from)?;
     partition.advance_high_watermark(info.last_offset + 1);
     Ok(())
 }

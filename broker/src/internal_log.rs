@@ -14,18 +14,7 @@ use kafka_protocol::ResponseError;
 use sluice_protocol::batch::RecordBatch;
 use sluice_protocol::records::{BatchBuilder, Record};
 
-/// A failed internal-log operation: the Kafka error code it maps to and what happened.
-#[derive(Debug, Clone)]
-pub struct LogError {
-    pub code: ResponseError,
-    pub message: String,
-}
-
-impl LogError {
-    pub fn new(code: ResponseError, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
-    }
-}
+use crate::error::ApiError;
 
 /// Key and value (`None` is a tombstone) of one record.
 pub type KeyValue = (Bytes, Option<Bytes>);
@@ -44,11 +33,11 @@ pub trait InternalLog: Send + Sync {
         records: Vec<KeyValue>,
         txn: Option<(i64, i16)>,
         timestamp_ms: i64,
-    ) -> Result<(), LogError>;
+    ) -> Result<(), ApiError>;
 
     /// Calls `apply` with every batch of `partition` below its high watermark, in offset order,
     /// with the log start offset (records below it are gone).
-    fn scan(&self, partition: i32, apply: &mut dyn FnMut(&RecordBatch, i64)) -> Result<(), LogError>;
+    fn scan(&self, partition: i32, apply: &mut dyn FnMut(&RecordBatch, i64)) -> Result<(), ApiError>;
 
     /// The partition `key` lives in (Kafka's `abs(key.hashCode()) % partitions`).
     fn partition_for(&self, key: &str) -> i32 {
@@ -74,7 +63,7 @@ pub fn build_batch(
     records: Vec<KeyValue>,
     txn: Option<(i64, i16)>,
     timestamp_ms: i64,
-) -> Result<RecordBatch, LogError> {
+) -> Result<RecordBatch, ApiError> {
     let (producer_id, producer_epoch) = txn.unwrap_or((-1, -1));
     let builder = BatchBuilder {
         base_timestamp: timestamp_ms,
@@ -88,8 +77,8 @@ pub fn build_batch(
             .collect(),
         ..Default::default()
     };
-    let bytes = builder.build().map_err(|e| LogError::new(ResponseError::UnknownServerError, e.to_string()))?;
-    RecordBatch::new(bytes).map_err(|e| LogError::new(ResponseError::UnknownServerError, e.to_string()))
+    let bytes = builder.build().map_err(|e| ApiError::new(ResponseError::UnknownServerError, e.to_string()))?;
+    RecordBatch::new(bytes).map_err(|e| ApiError::new(ResponseError::UnknownServerError, e.to_string()))
 }
 
 /// An internal topic held in memory, for coordinator tests: batches are kept as appended (base
@@ -131,21 +120,21 @@ impl InternalLog for MemoryLog {
         records: Vec<KeyValue>,
         txn: Option<(i64, i16)>,
         timestamp_ms: i64,
-    ) -> Result<(), LogError> {
+    ) -> Result<(), ApiError> {
         if *self.fail_appends.lock().unwrap_or_else(|e| e.into_inner()) {
-            return Err(LogError::new(ResponseError::KafkaStorageError, "appends fail in this test"));
+            return Err(ApiError::new(ResponseError::KafkaStorageError, "appends fail in this test"));
         }
         let batch = build_batch(records, txn, timestamp_ms)?;
         let mut parts = self.partitions.lock().unwrap_or_else(|e| e.into_inner());
         let log = usize::try_from(partition)
             .ok()
             .and_then(|p| parts.get_mut(p))
-            .ok_or_else(|| LogError::new(ResponseError::UnknownTopicOrPartition, "no such partition"))?;
+            .ok_or_else(|| ApiError::new(ResponseError::UnknownTopicOrPartition, "no such partition"))?;
         log.push(batch);
         Ok(())
     }
 
-    fn scan(&self, partition: i32, apply: &mut dyn FnMut(&RecordBatch, i64)) -> Result<(), LogError> {
+    fn scan(&self, partition: i32, apply: &mut dyn FnMut(&RecordBatch, i64)) -> Result<(), ApiError> {
         for batch in self.batches(partition) {
             apply(&batch, 0);
         }

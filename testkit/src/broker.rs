@@ -134,7 +134,7 @@ impl TestBroker {
             Ok(Ok(addr)) => addr,
             Ok(Err(msg)) => panic!("broker did not start: {msg}"),
             Err(_) => {
-                // The thread died (panicked, e.g. on a todo!()) or hung.
+                // The broker thread died (panicked) or hung.
                 if thread.is_finished() {
                     let why = match thread.join() {
                         Ok(Ok(())) => "exited without reporting".to_string(),

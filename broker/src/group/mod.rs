@@ -46,7 +46,8 @@ pub use self::offsets::subscribed_topics;
 use self::offsets::PendingTxnOffset;
 use self::records::GroupRecord;
 use crate::clock::Clock;
-use crate::internal_log::{InternalLog, KeyValue, LogError};
+use crate::error::ApiError;
+use crate::internal_log::{InternalLog, KeyValue};
 use crate::shutdown::Shutdown;
 
 /// Coordinator settings (Kafka's `group.*` and `offsets.*` configs).
@@ -191,7 +192,7 @@ impl GroupCoordinator {
     }
 
     /// Appends records to the group's `__consumer_offsets` partition.
-    fn append(&self, group_id: &str, records: Vec<KeyValue>) -> Result<(), LogError> {
+    fn append(&self, group_id: &str, records: Vec<KeyValue>) -> Result<(), ApiError> {
         if records.is_empty() {
             return Ok(());
         }
@@ -205,9 +206,9 @@ impl GroupCoordinator {
         group_id: &str,
         records: Vec<KeyValue>,
         txn: Option<(i64, i16)>,
-    ) -> Result<i32, LogError> {
+    ) -> Result<i32, ApiError> {
         if self.log.num_partitions().is_none() {
-            return Err(LogError::new(ResponseError::CoordinatorNotAvailable, "offsets topic is missing"));
+            return Err(ApiError::new(ResponseError::CoordinatorNotAvailable, "offsets topic is missing"));
         }
         let index = self.partition_for(group_id);
         if !records.is_empty() {

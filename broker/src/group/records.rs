@@ -24,8 +24,9 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use uuid::Uuid;
 
+use crate::error::ApiError;
 use crate::group::consumer::assignor::Assignment;
-use crate::internal_log::{InternalLog, LogError};
+use crate::internal_log::InternalLog;
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
@@ -297,7 +298,7 @@ pub fn replay(
     log: &dyn InternalLog,
     partition: i32,
     mut apply: impl FnMut(GroupRecord),
-) -> Result<(usize, HashMap<i64, Vec<GroupRecord>>), LogError> {
+) -> Result<(usize, HashMap<i64, Vec<GroupRecord>>), ApiError> {
     let mut count = 0;
     let mut open: HashMap<i64, Vec<GroupRecord>> = HashMap::new();
     log.scan(partition, &mut |batch, log_start| {

@@ -9,7 +9,9 @@
 #                                   down, against the real binary, with its table
 #   6. compat-tests/run.sh          external clients (confluent-kafka, kafka-python, kcat)
 #                                   against target/release/sluice
-#   7. scripts/fuzz.sh --ci         each fuzz target briefly (needs nightly and cargo-fuzz, which
+#   7. compat-tests/client-suites/  client libraries' own integration suites (kafka-python's),
+#                                   unmodified, against the release binary
+#   8. scripts/fuzz.sh --ci         each fuzz target briefly (needs nightly and cargo-fuzz, which
 #                                   .ci/run installs; reported as not run without them)
 # Every step runs even if an earlier one failed (except that nothing runs without a build), so
 # one run reports everything. Exit status is non-zero if any step failed. The last line is a
@@ -70,6 +72,13 @@ run_abuse() {
 }
 step abuse run_abuse
 step compat run_compat
+run_client_suites() {
+  # Client libraries' own integration suites, unmodified, against the release binary.
+  timeout -k 30 "${SLUICE_CLIENT_SUITES_TIMEOUT:-900}" \
+    compat-tests/client-suites/kafka-python.sh "$logdir/kafka-python-suite.xml" 2>&1 | tee "$logdir/client-suites.log"
+  return "${PIPESTATUS[0]}"
+}
+step client-suites run_client_suites
 run_fuzz() {
   PATH="${CARGO_FUZZ_ROOT:-$HOME/.cache/sluice/cargo-fuzz}/bin:$PATH"
   if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
@@ -83,23 +92,28 @@ step fuzz run_fuzz
 
 # Totals from cargo's "test result:" lines and pytest's junit xml.
 read -r cp cf < <(awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } } END { print p + 0, f + 0 }' "$logdir/cargo-test.log" 2>/dev/null || echo "0 0")
-read -r pp pf ps < <(python3 - "$logdir/compat.xml" <<'PY' 2>/dev/null || echo "0 0 0"
+junit_totals() { # junit_totals XML...: "passed failed skipped" summed over pytest junit files
+  python3 - "$@" <<'PY' 2>/dev/null || echo "0 0 0"
 import sys, xml.etree.ElementTree as ET
-try:
-    root = ET.parse(sys.argv[1]).getroot()
-except Exception:
-    print(0, 0, 0); sys.exit()
-suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
-t = sum(int(s.get("tests", 0)) for s in suites)
-f = sum(int(s.get("failures", 0)) + int(s.get("errors", 0)) for s in suites)
-sk = sum(int(s.get("skipped", 0)) for s in suites)
+t = f = sk = 0
+for path in sys.argv[1:]:
+    try:
+        root = ET.parse(path).getroot()
+    except Exception:
+        continue
+    suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
+    t += sum(int(s.get("tests", 0)) for s in suites)
+    f += sum(int(s.get("failures", 0)) + int(s.get("errors", 0)) for s in suites)
+    sk += sum(int(s.get("skipped", 0)) for s in suites)
 print(t - f - sk, f, sk)
 PY
-)
+}
+read -r pp pf ps < <(junit_totals "$logdir/compat.xml")
+read -r sp sf ss < <(junit_totals "$logdir/kafka-python-suite.xml")
 # The abuse table's rows: "| name | ... | yes | yes | ..." passed, any "NO" failed.
 read -r ap af < <(awk -F'|' 'NF > 8 && $2 !~ /case|---/ { if ($5 ~ /yes/ && $6 ~ /yes/) p++; else f++ } END { print p + 0, f + 0 }' "$logdir/abuse.log" 2>/dev/null || echo "0 0")
 echo
-echo "cargo test: $cp passed, $cf failed | abuse: $ap passed, $af failed | compat (pytest): $pp passed, $pf failed, $ps skipped | $((SECONDS - start_all)) s"
+echo "cargo test: $cp passed, $cf failed | abuse: $ap passed, $af failed | compat (pytest): $pp passed, $pf failed, $ps skipped | client suites: $sp passed, $sf failed, $ss skipped | $((SECONDS - start_all)) s"
 if ((${#failed_steps[@]})); then
   echo "FAILED steps: ${failed_steps[*]} (logs in $logdir)"
 fi
@@ -110,8 +124,9 @@ for s in "${failed_steps[@]}"; do
     cargo-test) ((cf > 0)) || extra=$((extra + 1)) ;;
     abuse) ((af > 0)) || extra=$((extra + 1)) ;;
     compat) ((pf + ps > 0)) || extra=$((extra + 1)) ;;
+    client-suites) ((sf + ss > 0)) || extra=$((extra + 1)) ;;
     *) extra=$((extra + 1)) ;;
   esac
 done
-echo "total: $((cp + ap + pp)) passed, $((cf + af + pf + ps + extra)) failed"
+echo "total: $((cp + ap + pp + sp)) passed, $((cf + af + pf + ps + sf + ss + extra)) failed"
 ((${#failed_steps[@]} == 0))

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Runs kafka-python's own integration suite (producer, consumer, admin) against the release
+# `sluice` binary: the tests kafka-python's maintainers run against Apache Kafka, unmodified.
+#
+# The suite comes from the source distribution of the kafka-python version installed in the
+# compat venv (cached under ~/.cache/sluice/client-suites). Sluice starts with the settings
+# kafka-python's fixture gives Kafka (kafka-python/server.properties) and two log dirs; the
+# fixture then treats it as an external broker (KAFKA_URI). Tests listed in
+# kafka-python/deselect.txt are printed as NOT RUN, with the reason, and never counted.
+#
+# Usage: compat-tests/client-suites/kafka-python.sh [JUNIT_XML] [pytest args...]
+# Env: SLUICE_BIN, SLUICE_VENV as for compat-tests/run.sh.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+export SLUICE_BIN="${SLUICE_BIN:-${CARGO_TARGET_DIR:-$repo/target}/release/sluice}"
+export SLUICE_VENV="${SLUICE_VENV:-$HOME/.cache/sluice/compat-venv}"
+junit="${1:-}"
+(($# > 0)) && shift
+py="$SLUICE_VENV/bin/python"
+"$repo/compat-tests/setup-venv.sh" >/dev/null
+version="$("$py" -c 'import kafka; print(kafka.__version__)')"
+
+# The suite's sources: kafka-python's sdist of exactly the installed version.
+suite="${SLUICE_CLIENT_SUITES:-$HOME/.cache/sluice/client-suites}/kafka-python-$version"
+if [[ ! -f "$suite/.complete" ]]; then
+  rm -rf "$suite" && mkdir -p "$suite"
+  "$py" -m pip download -q --disable-pip-version-check --no-deps --no-binary :all: \
+    -d "$suite/dist" "kafka-python==$version"
+  tar -xzf "$suite"/dist/kafka_python-"$version".tar.gz -C "$suite" --strip-components=1
+  touch "$suite/.complete"
+fi
+cp "$here/kafka-python/service.py" "$suite/test/service.py"
+touch "$suite/test/__init__.py"
+
+work="$(mktemp -d)"
+port="$("$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+{
+  cat "$here/kafka-python/server.properties"
+  echo "listeners=PLAINTEXT://127.0.0.1:$port"
+  echo "advertised.listeners=PLAINTEXT://127.0.0.1:$port"
+  echo "log.dirs=$work/logs-a,$work/logs-b"
+  echo "metrics.listener=none"
+} >"$work/server.properties"
+"$SLUICE_BIN" "$work/server.properties" >"$work/broker.log" 2>&1 &
+broker=$!
+cleanup() {
+  kill "$broker" 2>/dev/null || true
+  wait "$broker" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+for _ in $(seq 100); do
+  if "$py" -c "import socket; socket.create_connection(('127.0.0.1', $port), 0.2)" 2>/dev/null; then break; fi
+  sleep 0.1
+done
+
+deselect=()
+while read -r id reason; do
+  [[ -z $id || $id == \#* ]] && continue
+  echo "kafka-python suite: NOT RUN: $id ($reason)"
+  deselect+=(--deselect "$id")
+done <"$here/kafka-python/deselect.txt"
+
+args=(-q -p no:cacheprovider -W ignore --timeout=180 -o junit_suite_name=kafka-python-suite)
+[[ -n $junit ]] && args+=(--junitxml="$junit")
+set +e
+(cd "$suite" && KAFKA_VERSION=4.1.0 KAFKA_ROOT="$suite" KAFKA_URI="PLAINTEXT://127.0.0.1:$port" \
+  PYTHONPATH="$suite" "$py" -m pytest "${args[@]}" "${deselect[@]}" \
+  test/integration/test_producer_integration.py test/integration/test_consumer_integration.py \
+  test/integration/test_admin_integration.py "$@")
+rc=$?
+set -e
+if ((rc != 0)); then
+  echo "kafka-python suite: failed (pytest exit $rc); broker log tail:"
+  tail -n 40 "$work/broker.log"
+fi
+exit $rc

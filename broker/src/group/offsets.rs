@@ -67,9 +67,12 @@ impl GroupCoordinator {
             .any(|p| p.group == group_id && p.topic == topic && p.partition == partition)
     }
 
-    /// OffsetCommit, and TxnOffsetCommit with `txn` (producer id, epoch): validates membership
-    /// and generation, then persists every valid offset. Transactional offsets are written as
-    /// part of the producer's transaction and take effect only when it commits. Returns a
+    /// OffsetCommit (at `api_version`), and TxnOffsetCommit with `txn` (producer id, epoch):
+    /// validates membership and generation as Kafka's OffsetMetadataManager does, then persists
+    /// every valid offset. Transactional offsets are written as part of the producer's
+    /// transaction and take effect only when it commits. Partitions of topics that do not exist
+    /// get UNKNOWN_TOPIC_OR_PARTITION before any group check (Kafka answers them from its
+    /// metadata cache first), and when no partition is left the group is not touched. Returns a
     /// top-level error, or per-partition errors keyed like the input.
     #[allow(clippy::too_many_arguments)]
     pub fn commit(
@@ -80,43 +83,28 @@ impl GroupCoordinator {
         instance_id: Option<&str>,
         offsets: Vec<(String, i32, OffsetAndMetadata)>,
         txn: Option<(i64, i16)>,
+        api_version: i16,
     ) -> Result<Vec<Option<ResponseError>>, ResponseError> {
         if group_id.is_empty() {
             return Err(ResponseError::InvalidGroupId);
         }
-        let simple = generation < 0 && member_id.is_empty();
-        let is_consumer = self.is_consumer_group(group_id);
-        let group = if simple || is_consumer {
-            self.get_or_create(group_id)
-        } else {
-            self.get(group_id).ok_or(ResponseError::UnknownMemberId)?
+        let topic_known: Vec<bool> =
+            offsets.iter().map(|(topic, _, _)| self.topics.partition_exists(topic, 0)).collect();
+        if !topic_known.iter().any(|k| *k) {
+            return Ok(vec![Some(ResponseError::UnknownTopicOrPartition); offsets.len()]);
+        }
+        let validated = self.validate_commit(group_id, generation, member_id, instance_id, txn.is_some(), api_version);
+        let group = match validated {
+            Ok(group) => group,
+            Err(e) if topic_known.iter().all(|k| *k) => return Err(e),
+            Err(e) => {
+                return Ok(topic_known
+                    .iter()
+                    .map(|known| Some(if *known { e } else { ResponseError::UnknownTopicOrPartition }))
+                    .collect())
+            }
         };
         let mut g = lock(&group);
-        if g.state == GroupState::Dead {
-            return Err(ResponseError::CoordinatorNotAvailable);
-        }
-        // A KIP-848 group: the member epoch stands in for the generation.
-        if let Some(check) = self.consumer_commit_check(group_id, member_id, generation) {
-            check?;
-        } else if !(simple && g.members.is_empty()) {
-            if let Some(instance) = instance_id {
-                if g.static_members.get(instance).is_some_and(|id| id != member_id) {
-                    return Err(ResponseError::FencedInstanceId);
-                }
-            }
-            if !g.members.contains_key(member_id) {
-                return Err(ResponseError::UnknownMemberId);
-            }
-            if generation != g.generation {
-                return Err(ResponseError::IllegalGeneration);
-            }
-            if g.state == GroupState::CompletingRebalance {
-                return Err(ResponseError::RebalanceInProgress);
-            }
-            if let Some(m) = g.members.get_mut(member_id) {
-                m.last_heartbeat = self.clock.now();
-            }
-        }
         let mut errors = Vec::with_capacity(offsets.len());
         let mut records = Vec::new();
         let mut accepted = Vec::new();
@@ -158,6 +146,67 @@ impl GroupCoordinator {
             }
         }
         Ok(errors)
+    }
+
+    /// The group an offset commit goes to, once the committer may commit to it (Kafka's
+    /// `validateOffsetCommit` / `validateTransactionalOffsetCommit` and the groups' own checks).
+    fn validate_commit(
+        &self,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+        transactional: bool,
+        api_version: i16,
+    ) -> Result<GroupRef, ResponseError> {
+        let is_consumer = self.is_consumer_group(group_id);
+        let group = match self.get(group_id) {
+            Some(group) => group,
+            // A consumer group keeps its offsets in a classic group entry created with it.
+            None if is_consumer => self.get_or_create(group_id),
+            // No such group: a commit without group management (admin tools, consumers that
+            // `assign()`) creates a simple group; anything else names a generation that never was.
+            None if generation < 0 => self.get_or_create(group_id),
+            None if !transactional && api_version >= 9 => return Err(ResponseError::GroupIdNotFound),
+            None => return Err(ResponseError::IllegalGeneration),
+        };
+        let mut g = lock(&group);
+        if g.state == GroupState::Dead {
+            return Err(ResponseError::CoordinatorNotAvailable);
+        }
+        // A KIP-848 group: the member epoch stands in for the generation.
+        if let Some(check) =
+            self.consumer_commit_check(group_id, member_id, instance_id, generation, transactional, api_version)
+        {
+            check?;
+        } else if generation < 0 && g.state == GroupState::Empty {
+            // Without group management: accepted while the group has no members.
+        } else if generation >= 0 || !member_id.is_empty() || instance_id.is_some() {
+            if let Some(instance) = instance_id {
+                if g.static_members.get(instance).is_some_and(|id| id != member_id) {
+                    return Err(ResponseError::FencedInstanceId);
+                }
+            }
+            if !g.members.contains_key(member_id) {
+                return Err(ResponseError::UnknownMemberId);
+            }
+            if generation != g.generation {
+                return Err(ResponseError::IllegalGeneration);
+            }
+        } else if !transactional {
+            // No member id and no generation (the oldest clients): only into an empty group.
+            return Err(ResponseError::UnknownMemberId);
+        }
+        if self.consumer_group(group_id).is_none() {
+            if !transactional && g.state == GroupState::CompletingRebalance {
+                return Err(ResponseError::RebalanceInProgress);
+            }
+            if let Some(m) = g.members.get_mut(member_id) {
+                m.last_heartbeat = self.clock.now();
+            }
+        }
+        drop(g);
+        Ok(group)
     }
 
     /// OffsetFetch: the committed offsets of `partitions` (or of every partition when `None`).

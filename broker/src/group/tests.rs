@@ -184,7 +184,7 @@ async fn offsets_expire_after_the_retention_period() {
     let committed_at = f.clock.now_ms();
     let offset =
         OffsetAndMetadata { offset: 42, leader_epoch: 0, metadata: "m".into(), commit_timestamp: committed_at };
-    let errors = c.commit("standalone", -1, "", None, vec![("t".into(), 0, offset.clone())], None).expect("commit");
+    let errors = c.commit("standalone", -1, "", None, vec![("t".into(), 0, offset.clone())], None, 9).expect("commit");
     assert_eq!(errors, vec![None]);
     let fetch = |c: &GroupCoordinator| c.fetch_offsets("standalone", Some(vec![("t".into(), 0)]))[0].1.clone();
     assert_eq!(fetch(c), Some(offset.clone()));
@@ -207,7 +207,7 @@ async fn a_partition_loads_and_unloads_on_its_own() {
     let f = fixture();
     let c = &f.coordinator;
     let offset = OffsetAndMetadata { offset: 7, leader_epoch: -1, metadata: String::new(), commit_timestamp: 1 };
-    c.commit("standalone", -1, "", None, vec![("t".into(), 1, offset.clone())], None).expect("commit");
+    c.commit("standalone", -1, "", None, vec![("t".into(), 1, offset.clone())], None, 9).expect("commit");
     let p = c.partition_for("standalone");
 
     let replayed = fixture_on(f.log.clone(), f.clock.clone());
@@ -228,7 +228,42 @@ async fn a_failed_write_leaves_committed_offsets_unchanged() {
     let c = &f.coordinator;
     let offset = OffsetAndMetadata { offset: 1, leader_epoch: -1, metadata: String::new(), commit_timestamp: 1 };
     f.log.fail_appends(true);
-    let result = c.commit("standalone", -1, "", None, vec![("t".into(), 0, offset)], None);
+    let result = c.commit("standalone", -1, "", None, vec![("t".into(), 0, offset)], None, 9);
     assert_eq!(result, Err(ResponseError::CoordinatorNotAvailable));
     assert_eq!(c.fetch_offsets("standalone", Some(vec![("t".into(), 0)]))[0].1, None);
+}
+
+/// Offset commits validated as Kafka's OffsetMetadataManager does: commits without group
+/// management (member epoch / generation -1) create a simple group whatever member id they carry;
+/// a generation for a group that never existed is GROUP_ID_NOT_FOUND from OffsetCommit v9
+/// (ILLEGAL_GENERATION before, and for TxnOffsetCommit); topics that do not exist are answered
+/// before any group check.
+#[tokio::test]
+async fn offset_commits_are_validated_as_kafka_does() {
+    let f = fixture();
+    let c = &f.coordinator;
+    let offset = OffsetAndMetadata { offset: 5, leader_epoch: -1, metadata: "md".into(), commit_timestamp: 1 };
+    let at = |p: i32| vec![("t".to_string(), p, offset.clone())];
+
+    // librdkafka with group.protocol=consumer and assign(): its own member id, epoch -1.
+    assert_eq!(c.commit("assigned", -1, "client-generated-id", None, at(0), None, 9), Ok(vec![None]));
+    assert_eq!(c.fetch_offsets("assigned", Some(vec![("t".into(), 0)]))[0].1, Some(offset.clone()));
+    // The group is now an empty simple group: still open to such commits.
+    assert_eq!(c.commit("assigned", -1, "another-id", None, at(1), None, 9), Ok(vec![None]));
+
+    assert_eq!(c.commit("never", 3, "m", None, at(0), None, 9), Err(ResponseError::GroupIdNotFound));
+    assert_eq!(c.commit("never", 3, "m", None, at(0), None, 8), Err(ResponseError::IllegalGeneration));
+    assert_eq!(c.commit("never", 3, "m", None, at(0), Some((1, 0)), 5), Err(ResponseError::IllegalGeneration));
+
+    let unknown = vec![("no-such-topic".to_string(), 0, offset.clone())];
+    assert_eq!(
+        c.commit("never", 3, "m", None, unknown.clone(), None, 9),
+        Ok(vec![Some(ResponseError::UnknownTopicOrPartition)]),
+        "an unknown topic is answered before the group is looked at"
+    );
+    let mixed = [at(0), unknown].concat();
+    assert_eq!(
+        c.commit("never", 3, "m", None, mixed, None, 9),
+        Ok(vec![Some(ResponseError::GroupIdNotFound), Some(ResponseError::UnknownTopicOrPartition)])
+    );
 }

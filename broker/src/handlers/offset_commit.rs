@@ -47,6 +47,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: OffsetCommi
         req.group_instance_id.as_deref(),
         offsets,
         None,
+        ctx.api_version,
     );
     let mut codes = partition_codes(&result);
     let mut resp = OffsetCommitResponse::default();

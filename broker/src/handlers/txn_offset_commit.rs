@@ -84,6 +84,7 @@ async fn commit(
         req.group_instance_id.as_deref(),
         offsets,
         Some((req.producer_id.0, req.producer_epoch)),
+        ctx.api_version,
     );
     drop(guard);
     if !denied.iter().any(|d| *d) {

@@ -732,13 +732,31 @@ impl ConsumerGroup {
     }
 
     /// Validates an OffsetCommit (Kafka's `ConsumerGroup.validateOffsetCommit`).
-    pub fn validate_offset_commit(&self, member_id: &str, member_epoch: i32) -> Result<(), ResponseError> {
+    pub fn validate_offset_commit(
+        &self,
+        member_id: &str,
+        instance_id: Option<&str>,
+        member_epoch: i32,
+        transactional: bool,
+        api_version: i16,
+    ) -> Result<(), ResponseError> {
+        // Epoch -1: an admin client or a consumer without group management, fine while the
+        // group has no members.
         if member_epoch < 0 && self.members.is_empty() {
             return Ok(());
         }
+        // TxnOffsetCommit before v3 carries no member information at all.
+        if transactional && member_epoch == -1 && member_id.is_empty() && instance_id.is_none() {
+            return Ok(());
+        }
         let m = self.members.get(member_id).ok_or(ResponseError::UnknownMemberId)?;
+        // Members of the consumer protocol commit with OffsetCommit v9+ (the member epoch).
+        if !transactional && api_version < 9 {
+            return Err(ResponseError::UnsupportedVersion);
+        }
         if member_epoch != m.member_epoch {
-            return Err(ResponseError::StaleMemberEpoch);
+            // TxnOffsetCommit has no STALE_MEMBER_EPOCH; Kafka answers ILLEGAL_GENERATION.
+            return Err(if transactional { ResponseError::IllegalGeneration } else { ResponseError::StaleMemberEpoch });
         }
         Ok(())
     }

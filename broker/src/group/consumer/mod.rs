@@ -257,11 +257,14 @@ impl GroupCoordinator {
         &self,
         group_id: &str,
         member_id: &str,
+        instance_id: Option<&str>,
         member_epoch: i32,
+        transactional: bool,
+        api_version: i16,
     ) -> Option<Result<(), ResponseError>> {
         let group = self.consumer_group(group_id)?;
         let g = lock_consumer(&group);
-        Some(g.validate_offset_commit(member_id, member_epoch))
+        Some(g.validate_offset_commit(member_id, instance_id, member_epoch, transactional, api_version))
     }
 
     /// OffsetFetch v9+ member check; Ok for groups that are not consumer groups.

@@ -39,6 +39,11 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most cleaner workers, whatever `log.cleaner.threads` says.
 pub const MAX_CLEANER_THREADS: usize = 16;
 
+/// Most offending records a rejected Produce lists (Kafka lists all of them; a batch can hold
+/// millions). Each entry is an index and a message of about 100 bytes, so a rejection stays
+/// near 1 MiB; records past the limit fail with the rest of the batch.
+pub const RECORD_ERRORS_MAX: usize = 10_000;
+
 // The writer drains at most what the queue can hold, and never fewer than one response.
 const _: () = assert!(MAX_RESPONSES_PER_WRITE >= 1 && MAX_RESPONSES_PER_WRITE <= RESPONSE_QUEUE_DEPTH);
 // A response is at least a size prefix and a body chunk; linux's IOV_MAX is 1024.

@@ -12,6 +12,7 @@ use kafka_protocol::ResponseError;
 use sluice_protocol::batch::{BatchError, RecordBatch, TimestampType, DECOMPRESSED_BATCH_BYTES_MAX};
 use sluice_protocol::records::BatchBuilder;
 
+use crate::limits::RECORD_ERRORS_MAX;
 use crate::topic_config::{TopicCompression, TopicConfig};
 
 /// A rejected batch: the partition error, an optional message and per-record errors (KIP-467).
@@ -106,11 +107,11 @@ pub fn validate_batch(
     }
 
     // One pass over the records in place. Only what a rejection or a rewrite needs is kept: the
-    // first offender of each kind and the largest timestamp, so memory does not grow with the
-    // record count (a 1 MiB zstd batch can hold millions of records).
+    // offending records (at most RECORD_ERRORS_MAX of them) and the largest timestamp, so memory
+    // does not grow with the record count (a 1 MiB zstd batch can hold millions of records).
     let base_timestamp = batch.base_timestamp();
-    let mut first_missing_key: Option<usize> = None;
-    let mut first_bad_timestamp: Option<(usize, i64, i32)> = None;
+    let mut record_errors: Vec<(i32, String)> = Vec::new();
+    let mut any_bad_timestamp = false;
     let mut max_timestamp: Option<i64> = None;
     let (section, summary) = batch
         .walk_records(DECOMPRESSED_BATCH_BYTES_MAX, |index, record| {
@@ -119,38 +120,41 @@ pub fn validate_batch(
             max_timestamp = Some(max_timestamp.map_or(timestamp, |m| m.max(timestamp)));
             // Kafka's LogValidator reports one error per record, the missing key before the
             // timestamp.
-            if config.compact && record.key.is_none() {
-                first_missing_key.get_or_insert(index);
+            let error = if config.compact && record.key.is_none() {
+                Some(format!("Compacted topic cannot accept message without key in topic partition {topic_partition}."))
             } else if check_records_ts {
                 let ts = base_timestamp.saturating_add(record.timestamp_delta);
-                if ts >= 0 && (ts < lower || ts > upper) {
-                    first_bad_timestamp.get_or_insert((index, ts, record.offset_delta));
+                (ts >= 0 && (ts < lower || ts > upper)).then(|| {
+                    any_bad_timestamp = true;
+                    format!(
+                        "Timestamp {ts} of message with offset {} is out of range. The timestamp should be within [{lower}, {upper}]",
+                        record.offset_delta
+                    )
+                })
+            } else {
+                None
+            };
+            if let Some(message) = error {
+                if record_errors.len() < RECORD_ERRORS_MAX {
+                    record_errors.push((record_index(index), message));
                 }
             }
         })
         .map_err(|e| batch_rejection(&e))?;
 
-    // Kafka answers INVALID_TIMESTAMP if any record has a bad timestamp, INVALID_RECORD otherwise,
-    // and lists every offender; only the first is listed here, so the response stays small
-    // whatever the record count (clients fail the whole batch either way).
-    if let Some((index, ts, offset_delta)) = first_bad_timestamp {
+    // Kafka lists every offending record (librdkafka fails those with INVALID_RECORD and the rest
+    // of the batch with _INVALID_DIFFERENT_RECORD), and answers INVALID_TIMESTAMP if any of them
+    // has a bad timestamp, INVALID_RECORD otherwise.
+    if !record_errors.is_empty() {
+        let (code, why) = if any_bad_timestamp {
+            (ResponseError::InvalidTimestamp, "invalid timestamp")
+        } else {
+            (ResponseError::InvalidRecord, "missing keys")
+        };
         return Err(Rejection {
-            code: ResponseError::InvalidTimestamp,
-            message: Some(format!("One or more records have been rejected due to invalid timestamp in {topic_partition}")),
-            record_errors: vec![(
-                record_index(index),
-                format!("Timestamp {ts} of message with offset {offset_delta} is out of range. The timestamp should be within [{lower}, {upper}]"),
-            )],
-        });
-    }
-    if let Some(index) = first_missing_key {
-        return Err(Rejection {
-            code: ResponseError::InvalidRecord,
-            message: Some(format!("One or more records have been rejected due to missing keys in {topic_partition}")),
-            record_errors: vec![(
-                record_index(index),
-                format!("Compacted topic cannot accept message without key in topic partition {topic_partition}."),
-            )],
+            code,
+            message: Some(format!("One or more records have been rejected due to {why} in {topic_partition}")),
+            record_errors,
         });
     }
 

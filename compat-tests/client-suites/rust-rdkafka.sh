@@ -47,9 +47,12 @@ target="$cache/rdkafka-target"
 test_bin() { find "$target/debug/deps" -maxdepth 1 -type f -executable -name "$1-*" -printf '%T@ %p\n' | sort -rn | head -n1 | cut -d' ' -f2; }
 
 work="$(mktemp -d)"
+# Some tests produce records with CreateTime 1111 (1970): time retention deletes those at its
+# first pass, under Kafka as here, and the consumers waiting for them would hang. The suite's
+# broker runs that pass hourly instead of every 5 minutes.
 printf '%s\n' "node.id=0" "num.partitions=3" "listeners=PLAINTEXT://127.0.0.1:9092" \
   "advertised.listeners=PLAINTEXT://localhost:9092" "log.dirs=$work/data" "metrics.listener=none" \
-  >"$work/server.properties"
+  "log.retention.check.interval.ms=3600000" >"$work/server.properties"
 "$SLUICE_BIN" "$work/server.properties" >"$work/broker.log" 2>&1 &
 broker=$!
 cleanup() {
@@ -64,18 +67,31 @@ for _ in $(seq 100); do
 done
 kill -0 "$broker" 2>/dev/null || { echo "rust-rdkafka suite: broker did not start (is port 9092 taken?)"; cat "$work/broker.log"; exit 1; }
 
+# Tests not run, printed as NOT RUN with the reason and never counted.
+skip=()
+while read -r id reason; do
+  [[ -z $id || $id == \#* ]] && continue
+  echo "rust-rdkafka suite: NOT RUN: $id ($reason)"
+  skip+=(--skip "$id")
+done <"$here/rust-rdkafka/deselect.txt"
+((${#skip[@]})) && skip+=(--exact)
+
 run() { # run LABEL TEST_BINARY [ENV=VALUE...]
-  local label=$1 bin out="$work/run.log"
+  local label=$1 bin out
+  out="$logs/rust-rdkafka-$2${3:+-${3##*=}}.log"
   bin="$(test_bin "$2")"
   shift 2
   echo "== rust-rdkafka $label"
   (cd "$src" && env KAFKA_HOST=localhost:9092 KAFKA_VERSION=4.1 RUST_LOG=off "$@" \
-    timeout -k 10 600 "$bin" --test-threads=4 >"$out" 2>&1) || true
+    timeout -k 10 600 "$bin" --test-threads=4 "${skip[@]}" >"$out" 2>&1) || true
   # The tests log with `debug=all` (-a: grep must not call that binary). A run without its
   # "test result:" line (a crash, the timeout) is a failure.
   grep -aE '^test |^test result:|panicked|^  (left|right)' "$out" || true
   grep -aq '^test result:' "$out" || echo "test result: FAILED. 0 passed; 1 failed (no result from $label)"
 }
+# Each run's full output (librdkafka debug logs) stays in SLUICE_SUITE_LOGS when set.
+logs="${SLUICE_SUITE_LOGS:-$work}"
+mkdir -p "$logs"
 logf="$work/suite.log"
 {
   for t in test_admin test_metadata test_high_producers test_low_producers test_transactions \

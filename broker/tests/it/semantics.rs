@@ -195,15 +195,23 @@ async fn produce_validation_uses_kafka_error_codes() {
     let r = produce(&mut c, "pv", 0, b.build().expect("batch")).await;
     assert_eq!(r.error_code, 32);
     assert_eq!(r.record_errors.iter().map(|e| e.batch_index).collect::<Vec<_>>(), vec![1]);
-    // A compacted topic needs keys.
+    // A compacted topic needs keys: every keyless record is listed (librdkafka fails exactly
+    // those with INVALID_RECORD, and the rest of the batch with _INVALID_DIFFERENT_RECORD).
     let keyless = sluice_protocol::records::BatchBuilder {
         base_timestamp: now,
-        records: vec![sluice_protocol::records::Record { value: Some(Bytes::from_static(b"v")), ..Default::default() }],
+        records: (0..4)
+            .map(|i| sluice_protocol::records::Record {
+                offset_delta: i,
+                key: (i % 2 == 0).then(|| Bytes::from_static(b"k")),
+                value: Some(Bytes::from_static(b"v")),
+                ..Default::default()
+            })
+            .collect(),
         ..Default::default()
     };
     let r = produce(&mut c, "compacted", 0, keyless.build().expect("batch")).await;
     assert_eq!(r.error_code, 87);
-    assert_eq!(r.record_errors.len(), 1);
+    assert_eq!(r.record_errors.iter().map(|e| e.batch_index).collect::<Vec<_>>(), vec![1, 3]);
     // Unknown topic, bad acks.
     assert_eq!(produce(&mut c, "nope", 0, sluice_batch_one("x")).await.error_code, 3);
     assert_eq!(produce(&mut c, "pv", 5, sluice_batch_one("x")).await.error_code, 3);

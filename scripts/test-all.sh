@@ -73,10 +73,18 @@ run_abuse() {
 step abuse run_abuse
 step compat run_compat
 run_client_suites() {
-  # Client libraries' own integration suites, unmodified, against the release binary.
+  # Client libraries' own integration suites, unmodified, against the release binary: each runs
+  # even if one before it failed.
+  local rc=0
   timeout -k 30 "${SLUICE_CLIENT_SUITES_TIMEOUT:-900}" \
     compat-tests/client-suites/kafka-python.sh "$logdir/kafka-python-suite.xml" 2>&1 | tee "$logdir/client-suites.log"
-  return "${PIPESTATUS[0]}"
+  ((PIPESTATUS[0] == 0)) || rc=1
+  for suite in rust-rdkafka librdkafka; do
+    timeout -k 30 "${SLUICE_CLIENT_SUITES_TIMEOUT:-2400}" \
+      "compat-tests/client-suites/$suite.sh" 2>&1 | tee -a "$logdir/client-suites.log"
+    ((PIPESTATUS[0] == 0)) || rc=1
+  done
+  return $rc
 }
 step client-suites run_client_suites
 run_fuzz() {
@@ -110,6 +118,12 @@ PY
 }
 read -r pp pf ps < <(junit_totals "$logdir/compat.xml")
 read -r sp sf ss < <(junit_totals "$logdir/kafka-python-suite.xml")
+# rust-rdkafka's "test result:" lines and librdkafka's summary rows ("| 0001_multiobj | PASSED |").
+read -r rp rf < <(awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+  /^\| [0-9][0-9][0-9][0-9]_/ { if ($4 == "PASSED") p++; else if ($4 == "FAILED") f++ } END { print p + 0, f + 0 }' \
+  <(sed 's/\x1b\[[0-9;]*m//g' "$logdir/client-suites.log" 2>/dev/null) 2>/dev/null || echo "0 0")
+sp=$((sp + rp))
+sf=$((sf + rf))
 # The abuse table's rows: "| name | ... | yes | yes | ..." passed, any "NO" failed.
 read -r ap af < <(awk -F'|' 'NF > 8 && $2 !~ /case|---/ { if ($5 ~ /yes/ && $6 ~ /yes/) p++; else f++ } END { print p + 0, f + 0 }' "$logdir/abuse.log" 2>/dev/null || echo "0 0")
 echo

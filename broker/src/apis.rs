@@ -50,3 +50,49 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
 pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
     SUPPORTED_APIS.iter().find(|(k, _, _)| *k == key).map(|(_, min, max)| (*min, *max))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The compatibility table in README.md: `| Name (key) | Sluice versions or "not served" |
+    /// ...` rows, by key.
+    fn readme_rows() -> Vec<(i16, String, String)> {
+        include_str!("../../README.md")
+            .lines()
+            .filter_map(|line| {
+                let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+                let (name, key) = cells.get(1)?.strip_suffix(')')?.split_once(" (")?;
+                let key: i16 = key.parse().ok()?;
+                Some((key, name.to_string(), cells.get(2)?.to_string()))
+            })
+            .collect()
+    }
+
+    fn range_text(min: i16, max: i16) -> String {
+        if min == max {
+            min.to_string()
+        } else {
+            format!("{min}–{max}")
+        }
+    }
+
+    /// Every advertised API has its README row with the advertised range, and every row that
+    /// gives a range names an advertised API: the table users read is the one ApiVersions answers.
+    #[test]
+    fn readme_compatibility_table_matches_the_advertised_versions() {
+        let rows = readme_rows();
+        for (key, min, max) in SUPPORTED_APIS {
+            let row = rows.iter().find(|(k, _, _)| *k == *key as i16);
+            let (_, name, served) = row.unwrap_or_else(|| panic!("README has no row for {key:?}"));
+            assert_eq!(name, &format!("{key:?}"), "README row name for key {}", *key as i16);
+            assert_eq!(served, &range_text(*min, *max), "README range for {key:?}");
+        }
+        for (key, name, served) in &rows {
+            if served != "not served" {
+                let advertised = SUPPORTED_APIS.iter().any(|(k, _, _)| *k as i16 == *key);
+                assert!(advertised, "README lists {name} ({key}) as served at {served}, but it is not advertised");
+            }
+        }
+    }
+}

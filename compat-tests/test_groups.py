@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition, ConsumerGroupTopicPartitions
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition, ConsumerGroupTopicPartitions
 from confluent_kafka.admin import AdminClient, NewTopic
 from kafka import KafkaConsumer, KafkaAdminClient
 from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
@@ -178,3 +178,39 @@ def test_admin_clients_manage_groups_and_offsets(broker, topic):
     assert group not in {g.group_id for g in listed.valid}
     res = admin.list_consumer_group_offsets(offsets_req)[group].result(timeout=15)
     assert all(tp.offset < 0 for tp in res.topic_partitions), "offsets gone with the group"
+
+
+@pytest.mark.parametrize("protocol", ["classic", "consumer"])
+@pytest.mark.timeout(120)
+def test_assign_consumers_commit_to_a_group_without_members(broker, topic, protocol):
+    """A consumer that assign()s (no group membership) commits with metadata under either group
+    protocol, as against Kafka: with `group.protocol=consumer` librdkafka sends its own member id
+    and epoch -1, which Kafka accepts for a group without members. A commit for a topic that does
+    not exist fails with UNKNOWN_TOPIC_OR_PARTITION for that partition, not with a member error."""
+    create(broker.bootstrap, topic, 2)
+    produce(broker.bootstrap, topic, {0: ["a", "b", "c"], 1: ["d"]})
+    group = f"assigned-{protocol}-{time.time_ns()}"
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group, "group.protocol": protocol,
+                  "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    try:
+        c.assign([TopicPartition(topic, 0, 0), TopicPartition(topic, 1, 0)])
+        got = []
+        deadline = time.time() + 30
+        while len(got) < 4 and time.time() < deadline:
+            m = c.poll(0.5)
+            if m is not None and m.error() is None:
+                got.append((m.partition(), m.value().decode()))
+        assert sorted(got) == [(0, "a"), (0, "b"), (0, "c"), (1, "d")]
+
+        committed = c.commit(offsets=[TopicPartition(topic, 0, 3, metadata="checkpoint-0"),
+                                      TopicPartition(topic, 1, 1, metadata="checkpoint-1")],
+                             asynchronous=False)
+        assert [(tp.partition, tp.offset, tp.error) for tp in committed] == [(0, 3, None), (1, 1, None)]
+        back = c.committed([TopicPartition(topic, 0), TopicPartition(topic, 1)], timeout=15)
+        assert [(tp.offset, tp.metadata) for tp in back] == [(3, "checkpoint-0"), (1, "checkpoint-1")]
+
+        with pytest.raises(KafkaException) as e:
+            c.commit(offsets=[TopicPartition(f"{topic}-missing", 0, 1)], asynchronous=False)
+        assert e.value.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+    finally:
+        c.close()

@@ -128,8 +128,44 @@ async fn api_versions() {
         let resp: ApiVersionsResponse = r.c.call(ApiKey::ApiVersions, v, &req).await;
         assert_eq!(resp.error_code, 0);
         assert_eq!(resp.api_keys.len(), SUPPORTED_APIS.len());
+        if v < 3 {
+            continue;
+        }
+        // Kafka 4.1's supported features; below v4 only those whose minimum is not 0.
+        let supported: HashMap<&str, (i16, i16)> =
+            resp.supported_features.iter().map(|f| (f.name.as_str(), (f.min_version, f.max_version))).collect();
+        let mut expected = HashMap::from([("metadata.version", (7, 27))]);
+        if v >= 4 {
+            expected.extend([
+                ("kraft.version", (0, 1)),
+                ("transaction.version", (0, 2)),
+                ("group.version", (0, 1)),
+                ("eligible.leader.replicas.version", (0, 1)),
+            ]);
+        }
+        assert_eq!(supported, expected, "v{v}");
+        // What a fresh 4.1 node finalizes.
+        assert_eq!(
+            finalized(&resp),
+            HashMap::from([
+                ("metadata.version".to_string(), 27),
+                ("kraft.version".to_string(), 1),
+                ("transaction.version".to_string(), 2),
+                ("group.version".to_string(), 1),
+                ("eligible.leader.replicas.version".to_string(), 1),
+            ]),
+            "v{v}"
+        );
+        assert!(resp.finalized_features.iter().all(|f| f.min_version_level == f.max_version_level));
+        assert_eq!(resp.finalized_features_epoch, 1, "v{v}");
+        assert!(!resp.zk_migration_ready);
     }
     r.shutdown().await;
+}
+
+/// The finalized levels of an ApiVersions v3+ response.
+fn finalized(resp: &ApiVersionsResponse) -> HashMap<String, i16> {
+    resp.finalized_features.iter().map(|f| (f.name.to_string(), f.max_version_level)).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1057,12 +1057,25 @@ async fn end_txn_step(r: &mut Rig, v: i16) {
     req.committed = true;
     let resp: EndTxnResponse = r.c.call(ApiKey::EndTxn, v, &req).await;
     assert_eq!(resp.error_code, 0, "v{v}");
-    // A retry of the same EndTxn succeeds; the opposite outcome is INVALID_TXN_STATE.
+    // v5 (transactions v2) bumps the epoch and says so; before, the response has no such fields.
+    let next = if v >= 5 { (pid, epoch + 1) } else { (ProducerId(-1), -1) };
+    assert_eq!((resp.producer_id, resp.producer_epoch), next, "v{v}");
+    // A retry of the same EndTxn succeeds (with the same answer); the opposite outcome is
+    // INVALID_TXN_STATE.
     let resp: EndTxnResponse = r.c.call(ApiKey::EndTxn, v, &req).await;
-    assert_eq!(resp.error_code, 0, "retry v{v}");
+    assert_eq!((resp.error_code, resp.producer_id, resp.producer_epoch), (0, next.0, next.1), "retry v{v}");
     req.committed = false;
     let resp: EndTxnResponse = r.c.call(ApiKey::EndTxn, v, &req).await;
     assert_eq!(resp.error_code, 48, "v{v}");
+    if v >= 5 {
+        // The bumped epoch can abort an empty transaction (bumping again); the old one is fenced.
+        req.producer_epoch = epoch + 1;
+        let resp: EndTxnResponse = r.c.call(ApiKey::EndTxn, v, &req).await;
+        assert_eq!((resp.error_code, resp.producer_id, resp.producer_epoch), (0, pid, epoch + 2), "v{v}");
+        req.producer_epoch = epoch - 1;
+        let resp: EndTxnResponse = r.c.call(ApiKey::EndTxn, v, &req).await;
+        assert_eq!(resp.error_code, 90, "PRODUCER_FENCED v{v}");
+    }
 }
 
 /// A committed transaction per EndTxn version (`rt-txn-end-0`, ...), each leaving a marker in rt-0.
@@ -1086,13 +1099,16 @@ async fn txn_offset_commit() {
         let id = format!("rt-txn-toc-{v}");
         let group = format!("rt-txn-toc-group-{v}");
         let (pid, epoch) = init_txn(&mut r.c, &id).await;
-        let mut add = AddOffsetsToTxnRequest::default();
-        add.transactional_id = TransactionalId(StrBytes::from_string(id.clone()));
-        add.producer_id = pid;
-        add.producer_epoch = epoch;
-        add.group_id = GroupId(StrBytes::from_string(group.clone()));
-        let resp: AddOffsetsToTxnResponse = r.c.call(ApiKey::AddOffsetsToTxn, 0, &add).await;
-        assert_eq!(resp.error_code, 0);
+        if v < 5 {
+            // From v5 (transactions v2) the commit adds the offsets partition itself.
+            let mut add = AddOffsetsToTxnRequest::default();
+            add.transactional_id = TransactionalId(StrBytes::from_string(id.clone()));
+            add.producer_id = pid;
+            add.producer_epoch = epoch;
+            add.group_id = GroupId(StrBytes::from_string(group.clone()));
+            let resp: AddOffsetsToTxnResponse = r.c.call(ApiKey::AddOffsetsToTxn, 0, &add).await;
+            assert_eq!(resp.error_code, 0);
+        }
         let mut req = TxnOffsetCommitRequest::default();
         req.transactional_id = TransactionalId(StrBytes::from_string(id.clone()));
         req.group_id = GroupId(StrBytes::from_string(group.clone()));

@@ -34,13 +34,14 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::DescribeLogDirs, 1, 4),
+    (ApiKey::UpdateFeatures, 0, 2),
     (ApiKey::InitProducerId, 0, 5),
-    // Transactions. EndTxn v5 and TxnOffsetCommit v5 belong to `transaction.version` 2
-    // (KIP-890 part 2), which is not advertised, so clients never need them.
+    // Transactions. EndTxn v5 and TxnOffsetCommit v5 (with Produce v12+) are transactions v2
+    // (KIP-890 part 2), which Kafka 4.x clients use when `transaction.version` ≥ 2 is finalized.
     (ApiKey::AddPartitionsToTxn, 0, 5),
     (ApiKey::AddOffsetsToTxn, 0, 4),
-    (ApiKey::EndTxn, 0, 4),
-    (ApiKey::TxnOffsetCommit, 0, 4),
+    (ApiKey::EndTxn, 0, 5),
+    (ApiKey::TxnOffsetCommit, 0, 5),
     (ApiKey::DescribeTransactions, 0, 0),
     (ApiKey::ListTransactions, 0, 2),
     (ApiKey::DescribeProducers, 0, 0),

@@ -1,5 +1,6 @@
 //! The broker's side of the coordinators' narrow interfaces: internal-topic logs, the topics
-//! view, transaction markers on data partitions and producer ids, each backed by the broker's
+//! view, transaction markers on data partitions, producer ids and the finalized
+//! `transaction.version`, each backed by the broker's
 //! metadata and partition logs. The coordinators are built inside `Arc::new_cyclic` with the
 //! broker, so these hold a `Weak<Broker>`; once the broker is gone every call fails (or reports
 //! nothing), which only happens while the process exits.
@@ -14,7 +15,7 @@ use crate::broker::{ApiError, Broker, LEADER_EPOCH};
 use crate::group::consumer::TopicsImage;
 use crate::group::TopicsView;
 use crate::internal_log::{build_batch, InternalLog, KeyValue};
-use crate::txn::{MarkerError, ProducerIdSource, TxnMarkerWriter};
+use crate::txn::{MarkerError, ProducerIdSource, TxnMarkerWriter, TxnVersionSource};
 
 fn gone() -> ApiError {
     ApiError::new(ResponseError::CoordinatorNotAvailable, "the broker is shutting down")
@@ -150,6 +151,15 @@ impl TxnMarkerWriter for BrokerMarkerWriter {
     }
 }
 
+/// The finalized `transaction.version` from the broker's metadata.
+pub struct BrokerTxnVersion(pub Weak<Broker>);
+
+impl TxnVersionSource for BrokerTxnVersion {
+    fn transaction_version(&self) -> i16 {
+        self.0.upgrade().map_or(0, |b| b.metadata.feature_level(crate::features::TRANSACTION_VERSION))
+    }
+}
+
 impl ProducerIdSource for crate::producer_id::ProducerIdManager {
     fn generate(&self) -> std::io::Result<i64> {
         crate::producer_id::ProducerIdManager::generate(self)
@@ -189,6 +199,7 @@ pub fn coordinators(
                 completed: metrics.transactions.completed.clone(),
                 timed_out: metrics.transactions.timed_out.clone(),
             },
+            versions: Arc::new(BrokerTxnVersion(weak.clone())),
         },
     ));
     (groups, txns)

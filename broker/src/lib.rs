@@ -13,6 +13,7 @@ pub mod config_admin;
 pub mod context;
 pub mod coordinator_io;
 pub mod error;
+pub mod features;
 pub mod fetch_session;
 pub mod group;
 pub mod handlers;

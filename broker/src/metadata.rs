@@ -1,5 +1,5 @@
-//! Cluster metadata on one node: the cluster id, and every topic's name, id, partition count and
-//! explicit configs. Persisted as JSON in the first log dir (`sluice-metadata.json`, replaced
+//! Cluster metadata on one node: the cluster id, every topic's name, id, partition count and
+//! explicit configs, dynamic broker configs and the finalized feature levels. Persisted as JSON in the first log dir (`sluice-metadata.json`, replaced
 //! atomically: write temp, fsync, rename, fsync dir) so topics and ids survive restarts.
 //!
 //! Thread-safety: a `std::sync::RwLock` guards the in-memory state; it is never held across an
@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::config::Config;
+use crate::features::FinalizedFeatures;
 use crate::topic_config::{BrokerLayers, BrokerView, DynamicBrokerConfigs, TopicConfig};
 
 /// One topic as the cluster knows it.
@@ -49,6 +50,9 @@ struct Persisted {
     /// broker's (AlterConfigs / IncrementalAlterConfigs on BROKER resources).
     #[serde(default)]
     broker_configs: BTreeMap<String, BTreeMap<String, String>>,
+    /// The finalized feature levels (absent in a store written before Sluice finalized any).
+    #[serde(default)]
+    features: Option<FinalizedFeatures>,
 }
 
 /// Why a topic operation was refused.
@@ -71,6 +75,7 @@ struct State {
     topics: BTreeMap<String, Arc<TopicMeta>>,
     by_id: HashMap<Uuid, String>,
     broker_configs: BTreeMap<String, BTreeMap<String, String>>,
+    features: FinalizedFeatures,
 }
 
 impl State {
@@ -139,14 +144,20 @@ impl MetadataStore {
         let mut topics = BTreeMap::new();
         let mut by_id = HashMap::new();
         let mut broker_configs = BTreeMap::new();
+        let mut features = None;
         if path.exists() {
             let text = std::fs::read_to_string(&path)?;
             let p: Persisted = serde_json::from_str(&text).map_err(|e| {
                 std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", path.display()))
             })?;
             broker_configs = p.broker_configs;
-            let state =
-                State { topics: BTreeMap::new(), by_id: HashMap::new(), broker_configs: broker_configs.clone() };
+            features = p.features;
+            let state = State {
+                topics: BTreeMap::new(),
+                by_id: HashMap::new(),
+                broker_configs: broker_configs.clone(),
+                features: FinalizedFeatures::default(),
+            };
             let dynamic = state.dynamic(config.node_id);
             let view = BrokerView { config, dynamic: &dynamic };
             for t in p.topics {
@@ -166,12 +177,39 @@ impl MetadataStore {
                 );
             }
         }
-        Ok(Self {
+        // A store without finalized features (new, or from a Sluice that finalized none) gets a
+        // fresh node's levels, written down at once so a later default can never move them.
+        let bootstrap = features.is_none();
+        let features = features.unwrap_or_default();
+        let store = Self {
             path,
             cluster_id,
             node_id: config.node_id,
-            state: RwLock::new(State { topics, by_id, broker_configs }),
+            state: RwLock::new(State { topics, by_id, broker_configs, features }),
             writer: std::sync::Mutex::new(()),
+        };
+        if bootstrap {
+            store.persist(&store.read())?;
+        }
+        Ok(store)
+    }
+
+    /// The finalized feature levels and their epoch.
+    pub fn features(&self) -> FinalizedFeatures {
+        self.read().features.clone()
+    }
+
+    /// The finalized level of one feature (0 when not finalized), without copying the rest.
+    pub fn feature_level(&self, name: &str) -> i16 {
+        self.read().features.level(name)
+    }
+
+    /// Replaces the finalized feature levels (persisted first), bumping the epoch. Returns the
+    /// new finalized features.
+    pub fn set_features(&self, levels: BTreeMap<String, i16>) -> Result<FinalizedFeatures, MetadataError> {
+        self.mutate(|s| {
+            s.features = FinalizedFeatures { epoch: s.features.epoch + 1, levels };
+            Ok(s.features.clone())
         })
     }
 
@@ -326,6 +364,7 @@ impl MetadataStore {
                 })
                 .collect(),
             broker_configs: s.broker_configs.clone(),
+            features: Some(s.features.clone()),
         };
         let text = serde_json::to_vec_pretty(&p).map_err(std::io::Error::other)?;
         write_atomic(&self.path, &text)
@@ -441,5 +480,27 @@ mod tests {
         assert!(store.topic_by_id(&t.id).is_some());
         store.delete_topic("a.b").expect("delete");
         assert!(store.topic("a.b").is_none());
+    }
+
+    #[test]
+    fn finalized_features_persist_with_their_epoch() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let d = dir.path().display().to_string();
+        let cfg = Config::from_overrides(&[("log.dirs", &d)]).expect("cfg");
+        let store = MetadataStore::open(&cfg).expect("open");
+        assert_eq!(store.features(), FinalizedFeatures::default());
+        let mut levels = store.features().levels;
+        levels.insert(crate::features::TRANSACTION_VERSION.to_string(), 1);
+        let f = store.set_features(levels).expect("set");
+        assert_eq!((f.epoch, f.transaction_version()), (2, 1));
+        drop(store);
+        let store = MetadataStore::open(&cfg).expect("reopen");
+        assert_eq!(store.features(), f);
+        // A store written before features existed gets the defaults, written down at once.
+        std::fs::write(dir.path().join("sluice-metadata.json"), r#"{"version":1,"topics":[]}"#).expect("write");
+        let store = MetadataStore::open(&cfg).expect("reopen old");
+        assert_eq!(store.features(), FinalizedFeatures::default());
+        let text = std::fs::read_to_string(dir.path().join("sluice-metadata.json")).expect("read");
+        assert!(text.contains("transaction.version"), "{text}");
     }
 }

@@ -392,6 +392,7 @@ async fn read_loop(
         };
         let api_metrics = broker.metrics.requests.api(frame.api_key);
         api_metrics.requests.inc();
+        api_metrics.version(frame.header.request_api_version);
         api_metrics.request_bytes.inc_by((FRAME_PREFIX_BYTES + len) as u64);
         let ctx = RequestContext {
             api_key: frame.api_key,

@@ -22,8 +22,14 @@
 //!   transaction in 12 is left open while a new producer runs `init_transactions`) managed to
 //!   commit.
 //!
+//! The transactional producers are librdkafka's (transactions v1: AddPartitionsToTxn, EndTxn up
+//! to v4) and, beside them, transactions-v2 producers speaking the protocol directly
+//! ([`v2_worker`]: Produce v12 adds the partitions, EndTxn v5 bumps the epoch at every commit and
+//! abort), whose transactions the same checks cover.
+//!
 //! Size is set by [`ChaosConfig::from_env`]: `SLUICE_CHAOS_CYCLES` (kill/restart cycles, default
-//! 3), `SLUICE_CHAOS_SECONDS` (seconds of load per cycle, default 4), `SLUICE_CHAOS_SEED`.
+//! 3), `SLUICE_CHAOS_SECONDS` (seconds of load per cycle, default 4), `SLUICE_CHAOS_V2_PRODUCERS`
+//! (default 1), `SLUICE_CHAOS_SEED`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -50,6 +56,8 @@ pub struct ChaosConfig {
     pub seconds_per_cycle: f64,
     pub idempotent_producers: usize,
     pub transactional_producers: usize,
+    /// Transactions-v2 producers ([`v2_worker`]).
+    pub v2_producers: usize,
     pub consumers: usize,
     pub partitions: i32,
     pub seed: u64,
@@ -70,6 +78,7 @@ impl ChaosConfig {
             seconds_per_cycle: env("SLUICE_CHAOS_SECONDS").unwrap_or(4.0),
             idempotent_producers: 2,
             transactional_producers: 3,
+            v2_producers: env("SLUICE_CHAOS_V2_PRODUCERS").unwrap_or(1),
             consumers: 2,
             partitions: 3,
             seed,
@@ -194,6 +203,8 @@ pub enum TxnOutcome {
 #[derive(Debug, Clone)]
 pub struct TxnInfo {
     pub producer: usize,
+    /// Run by a transactions-v2 producer.
+    pub v2: bool,
     pub number: u64,
     /// (value, partition, seq)
     pub records: Vec<(String, i32, u64)>,
@@ -240,6 +251,8 @@ pub struct ChaosReport {
     pub idem_acked: u64,
     pub idem_failed: u64,
     pub committed_txns: u64,
+    /// Of which by transactions-v2 producers.
+    pub v2_committed_txns: u64,
     pub aborted_txns: u64,
     pub unknown_txns: u64,
     pub unknown_txns_visible: u64,
@@ -266,7 +279,7 @@ pub struct ChaosReport {
 impl ChaosReport {
     pub fn summary(&self) -> String {
         format!(
-            "chaos: cycles={} seed={} sent={} acked={} (idempotent={} failed={}) committed_txns={} aborted_txns={} \
+            "chaos: cycles={} seed={} sent={} acked={} (idempotent={} failed={}) committed_txns={} (v2={}) aborted_txns={} \
              unknown_txns={} (visible={}) recreated_producers={} fenced_zombies={} zombie_commits={} run_reads={} consumer_errors={} read={} \
              read_uncommitted={} lost={} duplicates={} aborted_read={} order_violations={} partial_txns={} inconsistent={}",
             self.cycles,
@@ -276,6 +289,7 @@ impl ChaosReport {
             self.idem_acked,
             self.idem_failed,
             self.committed_txns,
+            self.v2_committed_txns,
             self.aborted_txns,
             self.unknown_txns,
             self.unknown_txns_visible,
@@ -493,7 +507,14 @@ fn transactional_worker(ctx: &Ctx, id: usize, seed: u64) {
             for (v, _, _) in &records {
                 h.origin.insert(v.clone(), Origin::Txn { index });
             }
-            h.txns.push(TxnInfo { producer: id, number, records, outcome: TxnOutcome::Pending, note: String::new() });
+            h.txns.push(TxnInfo {
+                producer: id,
+                v2: false,
+                number,
+                records,
+                outcome: TxnOutcome::Pending,
+                note: String::new(),
+            });
             index
         };
         ctx.sent.fetch_add(batch.len() as u64, Ordering::Relaxed);
@@ -607,6 +628,196 @@ fn zombie(ctx: &Ctx, id: usize, p: FutureProducer, index: usize, seq: &mut u64, 
     *producer = Some(fresh);
 }
 
+/// A transactions-v2 producer over the raw protocol (what Kafka 4.x's Java client does with
+/// `transaction.version` 2): InitProducerId, Produce v12 with the transactional id (the broker adds
+/// each partition to the transaction), EndTxn v5 (answered with the bumped epoch or a new producer
+/// id, from which the next transaction's sequences start at 0). Any failure is reported, never
+/// retried: the connection is dropped and the next InitProducerId ends what was left open.
+struct RawTxnProducer {
+    addr: std::net::SocketAddr,
+    conn: Option<sluice_testkit::client::BlockingClient>,
+    transactional_id: String,
+    producer_id: i64,
+    epoch: i16,
+    /// Next sequence per partition, at the current producer id and epoch.
+    seqs: HashMap<i32, i32>,
+}
+
+impl RawTxnProducer {
+    fn call<Q: kafka_protocol::protocol::Encodable, R: kafka_protocol::protocol::Decodable>(
+        &mut self,
+        key: kafka_protocol::messages::ApiKey,
+        version: i16,
+        body: &Q,
+    ) -> Result<R, String> {
+        if self.conn.is_none() {
+            let s =
+                std::net::TcpStream::connect_timeout(&self.addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
+            s.set_read_timeout(Some(Duration::from_secs(15))).map_err(|e| e.to_string())?;
+            s.set_nodelay(true).map_err(|e| e.to_string())?;
+            self.conn = Some(sluice_testkit::client::Client::new(s));
+        }
+        let Some(c) = self.conn.as_mut() else { return Err("no connection".into()) };
+        let h = c.header(key, version);
+        let frame = sluice_protocol::request::encode_request(&h, body).map_err(|e| e.to_string())?;
+        match c.try_send_bytes(&frame).and_then(|()| c.read_frame()) {
+            Ok(f) => Ok(sluice_testkit::client::decode_response(f, key, version, h.correlation_id)),
+            Err(e) => {
+                self.conn = None;
+                Err(format!("{key:?}: {e}"))
+            }
+        }
+    }
+
+    fn init(&mut self) -> Result<(), String> {
+        use kafka_protocol::messages::*;
+        let mut req = InitProducerIdRequest::default();
+        req.transactional_id =
+            Some(TransactionalId(kafka_protocol::protocol::StrBytes::from_string(self.transactional_id.clone())));
+        req.transaction_timeout_ms = 20000;
+        req.producer_id = ProducerId(-1);
+        req.producer_epoch = -1;
+        let r: InitProducerIdResponse = self.call(ApiKey::InitProducerId, 5, &req)?;
+        if r.error_code != 0 {
+            return Err(format!("InitProducerId error {}", r.error_code));
+        }
+        (self.producer_id, self.epoch) = (r.producer_id.0, r.producer_epoch);
+        self.seqs.clear();
+        Ok(())
+    }
+
+    fn produce(&mut self, topic: &str, partition: i32, values: &[&str]) -> Result<(), String> {
+        use kafka_protocol::messages::*;
+        let seq = self.seqs.get(&partition).copied().unwrap_or(0);
+        let batch = sluice_testkit::batch::sluice_producer_batch(self.producer_id, self.epoch, seq, true, values);
+        let mut req = sluice_testkit::requests::produce_request(topic, partition, batch, -1);
+        req.timeout_ms = 10000;
+        req.transactional_id =
+            Some(TransactionalId(kafka_protocol::protocol::StrBytes::from_string(self.transactional_id.clone())));
+        let r: ProduceResponse = self.call(ApiKey::Produce, 12, &req)?;
+        let code = r.responses.first().and_then(|t| t.partition_responses.first()).map_or(-1, |p| p.error_code);
+        if code != 0 {
+            return Err(format!("Produce error {code}"));
+        }
+        self.seqs.insert(partition, seq + values.len() as i32);
+        Ok(())
+    }
+
+    fn end(&mut self, commit: bool) -> Result<(), String> {
+        use kafka_protocol::messages::*;
+        let mut req = EndTxnRequest::default();
+        req.transactional_id =
+            TransactionalId(kafka_protocol::protocol::StrBytes::from_string(self.transactional_id.clone()));
+        req.producer_id = ProducerId(self.producer_id);
+        req.producer_epoch = self.epoch;
+        req.committed = commit;
+        let r: EndTxnResponse = self.call(ApiKey::EndTxn, 5, &req)?;
+        if r.error_code != 0 {
+            return Err(format!("EndTxn error {}", r.error_code));
+        }
+        if (r.producer_id.0, r.producer_epoch) == (self.producer_id, self.epoch) {
+            return Err("EndTxn v5 did not bump the epoch".into());
+        }
+        (self.producer_id, self.epoch) = (r.producer_id.0, r.producer_epoch);
+        self.seqs.clear();
+        Ok(())
+    }
+}
+
+/// Transactions v2 under the crash checker: like [`transactional_worker`] (random sizes over every
+/// partition, about one abort in four) through a [`RawTxnProducer`]. A transaction that failed
+/// before EndTxn was never asked to commit (aborted); a failed commit is of unknown outcome.
+fn v2_worker(ctx: &Ctx, id: usize, seed: u64) {
+    let mut rng = Rng::new(seed);
+    let Ok(addr) = ctx.bootstrap.parse() else {
+        println!("[chaos] v2 producer {id}: bad bootstrap {}", ctx.bootstrap);
+        return;
+    };
+    let mut p = RawTxnProducer {
+        addr,
+        conn: None,
+        transactional_id: format!("{}-txn2-{id}", ctx.topic),
+        producer_id: -1,
+        epoch: -1,
+        seqs: HashMap::new(),
+    };
+    let mut ready = false;
+    let (mut seq, mut number) = (0u64, 0u64);
+    while !ctx.stopped() {
+        if !ready {
+            if let Err(e) = p.init() {
+                if !e.contains("error 51") {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                continue;
+            }
+            ready = true;
+        }
+        number += 1;
+        let mut records = Vec::new();
+        let mut by_partition: BTreeMap<i32, Vec<String>> = BTreeMap::new();
+        for partition in 0..ctx.partitions {
+            for _ in 0..1 + rng.below(4) {
+                seq += 1;
+                let value = format!("t{id}-{seq:09}");
+                records.push((value.clone(), partition, seq));
+                by_partition.entry(partition).or_default().push(value);
+            }
+        }
+        let index = {
+            let mut h = ctx.hist();
+            let index = h.txns.len();
+            for (v, _, _) in &records {
+                h.origin.insert(v.clone(), Origin::Txn { index });
+            }
+            ctx.sent.fetch_add(records.len() as u64, Ordering::Relaxed);
+            h.txns.push(TxnInfo {
+                producer: id,
+                v2: true,
+                number,
+                records,
+                outcome: TxnOutcome::Pending,
+                note: String::new(),
+            });
+            index
+        };
+        let mut failed = None;
+        for (partition, values) in &by_partition {
+            let values: Vec<&str> = values.iter().map(String::as_str).collect();
+            if let Err(e) = p.produce(&ctx.topic, *partition, &values) {
+                failed = Some(e);
+                break;
+            }
+        }
+        if let Some(e) = failed {
+            set_outcome(ctx, index, TxnOutcome::Aborted, &format!("v2 produce: {e}"));
+            ctx.hist().txn_recreated += 1;
+            ready = false;
+            continue;
+        }
+        std::thread::sleep(Duration::from_millis(rng.below(30)));
+        let abort = rng.below(4) == 0;
+        match p.end(!abort) {
+            Ok(()) => set_outcome(ctx, index, if abort { TxnOutcome::Aborted } else { TxnOutcome::Committed }, ""),
+            Err(e) => {
+                let outcome = if abort { TxnOutcome::Aborted } else { TxnOutcome::Unknown };
+                set_outcome(ctx, index, outcome, &format!("v2 end: {e}"));
+                ctx.hist().txn_recreated += 1;
+                ready = false;
+            }
+        }
+    }
+    // Resolve whatever is left open: a new InitProducerId aborts it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while let Err(e) = p.init() {
+        if Instant::now() > deadline {
+            println!("[chaos] v2 producer {id}: could not InitProducerId after the run: {e}");
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 fn committed_consumer(ctx: &Ctx) -> BaseConsumer {
     consumer(&ctx.bootstrap, &[("isolation.level", "read_committed"), ("auto.offset.reset", "earliest")])
 }
@@ -698,6 +909,11 @@ pub fn run(binary: &str, cfg: &ChaosConfig) -> ChaosReport {
         let (ctx, seed) = (ctx.clone(), rng.next_u64());
         workers.push(std::thread::spawn(move || transactional_worker(&ctx, id, seed)));
     }
+    for k in 0..cfg.v2_producers {
+        // Numbered after the librdkafka ones, so their values (`t<id>-<seq>`) never collide.
+        let (ctx, seed, id) = (ctx.clone(), rng.next_u64(), cfg.transactional_producers + k);
+        workers.push(std::thread::spawn(move || v2_worker(&ctx, id, seed)));
+    }
     for id in 0..cfg.consumers {
         let ctx = ctx.clone();
         workers.push(std::thread::spawn(move || consumer_worker(&ctx, id % 2 == 1)));
@@ -765,7 +981,10 @@ fn check(ctx: &Ctx, cfg: &ChaosConfig) -> ChaosReport {
             *r.txn_notes.entry(key).or_default() += 1;
         }
         match t.outcome {
-            TxnOutcome::Committed => r.committed_txns += 1,
+            TxnOutcome::Committed => {
+                r.committed_txns += 1;
+                r.v2_committed_txns += u64::from(t.v2);
+            }
             TxnOutcome::Aborted => r.aborted_txns += 1,
             TxnOutcome::Unknown | TxnOutcome::Pending => r.unknown_txns += 1,
         }

@@ -37,7 +37,7 @@ pub async fn handle(
     let fenced = crate::txn::fenced_code(ctx.api_version, 2);
     let outcome = broker
         .txns
-        .add_partitions(&req.transactional_id.0, req.producer_id.0, req.producer_epoch, &[partition], fenced)
+        .add_partitions(&req.transactional_id.0, req.producer_id.0, req.producer_epoch, &[partition], fenced, 0)
         .await;
     resp.error_code = match outcome {
         Err(e) => e.code(),

@@ -1,7 +1,8 @@
 //! AddPartitionsToTxn (key 24), v0–v5: adds partitions to a producer's transaction before it
 //! writes to them. v0–v3 come from clients (librdkafka sends v0) with one transaction; v4+ batch
 //! several transactions (KIP-890, sent by brokers) and may only verify (`verify_only`) that the
-//! partitions are in the transaction, answering INVALID_TXN_STATE for those that are not.
+//! partitions are in the transaction, answering INVALID_TXN_STATE for those that are not. An add
+//! from a broker is a transactions-v2 add (Kafka records `transaction.version` 2 for it).
 
 use std::sync::Arc;
 
@@ -88,6 +89,7 @@ pub async fn handle(
                 req.v3_and_below_producer_epoch,
                 &partitions,
                 fenced,
+                0,
             )
             .await;
         resp.results_by_topic_v3_and_below = topic_results(&partitions, &outcome);
@@ -107,7 +109,7 @@ pub async fn handle(
         } else {
             broker
                 .txns
-                .add_partitions(&t.transactional_id.0, t.producer_id.0, t.producer_epoch, &partitions, fenced)
+                .add_partitions(&t.transactional_id.0, t.producer_id.0, t.producer_epoch, &partitions, fenced, 2)
                 .await
         };
         let mut r = AddPartitionsToTxnResult::default();

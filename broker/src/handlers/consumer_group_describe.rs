@@ -1,6 +1,7 @@
 //! ConsumerGroupDescribe (key 69), v0–v1: KIP-848 groups with their epochs, assignor, and each
 //! member's subscription, current assignment and target assignment (topic ids and names).
-//! Classic groups are GROUP_ID_NOT_FOUND ("is not a consumer group"), as in Kafka.
+//! Classic groups are GROUP_ID_NOT_FOUND ("is not a consumer group"), as in Kafka. With the
+//! finalized `group.version` below 1 every group is UNSUPPORTED_VERSION, as Kafka answers.
 
 use std::sync::Arc;
 
@@ -38,6 +39,15 @@ pub async fn handle(
     req: ConsumerGroupDescribeRequest,
 ) -> ConsumerGroupDescribeResponse {
     let mut resp = ConsumerGroupDescribeResponse::default();
+    if broker.metadata.feature_level(crate::features::GROUP_VERSION) < 1 {
+        for id in req.group_ids {
+            let mut g = DescribedGroup::default();
+            g.group_id = id;
+            g.error_code = ResponseError::UnsupportedVersion.code();
+            resp.groups.push(g);
+        }
+        return resp;
+    }
     for id in req.group_ids {
         let mut d = DescribedGroup::default();
         d.authorized_operations = if req.include_authorized_operations {

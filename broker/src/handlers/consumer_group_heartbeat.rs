@@ -2,6 +2,7 @@
 //! (epoch 0), heartbeat with reconciliation, leave (epoch -1, static -2). v1 (KIP-1082) requires
 //! the client to generate its member id; v0 lets the coordinator generate it on join.
 //! The state machine is in `group::consumer`, the coordinator side in `group::consumer_ops`.
+//! With the finalized `group.version` below 1 the protocol is off: UNSUPPORTED_VERSION, as Kafka.
 
 use std::sync::Arc;
 
@@ -21,6 +22,11 @@ pub async fn handle(
     ctx: &RequestContext,
     req: ConsumerGroupHeartbeatRequest,
 ) -> ConsumerGroupHeartbeatResponse {
+    if broker.metadata.feature_level(crate::features::GROUP_VERSION) < 1 {
+        let mut resp = ConsumerGroupHeartbeatResponse::default();
+        resp.error_code = kafka_protocol::ResponseError::UnsupportedVersion.code();
+        return resp;
+    }
     let mut member_id = req.member_id.to_string();
     if ctx.api_version == 0 && req.member_epoch == 0 && member_id.is_empty() {
         member_id = uuid::Uuid::new_v4().to_string();

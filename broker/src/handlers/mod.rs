@@ -43,6 +43,7 @@ pub mod offset_fetch;
 pub mod produce;
 pub mod sync_group;
 pub mod txn_offset_commit;
+pub mod update_features;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -188,6 +189,7 @@ pub async fn dispatch(broker: &Arc<Broker>, ctx: &RequestContext, body: Bytes, c
         ApiKey::CreatePartitions => call!(create_partitions::handle),
         ApiKey::DeleteRecords => call!(delete_records::handle),
         ApiKey::DescribeLogDirs => call!(describe_log_dirs::handle),
+        ApiKey::UpdateFeatures => call!(update_features::handle),
         ApiKey::InitProducerId => call!(init_producer_id::handle),
         ApiKey::AddPartitionsToTxn => call!(add_partitions_to_txn::handle),
         ApiKey::AddOffsetsToTxn => call!(add_offsets_to_txn::handle),

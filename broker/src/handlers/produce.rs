@@ -1,6 +1,9 @@
 //! Produce (key 0), v3–v13: validate each partition's single batch against its topic's configs,
 //! append it, advance the high watermark, answer with the base offset. Transactional batches
-//! are verified against the transaction coordinator first. `acks=0` gets no response
+//! go to the transaction coordinator first: up to v11 (transactions v1) it verifies that the
+//! partition is in the producer's transaction (KIP-890 part 1); from v12 (transactions v2,
+//! KIP-890 part 2: the client no longer sends AddPartitionsToTxn) it adds the partition to the
+//! transaction, as Kafka's leader does through AddPartitionsToTxnManager. `acks=0` gets no response
 //! (and, as in Kafka, an error closes the connection so the client notices).
 
 use std::sync::Arc;
@@ -58,6 +61,8 @@ fn rejection_response(index: i32, rej: Rejection) -> PartitionProduceResponse {
 
 async fn produce_partition(
     broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    transactional_id: Option<&str>,
     topic: &TopicMeta,
     index: i32,
     records: Option<bytes::Bytes>,
@@ -75,11 +80,22 @@ async fn produce_partition(
             return rejection_response(index, rej);
         }
     };
-    // A transactional batch must belong to its producer's ongoing transaction (KIP-890 part 1);
-    // the guard keeps the coordinator from writing the transaction's marker before this append.
+    // A transactional batch must belong to its producer's ongoing transaction: verified
+    // (KIP-890 part 1) or, from v12, added (part 2). The guard keeps the coordinator from writing
+    // the transaction's marker before this append.
     let _txn_guard = if validated.batch.is_transactional() && validated.batch.producer_id() >= 0 {
         let b = &validated.batch;
-        match broker.txns.verify_write(b.producer_id(), b.producer_epoch(), &topic.name, index).await {
+        let (pid, epoch) = (b.producer_id(), b.producer_epoch());
+        let outcome = if ctx.api_version >= 12 {
+            // Kafka's leader answers a fenced producer with INVALID_PRODUCER_EPOCH.
+            broker.txns.add_write(transactional_id, pid, epoch, &topic.name, index).await.map_err(|e| match e {
+                ResponseError::ProducerFenced => ResponseError::InvalidProducerEpoch,
+                other => other,
+            })
+        } else {
+            broker.txns.verify_write(pid, epoch, &topic.name, index).await
+        };
+        match outcome {
             Ok(g) => Some(g),
             Err(code) => {
                 tracing::debug!(topic_partition = %tp_name, ?code, producer_id = b.producer_id(), "transactional produce rejected");
@@ -180,7 +196,10 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: ProduceRequ
                         ResponseError::InvalidTopicException,
                         Some(format!("Cannot append to internal topic {}", t.name)),
                     ),
-                    Some(t) => produce_partition(broker, t, pd.index, pd.records).await,
+                    Some(t) => {
+                        let txn_id = req.transactional_id.as_ref().map(|id| id.0.as_str());
+                        produce_partition(broker, ctx, txn_id, t, pd.index, pd.records).await
+                    }
                     None if by_id => error_response(pd.index, ResponseError::UnknownTopicId, None),
                     None => error_response(pd.index, ResponseError::UnknownTopicOrPartition, None),
                 }

@@ -1,7 +1,8 @@
-//! TxnOffsetCommit (key 28), v0–v4: offsets committed inside a transaction (consume-transform-
-//! produce). The group's `__consumer_offsets` partition must be in the producer's ongoing
-//! transaction (AddOffsetsToTxn); from v3 the member and generation are checked as OffsetCommit
-//! checks them. The offsets are written as transactional records and become visible to
+//! TxnOffsetCommit (key 28), v0–v5: offsets committed inside a transaction (consume-transform-
+//! produce). Up to v4 the group's `__consumer_offsets` partition must be in the producer's ongoing
+//! transaction (AddOffsetsToTxn); v5 (transactions v2, whose clients skip AddOffsetsToTxn) adds it
+//! to the transaction itself, as Kafka's leader does for a v5 request. From v3 the member and
+//! generation are checked as OffsetCommit checks them. The offsets are written as transactional records and become visible to
 //! OffsetFetch only when the transaction commits.
 
 use std::sync::Arc;
@@ -44,13 +45,18 @@ async fn commit(
     }
     let partition = partition_for(&req.group_id.0, meta.partitions);
     // Held until the offsets are appended: EndTxn can not write the marker in between.
-    let guard =
-        broker.txns.verify_write(req.producer_id.0, req.producer_epoch, OFFSETS_TOPIC, partition).await.map_err(
-            |e| match e {
-                ResponseError::InvalidProducerEpoch => crate::txn::fenced_code(ctx.api_version, 3),
-                other => other,
-            },
-        )?;
+    let (pid, epoch) = (req.producer_id.0, req.producer_epoch);
+    let guard = if ctx.api_version >= 5 {
+        broker.txns.add_write(Some(&req.transactional_id.0), pid, epoch, OFFSETS_TOPIC, partition).await
+    } else {
+        broker.txns.verify_write(pid, epoch, OFFSETS_TOPIC, partition).await
+    }
+    .map_err(|e| match e {
+        ResponseError::InvalidProducerEpoch | ResponseError::ProducerFenced => {
+            crate::txn::fenced_code(ctx.api_version, 3)
+        }
+        other => other,
+    })?;
     if broker.txns.transactional_id_of(req.producer_id.0).as_deref() != Some(req.transactional_id.0.as_str()) {
         return Err(ResponseError::InvalidProducerIdMapping);
     }

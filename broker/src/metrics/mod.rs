@@ -266,6 +266,9 @@ impl Drop for OpenConnection {
     }
 }
 
+/// Request versions with a pre-resolved counter (0 up to this bound); higher ones are looked up.
+const VERSION_SLOTS: usize = 32;
+
 /// Per-API request metrics, pre-resolved.
 pub struct ApiMetrics {
     pub requests: IntCounter,
@@ -277,9 +280,21 @@ pub struct ApiMetrics {
     api: &'static str,
     errors_vec: IntCounterVec,
     errors: Box<[OnceLock<IntCounter>]>,
+    versions_vec: IntCounterVec,
+    versions: Box<[OnceLock<IntCounter>]>,
 }
 
 impl ApiMetrics {
+    /// Counts one request of this API at `version` (Kafka's `RequestsPerSec` `version` tag).
+    pub fn version(&self, version: i16) {
+        match usize::try_from(version).ok().and_then(|v| self.versions.get(v)) {
+            Some(slot) => {
+                slot.get_or_init(|| self.versions_vec.with_label_values(&[self.api, &version.to_string()])).inc()
+            }
+            None => self.versions_vec.with_label_values(&[self.api, &version.to_string()]).inc(),
+        }
+    }
+
     /// Counts one error code (0 = NONE) in a response of this API.
     pub fn error_code(&self, code: i16) {
         match self.error_slot(code) {
@@ -302,6 +317,7 @@ impl ApiMetrics {
 
 pub struct RequestMetrics {
     requests: IntCounterVec,
+    requests_by_version: IntCounterVec,
     request_bytes: IntCounterVec,
     response_bytes: IntCounterVec,
     errors: IntCounterVec,
@@ -325,6 +341,11 @@ impl RequestMetrics {
         };
         let m = RequestMetrics {
             requests: counter("sluice_requests_total", "Requests received, by Kafka API.", &["api"]),
+            requests_by_version: counter(
+                "sluice_requests_by_version_total",
+                "Requests received, by Kafka API and request version.",
+                &["api", "version"],
+            ),
             request_bytes: counter("sluice_request_bytes_total", "Request bytes received (size prefix included), by API.", &["api"]),
             response_bytes: counter("sluice_response_bytes_total", "Response bytes sent (size prefix included), by API.", &["api"]),
             errors: counter(
@@ -368,6 +389,8 @@ impl RequestMetrics {
                 api: name,
                 errors_vec: self.errors.clone(),
                 errors: (0..ERROR_CODE_SLOTS).map(|_| OnceLock::new()).collect(),
+                versions_vec: self.requests_by_version.clone(),
+                versions: (0..VERSION_SLOTS).map(|_| OnceLock::new()).collect(),
             }
         })
     }

@@ -272,6 +272,15 @@ impl ResponseErrorCodes for kafka_protocol::messages::TxnOffsetCommitResponse {
     }
 }
 
+impl ResponseErrorCodes for kafka_protocol::messages::UpdateFeaturesResponse {
+    fn for_each_error_code(&self, f: &mut dyn FnMut(i16)) {
+        f(self.error_code);
+        for r in &self.results {
+            f(r.error_code);
+        }
+    }
+}
+
 impl ResponseErrorCodes for kafka_protocol::messages::DescribeTransactionsResponse {
     fn for_each_error_code(&self, f: &mut dyn FnMut(i16)) {
         for s in &self.transaction_states {

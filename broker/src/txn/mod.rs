@@ -112,6 +112,12 @@ pub struct TxnMetadata {
     /// The id and epoch before the last bump (a client retrying a bump whose answer it lost).
     pub last_producer_id: i64,
     pub last_producer_epoch: i16,
+    /// Transactions v2: the producer id a decided commit or abort moves to when the epoch is
+    /// exhausted (Kafka's `nextProducerId`), -1 otherwise.
+    pub next_producer_id: i64,
+    /// The `transaction.version` the client runs the transaction with (0 or 2; Kafka's
+    /// `clientTransactionVersion`).
+    pub client_transaction_version: i16,
     pub timeout_ms: i32,
     pub state: TxnState,
     pub partitions: BTreeSet<(String, i32)>,
@@ -120,12 +126,25 @@ pub struct TxnMetadata {
     pub last_update_ms: i64,
 }
 
+/// Kafka's `TransactionMetadata.isEpochExhausted`: the last epoch a producer may use, so the
+/// coordinator can always fence it with one more.
+pub fn epoch_exhausted(epoch: i16) -> bool {
+    epoch >= i16::MAX - 1
+}
+
 impl TxnMetadata {
+    /// Fences the producer (Kafka's `prepareFenceProducerEpoch`): one epoch up, up to the last.
+    fn fence(&mut self) {
+        self.last_producer_id = self.producer_id;
+        self.last_producer_epoch = self.producer_epoch;
+        self.producer_epoch = self.producer_epoch.saturating_add(1);
+    }
+
     /// Bumps the epoch (KIP-360); at the last epoch, with `allow_new_id`, a new producer id.
     fn bump(&mut self, new_id: Option<i64>) {
         self.last_producer_id = self.producer_id;
         self.last_producer_epoch = self.producer_epoch;
-        if self.producer_epoch >= i16::MAX - 1 {
+        if epoch_exhausted(self.producer_epoch) {
             if let Some(id) = new_id {
                 self.producer_id = id;
                 self.producer_epoch = 0;
@@ -184,6 +203,21 @@ pub trait TxnMarkerWriter: Send + Sync {
     ) -> Result<(), MarkerError>;
 }
 
+/// The finalized `transaction.version` (see [`crate::features`]): which `__transaction_state`
+/// value format is written, and how aborts the coordinator decides itself bump the epoch.
+pub trait TxnVersionSource: Send + Sync {
+    fn transaction_version(&self) -> i16;
+}
+
+/// A fixed `transaction.version`, for tests.
+pub struct FixedTxnVersion(pub i16);
+
+impl TxnVersionSource for FixedTxnVersion {
+    fn transaction_version(&self) -> i16 {
+        self.0
+    }
+}
+
 /// Told when a marker lands on a `__consumer_offsets` partition, so the group coordinator
 /// applies (commit) or drops (abort) the offsets the transaction committed there.
 pub trait TxnCompletionListener: Send + Sync {
@@ -201,6 +235,7 @@ pub struct TxnCoordinatorDeps {
     pub markers: Arc<dyn TxnMarkerWriter>,
     pub offsets: Arc<dyn TxnCompletionListener>,
     pub metrics: TransactionMetrics,
+    pub versions: Arc<dyn TxnVersionSource>,
 }
 
 type TxnRef = Arc<AsyncMutex<TxnMetadata>>;
@@ -225,6 +260,7 @@ pub struct TxnCoordinator {
     markers: Arc<dyn TxnMarkerWriter>,
     offsets: Arc<dyn TxnCompletionListener>,
     metrics: TransactionMetrics,
+    versions: Arc<dyn TxnVersionSource>,
     /// `__transaction_state` partition index → its transactional ids.
     partitions: StdMutex<BTreeMap<i32, TxnPartition>>,
     /// Producer id → transactional id, over every loaded partition.
@@ -267,6 +303,7 @@ impl TxnCoordinator {
             markers: deps.markers,
             offsets: deps.offsets,
             metrics: deps.metrics,
+            versions: deps.versions,
             partitions: StdMutex::new(BTreeMap::new()),
             by_producer: StdMutex::new(HashMap::new()),
         }
@@ -297,7 +334,7 @@ impl TxnCoordinator {
 
     /// Writes `m` to `__transaction_state`.
     fn persist(&self, m: &TxnMetadata) -> Result<(), ResponseError> {
-        self.write(&m.transactional_id, Some(records::value(m)))
+        self.write(&m.transactional_id, Some(records::value(m, self.versions.transaction_version())))
     }
 
     fn write(&self, id: &str, value: Option<bytes::Bytes>) -> Result<(), ResponseError> {
@@ -347,6 +384,14 @@ impl TxnCoordinator {
         next.partitions.clear();
         next.start_ms = -1;
         next.last_update_ms = self.clock.now_ms();
+        if next.next_producer_id >= 0 {
+            // Transactions v2 past the last epoch: the next transaction runs under a new id
+            // (Kafka's `prepareComplete`); the markers above carried the old one.
+            next.last_producer_id = m.producer_id;
+            next.producer_id = next.next_producer_id;
+            next.producer_epoch = 0;
+            next.next_producer_id = -1;
+        }
         if self.transition(m, next).is_err() {
             return false;
         }
@@ -354,10 +399,13 @@ impl TxnCoordinator {
         true
     }
 
-    /// Aborts the ongoing transaction with a bumped epoch, fencing the producer that ran it.
+    /// Aborts the ongoing transaction with a bumped epoch, fencing the producer that ran it. The
+    /// markers carry the bumped epoch whatever the `transaction.version` (with 2, Kafka bumps in
+    /// the abort itself rather than in a fencing step, to the same epoch).
     fn fence_and_abort(&self, m: &mut TxnMetadata) -> Result<(), ResponseError> {
         let mut next = m.clone();
-        next.bump(None);
+        next.fence();
+        next.client_transaction_version = self.versions.transaction_version().min(2);
         next.state = TxnState::PrepareAbort;
         next.last_update_ms = self.clock.now_ms();
         self.transition(m, next)?;
@@ -402,6 +450,8 @@ impl TxnCoordinator {
                     producer_epoch: -1,
                     last_producer_id: -1,
                     last_producer_epoch: -1,
+                    next_producer_id: -1,
+                    client_transaction_version: 0,
                     timeout_ms,
                     state: TxnState::Empty,
                     partitions: BTreeSet::new(),
@@ -432,7 +482,7 @@ impl TxnCoordinator {
         if m.state == TxnState::Ongoing {
             self.fence_and_abort(&mut m)?;
         }
-        let new_id = if m.producer_epoch >= i16::MAX - 1 { Some(self.allocate_producer_id().await?) } else { None };
+        let new_id = if epoch_exhausted(m.producer_epoch) { Some(self.allocate_producer_id().await?) } else { None };
         let mut next = m.clone();
         next.bump(new_id);
         next.timeout_ms = timeout_ms;
@@ -463,6 +513,8 @@ impl TxnCoordinator {
 
     /// AddPartitionsToTxn (and AddOffsetsToTxn's offsets partition). Partitions must exist; if
     /// one does not, it is UNKNOWN_TOPIC_OR_PARTITION and the rest OPERATION_NOT_ATTEMPTED.
+    /// `client_tv` is the `transaction.version` the request implies: 0 from clients (v0–v3) and
+    /// AddOffsetsToTxn, 2 from brokers (v4+), as Kafka records it.
     pub async fn add_partitions(
         &self,
         id: &str,
@@ -470,6 +522,7 @@ impl TxnCoordinator {
         epoch: i16,
         partitions: &[(String, i32)],
         fenced_code: ResponseError,
+        client_tv: i16,
     ) -> Result<Vec<Option<ResponseError>>, ResponseError> {
         let unknown: Vec<bool> = partitions.iter().map(|(t, p)| !self.topics.partition_exists(t, *p)).collect();
         let mut m = self.lock_checked(id, producer_id, epoch, fenced_code).await?;
@@ -492,6 +545,7 @@ impl TxnCoordinator {
         }
         next.partitions.extend(partitions.iter().cloned());
         next.last_update_ms = now;
+        next.client_transaction_version = client_tv;
         self.transition(&mut m, next)?;
         Ok(vec![None; partitions.len()])
     }
@@ -515,7 +569,8 @@ impl TxnCoordinator {
             .collect())
     }
 
-    /// EndTxn: commit or abort the ongoing transaction. A retry of a completed EndTxn succeeds.
+    /// EndTxn v0–v4 (transactions v1): commit or abort the ongoing transaction. A retry of a
+    /// completed EndTxn succeeds.
     pub async fn end_txn(
         &self,
         id: &str,
@@ -534,10 +589,119 @@ impl TxnCoordinator {
         let mut next = m.clone();
         next.state = if commit { TxnState::PrepareCommit } else { TxnState::PrepareAbort };
         next.last_update_ms = self.clock.now_ms();
+        next.client_transaction_version = 0;
         self.transition(&mut m, next)?;
         // The decision is durable: it stands even if a marker must wait for the retry task.
         self.complete(&mut m);
         Ok(())
+    }
+
+    /// EndTxn v5 (transactions v2, KIP-890 part 2; Kafka's `endTransaction` for TV2): every
+    /// commit or abort bumps the epoch, the markers carry the bumped epoch, and the answer is the
+    /// producer id and epoch the next transaction uses — a new producer id when the epoch is
+    /// exhausted. An abort with nothing in the transaction still bumps (the client's way out of an
+    /// error before its first write). A retry is recognised by its epoch being one below the
+    /// current one (or the last epoch of the previous producer id) and answered with the current
+    /// id and epoch.
+    pub async fn end_txn_v2(
+        &self,
+        id: &str,
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+    ) -> Result<(i64, i16), ResponseError> {
+        let txn = self.get(id).ok_or(ResponseError::InvalidProducerIdMapping)?;
+        let mut m = txn.lock().await;
+        // A decision whose markers are still pending is Kafka's pending transition.
+        self.settle(&mut m)?;
+        let retry_on_overflow = m.last_producer_id == producer_id
+            && m.last_producer_id != m.producer_id
+            && epoch == i16::MAX - 1
+            && m.producer_epoch == 0;
+        let retry_on_bump = i32::from(m.producer_epoch) == i32::from(epoch) + 1;
+        if m.producer_id != producer_id && !retry_on_overflow {
+            return Err(ResponseError::InvalidProducerIdMapping);
+        }
+        let valid_epoch = match m.state {
+            TxnState::CompleteCommit | TxnState::CompleteAbort => {
+                retry_on_bump || retry_on_overflow || epoch == m.producer_epoch
+            }
+            _ => epoch == m.producer_epoch,
+        };
+        if !valid_epoch {
+            return Err(ResponseError::ProducerFenced);
+        }
+        let retry = retry_on_bump || retry_on_overflow;
+        let current = (m.producer_id, m.producer_epoch);
+        let empty_abort = match (m.state, commit) {
+            (TxnState::Ongoing, _) => false,
+            (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false) if retry => return Ok(current),
+            (TxnState::CompleteCommit | TxnState::CompleteAbort | TxnState::Empty, false) if !retry => true,
+            _ => return Err(ResponseError::InvalidTxnState),
+        };
+        let next_producer_id = if epoch_exhausted(m.producer_epoch) { self.allocate_producer_id().await? } else { -1 };
+        let now = self.clock.now_ms();
+        let mut next = m.clone();
+        next.state = if commit { TxnState::PrepareCommit } else { TxnState::PrepareAbort };
+        next.last_producer_epoch = m.producer_epoch;
+        next.producer_epoch = m.producer_epoch.saturating_add(1);
+        next.next_producer_id = next_producer_id;
+        next.client_transaction_version = 2;
+        next.last_update_ms = now;
+        if empty_abort {
+            next.partitions.clear();
+            next.start_ms = now;
+        }
+        self.transition(&mut m, next)?;
+        // What the completion moves to, which is the answer even if a marker must wait.
+        let answer = if next_producer_id >= 0 { (next_producer_id, 0) } else { (m.producer_id, m.producer_epoch) };
+        self.complete(&mut m);
+        Ok(answer)
+    }
+
+    /// Transactions v2 (Produce v12+, TxnOffsetCommit v5): the partition leader adds the
+    /// partition to the producer's transaction itself (Kafka's AddPartitionsToTxn with
+    /// `verify_only` false, sent by the leader), starting the transaction if none is open. The
+    /// transaction is found by the request's transactional id, or else by the producer id. The
+    /// returned guard must be held until the append is done, as for [`Self::verify_write`]: no
+    /// marker can land between the add and the write. Errors are the coordinator's:
+    /// INVALID_PRODUCER_ID_MAPPING, PRODUCER_FENCED, CONCURRENT_TRANSACTIONS.
+    pub async fn add_write(
+        &self,
+        transactional_id: Option<&str>,
+        producer_id: i64,
+        epoch: i16,
+        topic: &str,
+        partition: i32,
+    ) -> Result<TxnGuard, ResponseError> {
+        let id = match transactional_id {
+            Some(id) => id.to_string(),
+            None => self.producers().get(&producer_id).cloned().ok_or(ResponseError::InvalidProducerIdMapping)?,
+        };
+        let txn = self.get(&id).ok_or(ResponseError::InvalidProducerIdMapping)?;
+        let mut m = txn.lock_owned().await;
+        self.settle(&mut m)?;
+        if m.producer_id != producer_id {
+            return Err(ResponseError::InvalidProducerIdMapping);
+        }
+        if m.producer_epoch != epoch {
+            return Err(ResponseError::ProducerFenced);
+        }
+        let tp = (topic.to_string(), partition);
+        if m.state == TxnState::Ongoing && m.partitions.contains(&tp) {
+            return Ok(m);
+        }
+        let now = self.clock.now_ms();
+        let mut next = m.clone();
+        if next.state != TxnState::Ongoing {
+            next.start_ms = now;
+            next.state = TxnState::Ongoing;
+        }
+        next.partitions.insert(tp);
+        next.last_update_ms = now;
+        next.client_transaction_version = 2;
+        self.transition(&mut m, next)?;
+        Ok(m)
     }
 
     /// Verifies a transactional write to `topic`/`partition` by `producer_id` at `epoch` (Produce

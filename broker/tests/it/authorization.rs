@@ -12,8 +12,9 @@ use sluice_testkit::batch::sluice_batch_one;
 use sluice_testkit::broker::connect;
 use sluice_testkit::requests::{create_topic, fetch_request, name, produce_request};
 
-/// Refuses everything named `secret…` and creating topics through the cluster resource (so
-/// creation is decided per topic), and records every question it was asked.
+/// Refuses everything named `secret…`, creating topics through the cluster resource (so
+/// creation is decided per topic) and altering the cluster, and records every question it was
+/// asked.
 #[derive(Default)]
 struct DenySecrets {
     asked: Mutex<Vec<(String, AclOperation, ResourceType, String)>>,
@@ -29,7 +30,9 @@ impl Authorizer for DenySecrets {
         ));
         let cluster_create =
             action.operation == AclOperation::Create && action.resource.resource_type() == ResourceType::Cluster;
-        !action.resource.name().starts_with("secret") && !cluster_create
+        let cluster_alter =
+            action.operation == AclOperation::Alter && action.resource.resource_type() == ResourceType::Cluster;
+        !action.resource.name().starts_with("secret") && !cluster_create && !cluster_alter
     }
 }
 
@@ -172,6 +175,19 @@ async fn refusals_carry_kafkas_codes_and_the_rest_of_the_request_goes_through() 
     assert_eq!(code(dc.results[0].error_code), ResponseError::TopicAuthorizationFailed);
     assert!(dc.results[0].configs.is_empty());
 
+    // UpdateFeatures needs ALTER on the cluster: refused at the top level, nothing changes.
+    let before = handle.broker().metadata.features();
+    let mut uf = UpdateFeaturesRequest::default();
+    let mut u = update_features_request::FeatureUpdateKey::default();
+    u.feature = StrBytes::from_static_str("transaction.version");
+    u.max_version_level = 1;
+    u.upgrade_type = 2;
+    uf.feature_updates.push(u);
+    let uf: UpdateFeaturesResponse = c.call(ApiKey::UpdateFeatures, 1, &uf).await;
+    assert_eq!(code(uf.error_code), ResponseError::ClusterAuthorizationFailed);
+    assert!(uf.results.is_empty());
+    assert_eq!(handle.broker().metadata.features(), before);
+
     // Every question named the anonymous principal at the client's address.
     let asked = authorizer.asked.lock().unwrap().clone();
     assert!(asked.iter().all(|(who, ..)| who == "User:ANONYMOUS@127.0.0.1"), "{:?}", &asked[..3]);
@@ -184,6 +200,7 @@ async fn refusals_carry_kafkas_codes_and_the_rest_of_the_request_goes_through() 
         (AclOperation::Read, ResourceType::Group, "secret-group"),
         (AclOperation::Write, ResourceType::TransactionalId, "secret-txn"),
         (AclOperation::DescribeConfigs, ResourceType::Topic, "secret-topic"),
+        (AclOperation::Alter, ResourceType::Cluster, "kafka-cluster"),
     ] {
         assert!(asked.iter().any(|(_, op, ty, n)| (*op, *ty, n.as_str()) == expected), "never asked {expected:?}");
     }

@@ -48,6 +48,7 @@ const TESTED: &[ApiKey] = &[
     ApiKey::DeleteRecords,
     ApiKey::InitProducerId,
     ApiKey::DescribeLogDirs,
+    ApiKey::UpdateFeatures,
     ApiKey::ConsumerGroupHeartbeat,
     ApiKey::ConsumerGroupDescribe,
     ApiKey::AddPartitionsToTxn,
@@ -128,6 +129,142 @@ async fn api_versions() {
         let resp: ApiVersionsResponse = r.c.call(ApiKey::ApiVersions, v, &req).await;
         assert_eq!(resp.error_code, 0);
         assert_eq!(resp.api_keys.len(), SUPPORTED_APIS.len());
+        if v < 3 {
+            continue;
+        }
+        // Kafka 4.1's supported features; below v4 only those whose minimum is not 0.
+        let supported: HashMap<&str, (i16, i16)> =
+            resp.supported_features.iter().map(|f| (f.name.as_str(), (f.min_version, f.max_version))).collect();
+        let mut expected = HashMap::from([("metadata.version", (7, 27))]);
+        if v >= 4 {
+            expected.extend([
+                ("kraft.version", (0, 1)),
+                ("transaction.version", (0, 2)),
+                ("group.version", (0, 1)),
+                ("eligible.leader.replicas.version", (0, 1)),
+            ]);
+        }
+        assert_eq!(supported, expected, "v{v}");
+        // What a fresh 4.1 node finalizes.
+        assert_eq!(
+            finalized(&resp),
+            HashMap::from([
+                ("metadata.version".to_string(), 27),
+                ("kraft.version".to_string(), 1),
+                ("transaction.version".to_string(), 2),
+                ("group.version".to_string(), 1),
+                ("eligible.leader.replicas.version".to_string(), 1),
+            ]),
+            "v{v}"
+        );
+        assert!(resp.finalized_features.iter().all(|f| f.min_version_level == f.max_version_level));
+        assert_eq!(resp.finalized_features_epoch, 1, "v{v}");
+        assert!(!resp.zk_migration_ready);
+    }
+    r.shutdown().await;
+}
+
+/// The finalized levels of an ApiVersions v3+ response.
+fn finalized(resp: &ApiVersionsResponse) -> HashMap<String, i16> {
+    resp.finalized_features.iter().map(|f| (f.name.to_string(), f.max_version_level)).collect()
+}
+
+/// The finalized levels and their epoch, from ApiVersions v4.
+async fn features(c: &mut AsyncClient) -> (HashMap<String, i16>, i64) {
+    let mut req = ApiVersionsRequest::default();
+    req.client_software_name = StrBytes::from_static_str("roundtrip");
+    req.client_software_version = StrBytes::from_static_str("1.0");
+    let resp: ApiVersionsResponse = c.call(ApiKey::ApiVersions, 4, &req).await;
+    (finalized(&resp), resp.finalized_features_epoch)
+}
+
+fn feature_update(name: &str, level: i16, upgrade_type: i8) -> update_features_request::FeatureUpdateKey {
+    let mut u = update_features_request::FeatureUpdateKey::default();
+    u.feature = StrBytes::from_string(name.to_string());
+    u.max_version_level = level;
+    u.upgrade_type = upgrade_type;
+    u
+}
+
+/// UpdateFeatures at every version: a no-op upgrade (v0 can do nothing else: its AllowDowngrade
+/// is not read, as by Kafka's controller), validate-only and real downgrades and upgrades of
+/// transaction.version and group.version (v1+), what group.version 0 turns off, the epoch moving
+/// with every change, and a refused update changing nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_features() {
+    let mut r = rig().await;
+    let invalid = kafka_protocol::ResponseError::InvalidUpdateVersion.code();
+    for v in versions(ApiKey::UpdateFeatures) {
+        let (levels, epoch) = features(&mut r.c).await;
+        assert_eq!(levels["transaction.version"], 2, "v{v}");
+        let mut req = UpdateFeaturesRequest::default();
+        req.timeout_ms = 60000;
+        req.feature_updates = vec![feature_update("transaction.version", 2, 1)];
+        let resp: UpdateFeaturesResponse = r.c.call(ApiKey::UpdateFeatures, v, &req).await;
+        assert_eq!((resp.error_code, resp.error_message.as_deref()), (0, None), "v{v}");
+        if v <= 1 {
+            assert_eq!(resp.results.len(), 1);
+            assert_eq!((resp.results[0].feature.as_str(), resp.results[0].error_code), ("transaction.version", 0));
+        } else {
+            assert!(resp.results.is_empty(), "v2 has no per-feature results");
+        }
+        assert_eq!(features(&mut r.c).await, (levels.clone(), epoch + 1), "each update moves the epoch, v{v}");
+        // Refused: above the supported range; the whole request fails and nothing changes.
+        req.feature_updates = vec![feature_update("group.version", 1, 1), feature_update("metadata.version", 28, 1)];
+        let resp: UpdateFeaturesResponse = r.c.call(ApiKey::UpdateFeatures, v, &req).await;
+        assert_eq!(resp.error_code, invalid, "v{v}");
+        assert_eq!(
+            resp.error_message.as_deref(),
+            Some("The update failed for all features since the following feature had an error: Invalid update version 28 for feature metadata.version. Local controller 1 only supports versions 7-27")
+        );
+        assert!(resp.results.is_empty());
+        assert_eq!(features(&mut r.c).await, (levels.clone(), epoch + 1), "v{v}");
+        if v == 0 {
+            let mut down = feature_update("transaction.version", 1, 1);
+            down.allow_downgrade = true;
+            req.feature_updates = vec![down];
+            let resp: UpdateFeaturesResponse = r.c.call(ApiKey::UpdateFeatures, v, &req).await;
+            assert_eq!(resp.error_code, invalid, "a v0 downgrade is refused");
+            continue;
+        }
+        // Validate only: accepted, nothing changes.
+        req.feature_updates = vec![feature_update("transaction.version", 1, 2)];
+        req.validate_only = true;
+        let resp: UpdateFeaturesResponse = r.c.call(ApiKey::UpdateFeatures, v, &req).await;
+        assert_eq!(resp.error_code, 0, "v{v}");
+        assert_eq!(features(&mut r.c).await, (levels.clone(), epoch + 1), "validate only, v{v}");
+        // Safe downgrade of transaction.version, unsafe of group.version to 0 (then absent).
+        req.validate_only = false;
+        req.feature_updates = vec![feature_update("transaction.version", 1, 2), feature_update("group.version", 0, 3)];
+        let resp: UpdateFeaturesResponse = r.c.call(ApiKey::UpdateFeatures, v, &req).await;
+        assert_eq!(resp.error_code, 0, "v{v}: {:?}", resp.error_message);
+        let (down, down_epoch) = features(&mut r.c).await;
+        assert_eq!(down_epoch, epoch + 2);
+        assert_eq!(down.get("transaction.version"), Some(&1));
+        assert_eq!(down.get("group.version"), None);
+        // group.version 0: the KIP-848 APIs are off.
+        let mut hb = ConsumerGroupHeartbeatRequest::default();
+        hb.group_id = GroupId(StrBytes::from_static_str("rt-uf"));
+        hb.member_id = StrBytes::from_static_str("rt-uf-member");
+        hb.rebalance_timeout_ms = 30000;
+        hb.subscribed_topic_names = Some(vec![name("rt")]);
+        hb.topic_partitions = Some(vec![]);
+        let resp: ConsumerGroupHeartbeatResponse = r.c.call(ApiKey::ConsumerGroupHeartbeat, 1, &hb).await;
+        assert_eq!(resp.error_code, 35, "UNSUPPORTED_VERSION with group.version 0");
+        // A downgrade marked as an upgrade, and an upgrade marked as a downgrade, are refused.
+        req.feature_updates = vec![feature_update("transaction.version", 0, 1)];
+        let resp: UpdateFeaturesResponse = r.c.call(ApiKey::UpdateFeatures, v, &req).await;
+        assert_eq!(resp.error_code, invalid, "v{v}");
+        req.feature_updates = vec![feature_update("transaction.version", 2, 2)];
+        let resp: UpdateFeaturesResponse = r.c.call(ApiKey::UpdateFeatures, v, &req).await;
+        assert_eq!(resp.error_code, invalid, "v{v}");
+        // Back up.
+        req.feature_updates = vec![feature_update("transaction.version", 2, 1), feature_update("group.version", 1, 1)];
+        let resp: UpdateFeaturesResponse = r.c.call(ApiKey::UpdateFeatures, v, &req).await;
+        assert_eq!(resp.error_code, 0, "v{v}");
+        assert_eq!(features(&mut r.c).await, (levels, epoch + 3), "v{v}");
+        let resp: ConsumerGroupHeartbeatResponse = r.c.call(ApiKey::ConsumerGroupHeartbeat, 1, &hb).await;
+        assert_eq!(resp.error_code, 0, "group.version 1 again");
     }
     r.shutdown().await;
 }
@@ -920,12 +1057,25 @@ async fn end_txn_step(r: &mut Rig, v: i16) {
     req.committed = true;
     let resp: EndTxnResponse = r.c.call(ApiKey::EndTxn, v, &req).await;
     assert_eq!(resp.error_code, 0, "v{v}");
-    // A retry of the same EndTxn succeeds; the opposite outcome is INVALID_TXN_STATE.
+    // v5 (transactions v2) bumps the epoch and says so; before, the response has no such fields.
+    let next = if v >= 5 { (pid, epoch + 1) } else { (ProducerId(-1), -1) };
+    assert_eq!((resp.producer_id, resp.producer_epoch), next, "v{v}");
+    // A retry of the same EndTxn succeeds (with the same answer); the opposite outcome is
+    // INVALID_TXN_STATE.
     let resp: EndTxnResponse = r.c.call(ApiKey::EndTxn, v, &req).await;
-    assert_eq!(resp.error_code, 0, "retry v{v}");
+    assert_eq!((resp.error_code, resp.producer_id, resp.producer_epoch), (0, next.0, next.1), "retry v{v}");
     req.committed = false;
     let resp: EndTxnResponse = r.c.call(ApiKey::EndTxn, v, &req).await;
     assert_eq!(resp.error_code, 48, "v{v}");
+    if v >= 5 {
+        // The bumped epoch can abort an empty transaction (bumping again); the old one is fenced.
+        req.producer_epoch = epoch + 1;
+        let resp: EndTxnResponse = r.c.call(ApiKey::EndTxn, v, &req).await;
+        assert_eq!((resp.error_code, resp.producer_id, resp.producer_epoch), (0, pid, epoch + 2), "v{v}");
+        req.producer_epoch = epoch - 1;
+        let resp: EndTxnResponse = r.c.call(ApiKey::EndTxn, v, &req).await;
+        assert_eq!(resp.error_code, 90, "PRODUCER_FENCED v{v}");
+    }
 }
 
 /// A committed transaction per EndTxn version (`rt-txn-end-0`, ...), each leaving a marker in rt-0.
@@ -949,13 +1099,16 @@ async fn txn_offset_commit() {
         let id = format!("rt-txn-toc-{v}");
         let group = format!("rt-txn-toc-group-{v}");
         let (pid, epoch) = init_txn(&mut r.c, &id).await;
-        let mut add = AddOffsetsToTxnRequest::default();
-        add.transactional_id = TransactionalId(StrBytes::from_string(id.clone()));
-        add.producer_id = pid;
-        add.producer_epoch = epoch;
-        add.group_id = GroupId(StrBytes::from_string(group.clone()));
-        let resp: AddOffsetsToTxnResponse = r.c.call(ApiKey::AddOffsetsToTxn, 0, &add).await;
-        assert_eq!(resp.error_code, 0);
+        if v < 5 {
+            // From v5 (transactions v2) the commit adds the offsets partition itself.
+            let mut add = AddOffsetsToTxnRequest::default();
+            add.transactional_id = TransactionalId(StrBytes::from_string(id.clone()));
+            add.producer_id = pid;
+            add.producer_epoch = epoch;
+            add.group_id = GroupId(StrBytes::from_string(group.clone()));
+            let resp: AddOffsetsToTxnResponse = r.c.call(ApiKey::AddOffsetsToTxn, 0, &add).await;
+            assert_eq!(resp.error_code, 0);
+        }
         let mut req = TxnOffsetCommitRequest::default();
         req.transactional_id = TransactionalId(StrBytes::from_string(id.clone()));
         req.group_id = GroupId(StrBytes::from_string(group.clone()));

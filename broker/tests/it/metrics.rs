@@ -95,6 +95,8 @@ async fn produce_and_fetch_are_counted_exactly() {
     assert_eq!(must(&text, "sluice_requests_total{api=\"Produce\"}"), 5.0);
     assert_eq!(must(&text, "sluice_requests_total{api=\"Fetch\"}"), 1.0);
     assert_eq!(must(&text, "sluice_requests_total{api=\"CreateTopics\"}"), 1.0);
+    // By version: every produce above was v12.
+    assert_eq!(must(&text, "sluice_requests_by_version_total{api=\"Produce\",version=\"12\"}"), 5.0);
     assert_eq!(must(&text, "sluice_request_errors_total{api=\"Produce\",error=\"NONE\"}"), 3.0);
     assert_eq!(must(&text, "sluice_request_errors_total{api=\"Produce\",error=\"CORRUPT_MESSAGE\"}"), 1.0);
     assert_eq!(must(&text, "sluice_request_errors_total{api=\"Produce\",error=\"UNKNOWN_TOPIC_OR_PARTITION\"}"), 1.0);

@@ -204,6 +204,8 @@ async fn a_decision_left_pending_by_a_crash_is_completed_at_startup() {
             producer_epoch: epoch,
             last_producer_id: -1,
             last_producer_epoch: -1,
+            next_producer_id: -1,
+            client_transaction_version: 0,
             timeout_ms: 60000,
             state: TxnState::PrepareCommit,
             partitions: [("tx".to_string(), 0)].into_iter().collect(),
@@ -214,7 +216,7 @@ async fn a_decision_left_pending_by_a_crash_is_completed_at_startup() {
             base_timestamp: now_ms(),
             records: vec![Record {
                 key: Some(store::key("pending")),
-                value: Some(store::value(&m)),
+                value: Some(store::value(&m, 2)),
                 ..Default::default()
             }],
             ..Default::default()
@@ -234,5 +236,96 @@ async fn a_decision_left_pending_by_a_crash_is_completed_at_startup() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert_eq!(latest(&mut c, "tx").await, (2, 2), "the COMMIT marker is written and the LSO moved past it");
+    broker.shutdown().await.expect("shutdown");
+}
+
+/// Produce v12 of a transactional batch: the leader adds the partition to the transaction itself
+/// (transactions v2; the client sends no AddPartitionsToTxn).
+async fn produce_v2(c: &mut AsyncClient, id: &str, topic: &str, records: Bytes) -> i16 {
+    let mut req = produce_request(topic, 0, records, -1);
+    req.transactional_id = Some(tid(id));
+    let r: ProduceResponse = c.call(ApiKey::Produce, 12, &req).await;
+    r.responses[0].partition_responses[0].error_code
+}
+
+/// EndTxn v5: (error, producer id, epoch).
+async fn end_v2(c: &mut AsyncClient, id: &str, pid: i64, epoch: i16, commit: bool) -> (i16, i64, i16) {
+    let mut req = EndTxnRequest::default();
+    req.transactional_id = tid(id);
+    req.producer_id = ProducerId(pid);
+    req.producer_epoch = epoch;
+    req.committed = commit;
+    let r: EndTxnResponse = c.call(ApiKey::EndTxn, 5, &req).await;
+    (r.error_code, r.producer_id.0, r.producer_epoch)
+}
+
+/// Transactions v2 at the wire level: Produce v12 starts the transaction and adds the partition,
+/// EndTxn v5 bumps the epoch and writes the marker at the bumped epoch, the next transaction runs
+/// at the new epoch from sequence 0, a write or an EndTxn at the old epoch is fenced, and
+/// TxnOffsetCommit v5 adds the offsets partition itself; read_committed sees exactly the
+/// committed data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_v2_add_partitions_implicitly_and_bump_the_epoch() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let broker = start_in_process(dir.path(), &[]).await;
+    let mut c = connect(&broker).await;
+    assert_eq!(create_topic(&mut c, "tx", 1, &[]).await.topics[0].error_code, 0);
+    let (code, pid, epoch) = init(&mut c, "v2", (-1, -1)).await;
+    assert_eq!(code, 0);
+
+    assert_eq!(produce_v2(&mut c, "v2", "tx", txn_batch(pid, epoch, 0, "a")).await, 0);
+    assert_eq!(state(&mut c, "v2").await, ("Ongoing".to_string(), epoch, vec![0]), "added by the produce");
+    assert_eq!(produce_v2(&mut c, "v2", "tx", txn_batch(pid, epoch, 1, "b")).await, 0);
+    assert_eq!(latest(&mut c, "tx").await, (2, 0));
+    assert_eq!(end_v2(&mut c, "v2", pid, epoch, true).await, (0, pid, epoch + 1));
+    assert_eq!(latest(&mut c, "tx").await, (3, 3), "the COMMIT marker took offset 2");
+    let (s, e, parts) = state(&mut c, "v2").await;
+    assert_eq!((s.as_str(), e, parts), ("CompleteCommit", epoch + 1, vec![]));
+    // The marker carried the bumped epoch: the partition knows the producer at it.
+    let mut dp = DescribeProducersRequest::default();
+    let mut t = describe_producers_request::TopicRequest::default();
+    t.name = name("tx");
+    t.partition_indexes = vec![0];
+    dp.topics = vec![t];
+    let r: DescribeProducersResponse = c.call(ApiKey::DescribeProducers, 0, &dp).await;
+    let p = &r.topics[0].partitions[0].active_producers[0];
+    assert_eq!((p.producer_id.0, p.producer_epoch), (pid, i32::from(epoch) + 1));
+
+    // The old epoch is fenced everywhere; the new one starts over at sequence 0.
+    assert_eq!(produce_v2(&mut c, "v2", "tx", txn_batch(pid, epoch, 2, "zombie")).await, 47, "INVALID_PRODUCER_EPOCH");
+    assert_eq!(end_v2(&mut c, "v2", pid, epoch - 1, false).await.0, 90, "PRODUCER_FENCED");
+    let epoch1 = epoch + 1;
+    assert_eq!(produce_v2(&mut c, "v2", "tx", txn_batch(pid, epoch1, 0, "c")).await, 0);
+    // Offsets in the same transaction, without AddOffsetsToTxn.
+    let mut req = TxnOffsetCommitRequest::default();
+    req.transactional_id = tid("v2");
+    req.group_id = GroupId(StrBytes::from_static_str("v2-group"));
+    req.producer_id = ProducerId(pid);
+    req.producer_epoch = epoch1;
+    req.generation_id = -1;
+    let mut p = txn_offset_commit_request::TxnOffsetCommitRequestPartition::default();
+    p.committed_offset = 3;
+    p.committed_leader_epoch = -1;
+    let mut t = txn_offset_commit_request::TxnOffsetCommitRequestTopic::default();
+    t.name = name("tx");
+    t.partitions = vec![p];
+    req.topics = vec![t];
+    let r: TxnOffsetCommitResponse = c.call(ApiKey::TxnOffsetCommit, 5, &req).await;
+    assert_eq!(r.topics[0].partitions[0].error_code, 0);
+    assert_eq!(state(&mut c, "v2").await.2.len(), 2, "tx-0 and the group's __consumer_offsets partition");
+    // Abort: the data and the offsets go.
+    assert_eq!(end_v2(&mut c, "v2", pid, epoch1, false).await, (0, pid, epoch1 + 1));
+    let mut of = OffsetFetchRequest::default();
+    of.group_id = GroupId(StrBytes::from_static_str("v2-group"));
+    of.topics = None;
+    let r: OffsetFetchResponse = c.call(ApiKey::OffsetFetch, 2, &of).await;
+    assert!(r.topics.iter().all(|t| t.partitions.iter().all(|p| p.committed_offset == -1)), "{r:?}");
+    let mut req = fetch_request("tx", 0, 0, 0, 1 << 20, 1 << 20);
+    req.isolation_level = 1;
+    let r: FetchResponse = c.call(ApiKey::Fetch, 12, &req).await;
+    let p = &r.responses[0].partitions[0];
+    assert_eq!((p.high_watermark, p.last_stable_offset), (5, 5));
+    let aborted = p.aborted_transactions.as_ref().expect("aborted list");
+    assert_eq!(aborted.iter().map(|a| (a.producer_id.0, a.first_offset)).collect::<Vec<_>>(), vec![(pid, 3)]);
     broker.shutdown().await.expect("shutdown");
 }

@@ -44,6 +44,8 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeTransactions, 0, 0),
     (ApiKey::ListTransactions, 0, 2),
     (ApiKey::DescribeProducers, 0, 0),
+    // Partition administration, answered as Kafka's controller answers on one node.
+    (ApiKey::ElectLeaders, 0, 2),
 ];
 
 /// The advertised version range of `key`, if Sluice serves it.

@@ -76,6 +76,18 @@ impl Broker {
         self.logs.get_or_create(&tp, *topic.id.as_bytes(), topic.config.log.clone()).map_err(ApiError::from)
     }
 
+    /// Whether partition `partition` of `topic` lives in an offline log dir (its leader is then
+    /// gone: Metadata answers KAFKA_STORAGE_ERROR and no leader). A partition whose log cannot be
+    /// opened counts as offline too.
+    pub fn is_partition_offline(&self, topic: &TopicMeta, partition: i32) -> bool {
+        let offline = self.logs.offline_dirs();
+        !offline.is_empty()
+            && self
+                .partition(topic, partition)
+                .map(|log| offline.iter().any(|d| log.dir().starts_with(d)))
+                .unwrap_or(true)
+    }
+
     /// Creates an internal compacted topic (`__consumer_offsets`, `__transaction_state`) on
     /// first start, as Kafka does on first use; creating it up front keeps that latency out of
     /// client requests.

@@ -25,6 +25,7 @@ pub mod describe_groups;
 pub mod describe_log_dirs;
 pub mod describe_producers;
 pub mod describe_transactions;
+pub mod elect_leaders;
 pub mod end_txn;
 pub mod fetch;
 pub mod find_coordinator;
@@ -196,6 +197,7 @@ pub async fn dispatch(broker: &Arc<Broker>, ctx: &RequestContext, body: Bytes, c
         ApiKey::DescribeTransactions => call!(describe_transactions::handle),
         ApiKey::ListTransactions => call!(list_transactions::handle),
         ApiKey::DescribeProducers => call!(describe_producers::handle),
+        ApiKey::ElectLeaders => call!(elect_leaders::handle),
         other => Reply::Close(format!("no handler for {other:?}")),
     }
 }

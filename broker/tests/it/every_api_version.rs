@@ -57,6 +57,7 @@ const TESTED: &[ApiKey] = &[
     ApiKey::DescribeTransactions,
     ApiKey::ListTransactions,
     ApiKey::DescribeProducers,
+    ApiKey::ElectLeaders,
 ];
 
 #[test]
@@ -256,6 +257,56 @@ async fn describe_log_dirs() {
         assert_eq!(resp.results[0].error_code, 0);
         assert!(resp.results[0].topics.iter().any(|t| t.name.0.as_str() == "rt"));
     }
+    r.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Partition administration
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn elect_leaders() {
+    let mut r = rig().await;
+    for v in versions(ApiKey::ElectLeaders) {
+        // rt-0 is led by its only replica already; rt-7 and "nope" do not exist.
+        let mut req = ElectLeadersRequest::default();
+        req.election_type = if v >= 1 { (v % 2) as i8 } else { 0 };
+        req.timeout_ms = 5000;
+        let mut t = elect_leaders_request::TopicPartitions::default();
+        t.topic = name("rt");
+        t.partitions = vec![0, 7];
+        let mut missing = elect_leaders_request::TopicPartitions::default();
+        missing.topic = name("nope");
+        missing.partitions = vec![0];
+        req.topic_partitions = Some(vec![t, missing]);
+        let resp: ElectLeadersResponse = r.c.call(ApiKey::ElectLeaders, v, &req).await;
+        assert_eq!(resp.error_code, 0, "v{v}");
+        assert_eq!(resp.replica_election_results.len(), 2, "v{v}");
+        let rt = &resp.replica_election_results[0];
+        assert_eq!(rt.topic.0.as_str(), "rt");
+        let codes: Vec<(i32, i16)> = rt.partition_result.iter().map(|p| (p.partition_id, p.error_code)).collect();
+        assert_eq!(codes, vec![(0, 84), (7, 3)], "ELECTION_NOT_NEEDED, UNKNOWN_TOPIC_OR_PARTITION v{v}");
+        let nope = &resp.replica_election_results[1];
+        assert_eq!((nope.partition_result[0].partition_id, nope.partition_result[0].error_code), (0, 3), "v{v}");
+
+        // Null: every partition; none needs an election, so every topic is listed empty.
+        req.topic_partitions = None;
+        let resp: ElectLeadersResponse = r.c.call(ApiKey::ElectLeaders, v, &req).await;
+        assert_eq!(resp.error_code, 0, "v{v}");
+        let rt = resp.replica_election_results.iter().find(|t| t.topic.0.as_str() == "rt").expect("rt listed");
+        assert!(rt.partition_result.is_empty(), "v{v}: {:?}", rt.partition_result);
+        assert!(resp.replica_election_results.iter().all(|t| t.partition_result.is_empty()), "v{v}");
+    }
+    // An unknown election type is the request's error (v1+ carry the field).
+    let mut req = ElectLeadersRequest::default();
+    req.election_type = 5;
+    let mut t = elect_leaders_request::TopicPartitions::default();
+    t.topic = name("rt");
+    t.partitions = vec![0];
+    req.topic_partitions = Some(vec![t]);
+    let resp: ElectLeadersResponse = r.c.call(ApiKey::ElectLeaders, 2, &req).await;
+    assert_eq!(resp.error_code, 42, "INVALID_REQUEST");
+    assert_eq!(resp.replica_election_results[0].partition_result[0].error_code, 42);
     r.shutdown().await;
 }
 

@@ -11,6 +11,7 @@
 pub mod add_offsets_to_txn;
 pub mod add_partitions_to_txn;
 pub mod alter_configs;
+pub mod alter_partition_reassignments;
 pub mod api_versions;
 pub mod consumer_group_describe;
 pub mod consumer_group_heartbeat;
@@ -36,6 +37,7 @@ pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
+pub mod list_partition_reassignments;
 pub mod list_transactions;
 pub mod metadata;
 pub mod offset_commit;
@@ -198,6 +200,8 @@ pub async fn dispatch(broker: &Arc<Broker>, ctx: &RequestContext, body: Bytes, c
         ApiKey::ListTransactions => call!(list_transactions::handle),
         ApiKey::DescribeProducers => call!(describe_producers::handle),
         ApiKey::ElectLeaders => call!(elect_leaders::handle),
+        ApiKey::AlterPartitionReassignments => call!(alter_partition_reassignments::handle),
+        ApiKey::ListPartitionReassignments => call!(list_partition_reassignments::handle),
         other => Reply::Close(format!("no handler for {other:?}")),
     }
 }

@@ -58,6 +58,8 @@ const TESTED: &[ApiKey] = &[
     ApiKey::ListTransactions,
     ApiKey::DescribeProducers,
     ApiKey::ElectLeaders,
+    ApiKey::AlterPartitionReassignments,
+    ApiKey::ListPartitionReassignments,
 ];
 
 #[test]
@@ -307,6 +309,85 @@ async fn elect_leaders() {
     let resp: ElectLeadersResponse = r.c.call(ApiKey::ElectLeaders, 2, &req).await;
     assert_eq!(resp.error_code, 42, "INVALID_REQUEST");
     assert_eq!(resp.replica_election_results[0].partition_result[0].error_code, 42);
+    r.shutdown().await;
+}
+
+fn reassignment(
+    topic: &str,
+    partition: i32,
+    replicas: Option<Vec<i32>>,
+) -> alter_partition_reassignments_request::ReassignableTopic {
+    let mut p = alter_partition_reassignments_request::ReassignablePartition::default();
+    p.partition_index = partition;
+    p.replicas = replicas.map(|r| r.into_iter().map(BrokerId).collect());
+    let mut t = alter_partition_reassignments_request::ReassignableTopic::default();
+    t.name = name(topic);
+    t.partitions.push(p);
+    t
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alter_partition_reassignments() {
+    let mut r = rig().await;
+    for v in versions(ApiKey::AlterPartitionReassignments) {
+        let mut req = AlterPartitionReassignmentsRequest::default();
+        req.timeout_ms = 5000;
+        req.topics = vec![
+            reassignment("rt", 0, Some(vec![1])),    // the current assignment: done at once
+            reassignment("rt", 0, None),             // cancel: nothing in progress
+            reassignment("rt", 0, Some(vec![2])),    // a broker that does not exist
+            reassignment("rt", 0, Some(vec![1, 1])), // twice
+            reassignment("rt", 0, Some(vec![])),     // empty
+            reassignment("rt", 3, Some(vec![1])),    // no such partition
+            reassignment("nope", 0, Some(vec![1])),  // no such topic
+        ];
+        let resp: AlterPartitionReassignmentsResponse = r.c.call(ApiKey::AlterPartitionReassignments, v, &req).await;
+        assert_eq!(resp.error_code, 0, "v{v}");
+        assert!(resp.allow_replication_factor_change, "v{v}");
+        let codes: Vec<i16> = resp.responses.iter().map(|t| t.partitions[0].error_code).collect();
+        assert_eq!(codes, vec![0, 85, 39, 39, 39, 3, 3], "v{v}");
+        assert!(resp.responses[0].partitions[0].error_message.is_none());
+        let msg = resp.responses[2].partitions[0].error_message.as_ref().expect("message");
+        assert!(msg.contains("broker 2"), "{msg}");
+    }
+    // v1 (KIP-860): without allow_replication_factor_change the same length is still accepted.
+    let mut req = AlterPartitionReassignmentsRequest::default();
+    req.allow_replication_factor_change = false;
+    req.topics = vec![reassignment("rt", 0, Some(vec![1]))];
+    let resp: AlterPartitionReassignmentsResponse = r.c.call(ApiKey::AlterPartitionReassignments, 1, &req).await;
+    assert!(!resp.allow_replication_factor_change);
+    assert_eq!(resp.responses[0].partitions[0].error_code, 0);
+    r.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_partition_reassignments() {
+    let mut r = rig().await;
+    for v in versions(ApiKey::ListPartitionReassignments) {
+        // A reassignment to the current replica completes at once, so none is ever listed.
+        let mut alter = AlterPartitionReassignmentsRequest::default();
+        alter.topics = vec![reassignment("rt", 0, Some(vec![1]))];
+        let resp: AlterPartitionReassignmentsResponse = r.c.call(ApiKey::AlterPartitionReassignments, 0, &alter).await;
+        assert_eq!(resp.responses[0].partitions[0].error_code, 0);
+        let mut req = ListPartitionReassignmentsRequest::default();
+        req.timeout_ms = 5000;
+        req.topics = None;
+        let resp: ListPartitionReassignmentsResponse = r.c.call(ApiKey::ListPartitionReassignments, v, &req).await;
+        assert_eq!(resp.error_code, 0, "v{v}");
+        assert!(resp.error_message.is_none(), "v{v}");
+        assert!(resp.topics.is_empty(), "v{v}: {:?}", resp.topics);
+        // Named topics, known or not: still nothing, and no error (Kafka skips unknown ones).
+        let mut t = list_partition_reassignments_request::ListPartitionReassignmentsTopics::default();
+        t.name = name("rt");
+        t.partition_indexes = vec![0, 5];
+        let mut u = list_partition_reassignments_request::ListPartitionReassignmentsTopics::default();
+        u.name = name("nope");
+        u.partition_indexes = vec![0];
+        req.topics = Some(vec![t, u]);
+        let resp: ListPartitionReassignmentsResponse = r.c.call(ApiKey::ListPartitionReassignments, v, &req).await;
+        assert_eq!(resp.error_code, 0, "v{v}");
+        assert!(resp.topics.is_empty(), "v{v}: {:?}", resp.topics);
+    }
     r.shutdown().await;
 }
 

@@ -48,6 +48,8 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ElectLeaders, 0, 2),
     (ApiKey::AlterPartitionReassignments, 0, 1),
     (ApiKey::ListPartitionReassignments, 0, 0),
+    // The metadata quorum, with this node as its only voter.
+    (ApiKey::DescribeQuorum, 0, 2),
 ];
 
 /// The advertised version range of `key`, if Sluice serves it.

@@ -25,6 +25,7 @@ pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_log_dirs;
 pub mod describe_producers;
+pub mod describe_quorum;
 pub mod describe_transactions;
 pub mod elect_leaders;
 pub mod end_txn;
@@ -202,6 +203,7 @@ pub async fn dispatch(broker: &Arc<Broker>, ctx: &RequestContext, body: Bytes, c
         ApiKey::ElectLeaders => call!(elect_leaders::handle),
         ApiKey::AlterPartitionReassignments => call!(alter_partition_reassignments::handle),
         ApiKey::ListPartitionReassignments => call!(list_partition_reassignments::handle),
+        ApiKey::DescribeQuorum => call!(describe_quorum::handle),
         other => Reply::Close(format!("no handler for {other:?}")),
     }
 }

@@ -60,6 +60,7 @@ const TESTED: &[ApiKey] = &[
     ApiKey::ElectLeaders,
     ApiKey::AlterPartitionReassignments,
     ApiKey::ListPartitionReassignments,
+    ApiKey::DescribeQuorum,
 ];
 
 #[test]
@@ -387,6 +388,73 @@ async fn list_partition_reassignments() {
         let resp: ListPartitionReassignmentsResponse = r.c.call(ApiKey::ListPartitionReassignments, v, &req).await;
         assert_eq!(resp.error_code, 0, "v{v}");
         assert!(resp.topics.is_empty(), "v{v}: {:?}", resp.topics);
+    }
+    r.shutdown().await;
+}
+
+fn quorum_request(topic: &str, partitions: &[i32]) -> DescribeQuorumRequest {
+    let mut t = describe_quorum_request::TopicData::default();
+    t.topic_name = name(topic);
+    t.partitions = partitions
+        .iter()
+        .map(|&p| {
+            let mut pd = describe_quorum_request::PartitionData::default();
+            pd.partition_index = p;
+            pd
+        })
+        .collect();
+    let mut req = DescribeQuorumRequest::default();
+    req.topics.push(t);
+    req
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_quorum() {
+    let mut r = rig().await;
+    let mut last_offset = 0;
+    for v in versions(ApiKey::DescribeQuorum) {
+        let before = sluice::clock::now_ms();
+        let resp: DescribeQuorumResponse =
+            r.c.call(ApiKey::DescribeQuorum, v, &quorum_request("__cluster_metadata", &[0])).await;
+        assert_eq!(resp.error_code, 0, "v{v}");
+        let p = &resp.topics[0].partitions[0];
+        assert_eq!((p.error_code, p.leader_id.0), (0, 1), "v{v}");
+        assert!(p.leader_epoch >= 1, "v{v}");
+        // The leader change and topic rt are records; each create below is one more.
+        assert!(p.high_watermark >= 2 && p.high_watermark > last_offset, "v{v}: {}", p.high_watermark);
+        last_offset = p.high_watermark;
+        assert_eq!(p.current_voters.len(), 1);
+        assert!(p.observers.is_empty());
+        let voter = &p.current_voters[0];
+        assert_eq!((voter.replica_id.0, voter.log_end_offset), (1, p.high_watermark), "v{v}");
+        if v >= 1 {
+            assert!(voter.last_fetch_timestamp >= before && voter.last_caught_up_timestamp >= before, "v{v}");
+        }
+        if v >= 2 {
+            assert!(!voter.replica_directory_id.is_nil());
+            assert_eq!(resp.nodes.len(), 1);
+            assert_eq!(resp.nodes[0].node_id.0, 1);
+            assert_eq!(resp.nodes[0].listeners[0].port, r.broker.kafka_addr().port());
+            assert!(resp.error_message.is_none() && p.error_message.is_none());
+        } else {
+            assert!(resp.nodes.is_empty());
+        }
+        let mut ct = CreateTopicsRequest::default();
+        let mut t = create_topics_request::CreatableTopic::default();
+        t.name = name(&format!("rt-quorum-v{v}"));
+        t.num_partitions = 1;
+        t.replication_factor = 1;
+        ct.topics.push(t);
+        let created: CreateTopicsResponse = r.c.call(ApiKey::CreateTopics, 7, &ct).await;
+        assert_eq!(created.topics[0].error_code, 0);
+
+        // Any other partition is unknown.
+        let resp: DescribeQuorumResponse = r.c.call(ApiKey::DescribeQuorum, v, &quorum_request("rt", &[0])).await;
+        assert_eq!(resp.error_code, 0);
+        assert_eq!(resp.topics[0].partitions[0].error_code, 3, "v{v}");
+        let resp: DescribeQuorumResponse =
+            r.c.call(ApiKey::DescribeQuorum, v, &quorum_request("__cluster_metadata", &[1])).await;
+        assert_eq!(resp.topics[0].partitions[0].error_code, 3, "v{v}");
     }
     r.shutdown().await;
 }

@@ -26,6 +26,7 @@ pub mod describe_groups;
 pub mod describe_log_dirs;
 pub mod describe_producers;
 pub mod describe_quorum;
+pub mod describe_topic_partitions;
 pub mod describe_transactions;
 pub mod elect_leaders;
 pub mod end_txn;
@@ -204,6 +205,7 @@ pub async fn dispatch(broker: &Arc<Broker>, ctx: &RequestContext, body: Bytes, c
         ApiKey::AlterPartitionReassignments => call!(alter_partition_reassignments::handle),
         ApiKey::ListPartitionReassignments => call!(list_partition_reassignments::handle),
         ApiKey::DescribeQuorum => call!(describe_quorum::handle),
+        ApiKey::DescribeTopicPartitions => call!(describe_topic_partitions::handle),
         other => Reply::Close(format!("no handler for {other:?}")),
     }
 }

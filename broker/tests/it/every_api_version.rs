@@ -61,6 +61,7 @@ const TESTED: &[ApiKey] = &[
     ApiKey::AlterPartitionReassignments,
     ApiKey::ListPartitionReassignments,
     ApiKey::DescribeQuorum,
+    ApiKey::DescribeTopicPartitions,
 ];
 
 #[test]
@@ -455,6 +456,126 @@ async fn describe_quorum() {
         let resp: DescribeQuorumResponse =
             r.c.call(ApiKey::DescribeQuorum, v, &quorum_request("__cluster_metadata", &[1])).await;
         assert_eq!(resp.topics[0].partitions[0].error_code, 3, "v{v}");
+    }
+    r.shutdown().await;
+}
+
+fn dtp_request(topics: &[&str], limit: i32, cursor: Option<(&str, i32)>) -> DescribeTopicPartitionsRequest {
+    let mut req = DescribeTopicPartitionsRequest::default();
+    req.topics = topics
+        .iter()
+        .map(|t| {
+            let mut tr = describe_topic_partitions_request::TopicRequest::default();
+            tr.name = name(t);
+            tr
+        })
+        .collect();
+    req.response_partition_limit = limit;
+    req.cursor = cursor.map(|(t, p)| {
+        let mut c = describe_topic_partitions_request::Cursor::default();
+        c.topic_name = name(t);
+        c.partition_index = p;
+        c
+    });
+    req
+}
+
+/// (topic, error, partitions) of each topic, and the next cursor.
+type Page = (Vec<(String, i16, Vec<i32>)>, Option<(String, i32)>);
+
+fn page(resp: &DescribeTopicPartitionsResponse) -> Page {
+    let topics = resp
+        .topics
+        .iter()
+        .map(|t| {
+            let n = t.name.as_ref().map(|n| n.0.to_string()).unwrap_or_default();
+            (n, t.error_code, t.partitions.iter().map(|p| p.partition_index).collect())
+        })
+        .collect();
+    (topics, resp.next_cursor.as_ref().map(|c| (c.topic_name.0.to_string(), c.partition_index)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_topic_partitions() {
+    let mut r = rig().await;
+    for (topic, partitions) in [("dtp-a", 3), ("dtp-b", 2)] {
+        let mut ct = CreateTopicsRequest::default();
+        let mut t = create_topics_request::CreatableTopic::default();
+        t.name = name(topic);
+        t.num_partitions = partitions;
+        t.replication_factor = 1;
+        ct.topics.push(t);
+        let created: CreateTopicsResponse = r.c.call(ApiKey::CreateTopics, 7, &ct).await;
+        assert_eq!(created.topics[0].error_code, 0);
+    }
+    let s = |x: &str| x.to_string();
+    for v in versions(ApiKey::DescribeTopicPartitions) {
+        // Named topics, two partitions a page: sorted by name, errors in place, cursors between.
+        let names = ["dtp-b", "nope", "dtp-a", "bad name!"];
+        let resp: DescribeTopicPartitionsResponse =
+            r.c.call(ApiKey::DescribeTopicPartitions, v, &dtp_request(&names, 2, None)).await;
+        assert_eq!(
+            page(&resp),
+            (vec![(s("bad name!"), 17, vec![]), (s("dtp-a"), 0, vec![0, 1])], Some((s("dtp-a"), 2))),
+            "v{v}"
+        );
+        let a = &resp.topics[1];
+        assert!(!a.topic_id.is_nil() && !a.is_internal);
+        assert_eq!(a.topic_authorized_operations & (1 << 8), 1 << 8, "DESCRIBE is authorized");
+        let p = &a.partitions[0];
+        assert_eq!((p.leader_id.0, p.leader_epoch, p.error_code), (1, 0, 0));
+        assert_eq!((p.replica_nodes.len(), p.isr_nodes.len()), (1, 1));
+        assert_eq!(p.eligible_leader_replicas.as_deref(), Some(&[][..]));
+        let resp: DescribeTopicPartitionsResponse =
+            r.c.call(ApiKey::DescribeTopicPartitions, v, &dtp_request(&names, 2, Some(("dtp-a", 2)))).await;
+        assert_eq!(page(&resp), (vec![(s("dtp-a"), 0, vec![2]), (s("dtp-b"), 0, vec![0])], Some((s("dtp-b"), 1))));
+        let resp: DescribeTopicPartitionsResponse =
+            r.c.call(ApiKey::DescribeTopicPartitions, v, &dtp_request(&names, 2, Some(("dtp-b", 1)))).await;
+        assert_eq!(page(&resp), (vec![(s("dtp-b"), 0, vec![1]), (s("nope"), 3, vec![])], None));
+
+        // A page that ends exactly at a topic's end points at the next topic's partition 0.
+        let resp: DescribeTopicPartitionsResponse =
+            r.c.call(ApiKey::DescribeTopicPartitions, v, &dtp_request(&["dtp-a", "dtp-b"], 3, None)).await;
+        assert_eq!(page(&resp), (vec![(s("dtp-a"), 0, vec![0, 1, 2])], Some((s("dtp-b"), 0))));
+
+        // Every topic, a small limit: the pages together hold every partition once, in order.
+        let mut seen = Vec::new();
+        let mut cursor: Option<(String, i32)> = None;
+        let mut pages = 0;
+        loop {
+            let req = dtp_request(&[], 7, cursor.as_ref().map(|(t, p)| (t.as_str(), *p)));
+            let resp: DescribeTopicPartitionsResponse = r.c.call(ApiKey::DescribeTopicPartitions, v, &req).await;
+            let total: usize = resp.topics.iter().map(|t| t.partitions.len()).sum();
+            assert!(total <= 7, "{total}");
+            for t in &resp.topics {
+                assert_eq!(t.error_code, 0);
+                let n = t.name.as_ref().expect("name").0.to_string();
+                assert_eq!(t.is_internal, n.starts_with("__"), "{n}");
+                seen.extend(t.partitions.iter().map(|p| (n.clone(), p.partition_index)));
+            }
+            pages += 1;
+            match page(&resp).1 {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        let mut expected = vec![(s("dtp-a"), 0), (s("dtp-a"), 1), (s("dtp-a"), 2), (s("dtp-b"), 0), (s("dtp-b"), 1)];
+        expected.push((s("rt"), 0));
+        let internal: Vec<_> = seen.iter().filter(|(n, _)| n.starts_with("__")).cloned().collect();
+        let mut want = internal.clone();
+        want.extend(expected);
+        assert_eq!(seen, want, "v{v}");
+        assert!(!internal.is_empty() && pages >= 3, "{pages} pages");
+
+        // A cursor must name one of the named topics, with a valid partition.
+        for req in [dtp_request(&["dtp-a"], 10, Some(("dtp-b", 0))), dtp_request(&["dtp-a"], 10, Some(("dtp-a", -1)))] {
+            let resp: DescribeTopicPartitionsResponse = r.c.call(ApiKey::DescribeTopicPartitions, v, &req).await;
+            assert_eq!(page(&resp), (vec![(s("dtp-a"), 42, vec![])], None), "v{v}");
+        }
+        // A limit below one is one.
+        let resp: DescribeTopicPartitionsResponse =
+            r.c.call(ApiKey::DescribeTopicPartitions, v, &dtp_request(&["rt"], 0, None)).await;
+        assert_eq!(page(&resp), (vec![(s("rt"), 0, vec![0])], None));
     }
     r.shutdown().await;
 }

@@ -19,7 +19,8 @@ use crate::metadata::{MetadataStore, TopicMeta};
 use crate::metrics::Metrics;
 use crate::topic_config::validate_topic_configs;
 
-/// Leader epoch of every partition on a single node. Replication will make this per-partition.
+/// Leader epoch of every partition on a single node. Replication will make this per-partition;
+/// what each log's data was written in is its leader-epoch cache (OffsetForLeaderEpoch).
 pub const LEADER_EPOCH: i32 = 0;
 
 pub use crate::error::ApiError;
@@ -73,7 +74,11 @@ impl Broker {
         if let Some(p) = self.logs.get(&tp) {
             return Ok(p);
         }
-        self.logs.get_or_create(&tp, *topic.id.as_bytes(), topic.config.log.clone()).map_err(ApiError::from)
+        let log =
+            self.logs.get_or_create(&tp, *topic.id.as_bytes(), topic.config.log.clone()).map_err(ApiError::from)?;
+        // This broker leads the new partition from its start (Kafka's makeLeader).
+        log.assign_leader_epoch(LEADER_EPOCH);
+        Ok(log)
     }
 
     /// Whether partition `partition` of `topic` lives in an offline log dir (its leader is then

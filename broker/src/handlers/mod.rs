@@ -45,6 +45,7 @@ pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
 pub mod offset_fetch;
+pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod sync_group;
 pub mod txn_offset_commit;
@@ -206,6 +207,7 @@ pub async fn dispatch(broker: &Arc<Broker>, ctx: &RequestContext, body: Bytes, c
         ApiKey::ListPartitionReassignments => call!(list_partition_reassignments::handle),
         ApiKey::DescribeQuorum => call!(describe_quorum::handle),
         ApiKey::DescribeTopicPartitions => call!(describe_topic_partitions::handle),
+        ApiKey::OffsetForLeaderEpoch => call!(offset_for_leader_epoch::handle),
         other => Reply::Close(format!("no handler for {other:?}")),
     }
 }

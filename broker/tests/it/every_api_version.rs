@@ -62,6 +62,7 @@ const TESTED: &[ApiKey] = &[
     ApiKey::ListPartitionReassignments,
     ApiKey::DescribeQuorum,
     ApiKey::DescribeTopicPartitions,
+    ApiKey::OffsetForLeaderEpoch,
 ];
 
 #[test]
@@ -686,6 +687,67 @@ async fn list_offsets() {
         let ps = &resp.topics[0].partitions;
         assert_eq!((ps[0].error_code, ps[0].offset), (0, produced), "latest v{v}");
         assert_eq!((ps[1].error_code, ps[1].offset), (0, 0), "earliest v{v}");
+    }
+    r.shutdown().await;
+}
+
+fn epoch_request(v: i16, partitions: &[(i32, i32, i32)]) -> OffsetForLeaderEpochRequest {
+    let mut req = OffsetForLeaderEpochRequest::default();
+    // v3+ carry the asker: a consumer.
+    req.replica_id = BrokerId(if v >= 3 { -1 } else { -2 });
+    let mut t = offset_for_leader_epoch_request::OffsetForLeaderTopic::default();
+    t.topic = name("rt");
+    t.partitions = partitions
+        .iter()
+        .map(|&(partition, current_leader_epoch, leader_epoch)| {
+            let mut p = offset_for_leader_epoch_request::OffsetForLeaderPartition::default();
+            p.partition = partition;
+            p.current_leader_epoch = current_leader_epoch;
+            p.leader_epoch = leader_epoch;
+            p
+        })
+        .collect();
+    req.topics.push(t);
+    req
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offset_for_leader_epoch() {
+    let mut r = rig().await;
+    produce_every_version(&mut r).await;
+    let produced = r.produced;
+    // (partition, current leader epoch, leader epoch) -> (error, epoch, end offset)
+    let cases = [
+        ((0, -1, 0), (0, 0, produced)), // the latest epoch ends at the log end
+        ((0, 0, 0), (0, 0, produced)),  // current epoch checked and matching
+        ((0, -1, 3), (0, -1, -1)),      // newer than any: undefined, no error
+        ((0, -1, -1), (0, -1, -1)),     // undefined
+        ((0, 1, 0), (75, -1, -1)),      // UNKNOWN_LEADER_EPOCH
+        ((0, -7, 0), (74, -1, -1)),     // FENCED_LEADER_EPOCH
+        ((4, -1, 0), (3, -1, -1)),      // no such partition
+    ];
+    for v in versions(ApiKey::OffsetForLeaderEpoch) {
+        let req = epoch_request(v, &cases.iter().map(|(q, _)| *q).collect::<Vec<_>>());
+        let resp: OffsetForLeaderEpochResponse = r.c.call(ApiKey::OffsetForLeaderEpoch, v, &req).await;
+        let got: Vec<(i16, i32, i64)> =
+            resp.topics[0].partitions.iter().map(|p| (p.error_code, p.leader_epoch, p.end_offset)).collect();
+        assert_eq!(got, cases.iter().map(|(_, a)| *a).collect::<Vec<_>>(), "v{v}");
+        let mut unknown = epoch_request(v, &[(0, -1, 0)]);
+        unknown.topics[0].topic = name("nope");
+        let resp: OffsetForLeaderEpochResponse = r.c.call(ApiKey::OffsetForLeaderEpoch, v, &unknown).await;
+        assert_eq!(resp.topics[0].partitions[0].error_code, 3, "v{v}");
+    }
+    // The answers come from the log's leader-epoch cache: data written in a later epoch (as a
+    // future leader would) ends epoch 0 where it starts.
+    let meta = r.broker.broker().metadata.topic("rt").expect("rt");
+    let log = r.broker.broker().partition(&meta, 0).expect("rt-0");
+    log.append(&[sluice_protocol::batch::RecordBatch::new(batch("epoch-2")).expect("batch")], 2).expect("append");
+    for v in versions(ApiKey::OffsetForLeaderEpoch) {
+        let req = epoch_request(v, &[(0, -1, 0), (0, -1, 1), (0, -1, 2)]);
+        let resp: OffsetForLeaderEpochResponse = r.c.call(ApiKey::OffsetForLeaderEpoch, v, &req).await;
+        let got: Vec<(i16, i32, i64)> =
+            resp.topics[0].partitions.iter().map(|p| (p.error_code, p.leader_epoch, p.end_offset)).collect();
+        assert_eq!(got, vec![(0, 0, produced), (0, 0, produced), (0, 2, produced + 1)], "v{v}");
     }
     r.shutdown().await;
 }

@@ -29,6 +29,7 @@ use kafka_protocol::ResponseError;
 use super::RequestContext;
 use crate::authz::{AclOperation, Resource};
 use crate::broker::{ApiError, Broker};
+use crate::error::default_message;
 
 /// Kafka's `alterPartitionReassignment` for one partition on this node.
 fn reassign(
@@ -46,7 +47,7 @@ fn reassign(
     let Some(replicas) = &target.replicas else {
         // Cancelling: nothing is ever being reassigned here.
         let code = ResponseError::NoReassignmentInProgress;
-        return Err(ApiError::new(code, code.to_string()));
+        return Err(ApiError::new(code, default_message(code)));
     };
     let invalid = |m: String| ApiError::new(ResponseError::InvalidReplicaAssignment, m);
     if replicas.is_empty() {
@@ -96,7 +97,7 @@ pub async fn handle(
     } else {
         let code = ResponseError::ClusterAuthorizationFailed;
         resp.error_code = code.code();
-        resp.error_message = Some(StrBytes::from_string(code.to_string()));
+        resp.error_message = Some(StrBytes::from_static_str(default_message(code)));
         Some(code)
     };
     for t in &req.topics {
@@ -107,7 +108,7 @@ pub async fn handle(
             pr.partition_index = p.partition_index;
             pr.error_message = None;
             let outcome = match refused {
-                Some(code) => Err(ApiError::new(code, code.to_string())),
+                Some(code) => Err(ApiError::new(code, default_message(code))),
                 None => reassign(broker, &t.name.0, p, allow_rf_change),
             };
             if let Err(e) = outcome {

@@ -20,6 +20,7 @@ use kafka_protocol::ResponseError;
 use super::RequestContext;
 use crate::authz::{AclOperation, Resource};
 use crate::broker::Broker;
+use crate::error::default_message;
 
 /// Kafka's metadata log topic.
 pub const CLUSTER_METADATA_TOPIC: &str = "__cluster_metadata";
@@ -27,7 +28,7 @@ pub const CLUSTER_METADATA_TOPIC: &str = "__cluster_metadata";
 /// Error messages exist from v2 on; Kafka leaves them null without an error.
 fn message(ctx: &RequestContext, code: Option<ResponseError>) -> Option<StrBytes> {
     match code {
-        Some(c) if ctx.api_version >= 2 => Some(StrBytes::from_string(c.to_string())),
+        Some(c) if ctx.api_version >= 2 => Some(StrBytes::from_static_str(default_message(c))),
         _ => None,
     }
 }

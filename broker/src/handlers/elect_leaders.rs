@@ -21,6 +21,7 @@ use kafka_protocol::ResponseError;
 use super::RequestContext;
 use crate::authz::{AclOperation, Resource};
 use crate::broker::Broker;
+use crate::error::default_message;
 use crate::metadata::TopicMeta;
 
 const PREFERRED: i8 = 0;
@@ -74,16 +75,16 @@ fn elect(broker: &Broker, topic: Option<&TopicMeta>, name: &str, partition: i32,
         } else {
             ResponseError::EligibleLeadersNotAvailable
         };
-        return result(partition, code, Some(code.to_string()));
+        return result(partition, code, Some(default_message(code).to_string()));
     }
     let code = ResponseError::ElectionNotNeeded;
-    result(partition, code, Some(code.to_string()))
+    result(partition, code, Some(default_message(code).to_string()))
 }
 
 pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: ElectLeadersRequest) -> ElectLeadersResponse {
     if !ctx.authorize(AclOperation::Alter, Resource::Cluster) {
         let code = ResponseError::ClusterAuthorizationFailed;
-        return error_response(ctx, &req, code, &code.to_string());
+        return error_response(ctx, &req, code, default_message(code));
     }
     // v0 has no election type: it is always a preferred election.
     let election_type = if ctx.api_version == 0 { PREFERRED } else { req.election_type };

@@ -20,6 +20,7 @@ use kafka_protocol::ResponseError;
 use super::RequestContext;
 use crate::authz::{AclOperation, Resource};
 use crate::broker::Broker;
+use crate::error::default_message;
 
 pub async fn handle(
     _broker: &Arc<Broker>,
@@ -32,7 +33,7 @@ pub async fn handle(
     if !ctx.authorize(AclOperation::Describe, Resource::Cluster) {
         let code = ResponseError::ClusterAuthorizationFailed;
         resp.error_code = code.code();
-        resp.error_message = Some(StrBytes::from_string(code.to_string()));
+        resp.error_message = Some(StrBytes::from_static_str(default_message(code)));
         for t in req.topics.iter().flatten() {
             let mut tr = OngoingTopicReassignment::default();
             tr.name = t.name.clone();

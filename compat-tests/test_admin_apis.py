@@ -230,3 +230,44 @@ def test_confluent_elect_leaders(broker, topic):
         assert results[5].code() == KafkaError.UNKNOWN_TOPIC_OR_PART, results
     # All partitions: nothing needed electing, so nothing is listed.
     assert ck.elect_leaders(ElectionType.PREFERRED, None).result(timeout=30) == {}
+
+
+
+def test_confluent_consumer_validates_positions_with_offset_for_leader_epoch(tmp_path, topic):
+    """librdkafka (KIP-320) validates a position that carries a leader epoch with
+    OffsetForLeaderEpoch before fetching from it; the broker's answer lets it go on from there."""
+    import urllib.request
+
+    from confluent_kafka import Consumer, Producer
+    from conftest import Broker, free_port
+
+    metrics_port = free_port()
+    b = Broker(tmp_path / "data", tmp_path / "broker.log", {"metrics.listener": f"127.0.0.1:{metrics_port}"}).start()
+    try:
+        def requests_of(api):
+            text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
+            for line in text.splitlines():
+                if line.startswith(f'sluice_requests_total{{api="{api}"}}'):
+                    return float(line.split()[-1])
+            return 0.0
+
+        p = Producer({"bootstrap.servers": b.bootstrap})
+        for i in range(10):
+            p.produce(topic, value=b"v%d" % i, partition=0)
+        assert p.flush(30) == 0
+        assert requests_of("OffsetForLeaderEpoch") == 0
+        c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": "g-" + topic,
+                      "auto.offset.reset": "earliest", "enable.auto.commit": False})
+        # A position read in leader epoch 0 (as from a committed offset or an earlier fetch).
+        c.assign([CkTopicPartition(topic, 0, 5, leader_epoch=0)])
+        got, deadline = [], time.time() + 30
+        while len(got) < 5 and time.time() < deadline:
+            m = c.poll(0.5)
+            if m is not None and m.error() is None:
+                got.append(m)
+        assert [m.offset() for m in got] == [5, 6, 7, 8, 9]
+        assert all(m.leader_epoch() == 0 for m in got)
+        c.close()
+        assert requests_of("OffsetForLeaderEpoch") >= 1
+    finally:
+        assert b.stop() == 0

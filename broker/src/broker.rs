@@ -19,7 +19,8 @@ use crate::metadata::{MetadataStore, TopicMeta};
 use crate::metrics::Metrics;
 use crate::topic_config::validate_topic_configs;
 
-/// Leader epoch of every partition on a single node. Replication will make this per-partition.
+/// Leader epoch of every partition on a single node. Replication will make this per-partition;
+/// what each log's data was written in is its leader-epoch cache (OffsetForLeaderEpoch).
 pub const LEADER_EPOCH: i32 = 0;
 
 pub use crate::error::ApiError;
@@ -73,7 +74,23 @@ impl Broker {
         if let Some(p) = self.logs.get(&tp) {
             return Ok(p);
         }
-        self.logs.get_or_create(&tp, *topic.id.as_bytes(), topic.config.log.clone()).map_err(ApiError::from)
+        let log =
+            self.logs.get_or_create(&tp, *topic.id.as_bytes(), topic.config.log.clone()).map_err(ApiError::from)?;
+        // This broker leads the new partition from its start (Kafka's makeLeader).
+        log.assign_leader_epoch(LEADER_EPOCH);
+        Ok(log)
+    }
+
+    /// Whether partition `partition` of `topic` lives in an offline log dir (its leader is then
+    /// gone: Metadata answers KAFKA_STORAGE_ERROR and no leader). A partition whose log cannot be
+    /// opened counts as offline too.
+    pub fn is_partition_offline(&self, topic: &TopicMeta, partition: i32) -> bool {
+        let offline = self.logs.offline_dirs();
+        !offline.is_empty()
+            && self
+                .partition(topic, partition)
+                .map(|log| offline.iter().any(|d| log.dir().starts_with(d)))
+                .unwrap_or(true)
     }
 
     /// Creates an internal compacted topic (`__consumer_offsets`, `__transaction_state`) on

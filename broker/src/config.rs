@@ -110,6 +110,8 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     // Kafka's controller refuses a request that would write more than 10,000 records
     // (`MAX_RECORDS_PER_USER_OP`); Sluice makes that bound a config.
     ranged("max.partitions.per.request", Int, "10000", 1, IMAX),
+    // The most partitions one DescribeTopicPartitions response describes.
+    ranged("max.request.partition.size.limit", Int, "2000", 1, IMAX),
     ranged("default.replication.factor", Int, "1", 1, IMAX),
     def("auto.create.topics.enable", Boolean, Some("true")),
     def("delete.topic.enable", Boolean, Some("true")),
@@ -367,6 +369,9 @@ pub struct Config {
     /// `max.broker.partitions`; when not set explicitly, derived from the open-file limit.
     pub max_broker_partitions: usize,
     pub max_partitions_per_request: usize,
+    /// `max.request.partition.size.limit`: caps a DescribeTopicPartitions request's
+    /// `response_partition_limit`.
+    pub max_request_partition_size_limit: usize,
     pub fetch_max_bytes: usize,
     pub max_incremental_fetch_session_cache_slots: usize,
     pub max_incremental_fetch_session_partitions: usize,
@@ -576,6 +581,7 @@ impl Config {
                 None => usize::MAX,
             },
             max_partitions_per_request: get_i64("max.partitions.per.request") as usize,
+            max_request_partition_size_limit: get_i64("max.request.partition.size.limit") as usize,
             fetch_max_bytes: get_i64("fetch.max.bytes") as usize,
             max_incremental_fetch_session_cache_slots: get_i64("max.incremental.fetch.session.cache.slots") as usize,
             max_incremental_fetch_session_partitions: get_i64("max.incremental.fetch.session.partitions") as usize,

@@ -130,3 +130,17 @@ pub fn tiered_error(e: &TieredError) -> ResponseError {
 pub fn wire_code(e: Option<ResponseError>) -> i16 {
     e.map(|e| e.code()).unwrap_or(0)
 }
+
+/// Kafka's default message of `code` (`Errors.java`), for the responses whose message Kafka fills
+/// from the error alone (`new ApiError(Errors.X)`); the protocol crate only knows the codes' names.
+pub fn default_message(code: ResponseError) -> &'static str {
+    match code {
+        ResponseError::ElectionNotNeeded => "Leader election not needed for topic partition.",
+        ResponseError::PreferredLeaderNotAvailable => "The preferred leader was not available.",
+        ResponseError::EligibleLeadersNotAvailable => "Eligible topic partition leaders are not available.",
+        ResponseError::ClusterAuthorizationFailed => "Cluster authorization failed.",
+        ResponseError::NoReassignmentInProgress => "No partition reassignment is in progress.",
+        ResponseError::UnknownTopicOrPartition => "This server does not host this topic-partition.",
+        _ => "",
+    }
+}

@@ -2,6 +2,13 @@
 //! explicit configs, dynamic broker configs and the finalized feature levels. Persisted as JSON in the first log dir (`sluice-metadata.json`, replaced
 //! atomically: write temp, fsync, rename, fsync dir) so topics and ids survive restarts.
 //!
+//! The store stands in for Kafka's metadata log (`__cluster_metadata`-0) on a node that is its
+//! only voter: every change (topic created or deleted, partitions added, a topic or broker config
+//! changed) is one more record, so [`MetadataStore::metadata_offset`] — the metadata log end offset
+//! and high watermark DescribeQuorum reports — only grows. Each start is a leader election of the
+//! one-voter quorum: the quorum epoch goes up by one and so does the offset (Kafka's leader change
+//! record). Both are persisted with the state they describe.
+//!
 //! Thread-safety: a `std::sync::RwLock` guards the in-memory state; it is never held across an
 //! `.await`. Writers persist before publishing, so a crash never leaves readers ahead of disk.
 
@@ -53,6 +60,12 @@ struct Persisted {
     /// The finalized feature levels (absent in a store written before Sluice finalized any).
     #[serde(default)]
     features: Option<FinalizedFeatures>,
+    /// Records in the metadata log so far: one per change (see the module docs).
+    #[serde(default)]
+    metadata_offset: i64,
+    /// The quorum leader epoch: one more at each start.
+    #[serde(default)]
+    quorum_epoch: i32,
 }
 
 /// Why a topic operation was refused.
@@ -76,6 +89,9 @@ struct State {
     by_id: HashMap<Uuid, String>,
     broker_configs: BTreeMap<String, BTreeMap<String, String>>,
     features: FinalizedFeatures,
+    /// The metadata log end offset: every persisted change is one record.
+    metadata_offset: i64,
+    quorum_epoch: i32,
 }
 
 impl State {
@@ -98,6 +114,9 @@ pub struct MetadataStore {
     /// Serializes writers: each works on a copy, persists it without holding `state`, then
     /// swaps it in.
     writer: std::sync::Mutex<()>,
+    /// `directory.id` of the first log dir, which holds the metadata (DescribeQuorum v2's
+    /// replica directory id).
+    metadata_directory_id: Uuid,
 }
 
 /// Kafka's internal topics (`Topic.isInternal`): the coordinators' logs. Clients may read them
@@ -145,6 +164,8 @@ impl MetadataStore {
         let mut by_id = HashMap::new();
         let mut broker_configs = BTreeMap::new();
         let mut features = None;
+        let mut metadata_offset = 0;
+        let mut quorum_epoch = 0;
         if path.exists() {
             let text = std::fs::read_to_string(&path)?;
             let p: Persisted = serde_json::from_str(&text).map_err(|e| {
@@ -152,11 +173,15 @@ impl MetadataStore {
             })?;
             broker_configs = p.broker_configs;
             features = p.features;
+            metadata_offset = p.metadata_offset;
+            quorum_epoch = p.quorum_epoch;
             let state = State {
                 topics: BTreeMap::new(),
                 by_id: HashMap::new(),
                 broker_configs: broker_configs.clone(),
                 features: FinalizedFeatures::default(),
+                metadata_offset,
+                quorum_epoch,
             };
             let dynamic = state.dynamic(config.node_id);
             let view = BrokerView { config, dynamic: &dynamic };
@@ -179,18 +204,26 @@ impl MetadataStore {
         }
         // A store without finalized features (new, or from a Sluice that finalized none) gets a
         // fresh node's levels, written down at once so a later default can never move them.
-        let bootstrap = features.is_none();
         let features = features.unwrap_or_default();
+        let metadata_directory_id = read_meta_properties(&first)?
+            .get("directory.id")
+            .and_then(|id| sluice_storage::layout::decode_topic_id(id))
+            .map(Uuid::from_bytes)
+            .unwrap_or_else(Uuid::nil);
         let store = Self {
             path,
             cluster_id,
             node_id: config.node_id,
-            state: RwLock::new(State { topics, by_id, broker_configs, features }),
+            state: RwLock::new(State { topics, by_id, broker_configs, features, metadata_offset, quorum_epoch }),
             writer: std::sync::Mutex::new(()),
+            metadata_directory_id,
         };
-        if bootstrap {
-            store.persist(&store.read())?;
-        }
+        // This start elects the one voter: a new epoch, recorded before anything is served. The
+        // same write keeps a fresh node's feature levels, so a later default can never move them.
+        store.mutate(|s| {
+            s.quorum_epoch = s.quorum_epoch.saturating_add(1);
+            Ok(())
+        })?;
         Ok(store)
     }
 
@@ -211,6 +244,22 @@ impl MetadataStore {
             s.features = FinalizedFeatures { epoch: s.features.epoch + 1, levels };
             Ok(s.features.clone())
         })
+    }
+
+    /// The metadata log end offset (and high watermark: the only voter commits at once): how
+    /// many metadata records exist. Grows with every change and every start.
+    pub fn metadata_offset(&self) -> i64 {
+        self.read().metadata_offset
+    }
+
+    /// The quorum leader epoch of this start.
+    pub fn quorum_epoch(&self) -> i32 {
+        self.read().quorum_epoch
+    }
+
+    /// `directory.id` of the log dir holding the metadata (nil if it has none).
+    pub fn metadata_directory_id(&self) -> Uuid {
+        self.metadata_directory_id
     }
 
     /// This node's dynamic broker configs (per-broker and cluster default).
@@ -284,6 +333,7 @@ impl MetadataStore {
         let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let mut next = self.read().clone();
         let r = change(&mut next)?;
+        next.metadata_offset = next.metadata_offset.saturating_add(1);
         self.persist(&next)?;
         *self.write() = next;
         Ok(r)
@@ -365,6 +415,8 @@ impl MetadataStore {
                 .collect(),
             broker_configs: s.broker_configs.clone(),
             features: Some(s.features.clone()),
+            metadata_offset: s.metadata_offset,
+            quorum_epoch: s.quorum_epoch,
         };
         let text = serde_json::to_vec_pretty(&p).map_err(std::io::Error::other)?;
         write_atomic(&self.path, &text)
@@ -502,5 +554,36 @@ mod tests {
         assert_eq!(store.features(), FinalizedFeatures::default());
         let text = std::fs::read_to_string(dir.path().join("sluice-metadata.json")).expect("read");
         assert!(text.contains("transaction.version"), "{text}");
+    }
+
+    #[test]
+    fn metadata_offset_grows_with_every_change_and_every_start() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let d = dir.path().display().to_string();
+        let cfg = Config::from_overrides(&[("log.dirs", &d)]).expect("cfg");
+        let store = MetadataStore::open(&cfg).expect("open");
+        // The first start's leader change is the first record.
+        assert_eq!((store.metadata_offset(), store.quorum_epoch()), (1, 1));
+        assert!(!store.metadata_directory_id().is_nil());
+        store.create_topic("t", 1, 1, BTreeMap::new(), &cfg).expect("create");
+        assert_eq!(store.metadata_offset(), 2);
+        store.set_partitions("t", 3).expect("partitions");
+        assert_eq!(store.metadata_offset(), 3);
+        let mut configs = BTreeMap::new();
+        configs.insert("retention.ms".to_string(), "1000".to_string());
+        store.set_topic_configs("t", configs.clone(), &cfg).expect("topic config");
+        assert_eq!(store.metadata_offset(), 4);
+        store.set_broker_configs("", configs, &cfg).expect("broker config");
+        assert_eq!(store.metadata_offset(), 5);
+        // A refused change writes nothing.
+        assert!(store.delete_topic("nope").is_err());
+        assert_eq!(store.metadata_offset(), 5);
+        store.delete_topic("t").expect("delete");
+        assert_eq!(store.metadata_offset(), 6);
+        let directory_id = store.metadata_directory_id();
+        drop(store);
+        let store = MetadataStore::open(&cfg).expect("reopen");
+        assert_eq!((store.metadata_offset(), store.quorum_epoch()), (7, 2));
+        assert_eq!(store.metadata_directory_id(), directory_id);
     }
 }

@@ -194,8 +194,10 @@ pub async fn start_with_authorizer(
     broker.remove_orphan_logs();
     // Becoming leader with itself as the only in-sync replica: everything in the log is
     // replicated, so the high watermark starts at the log end (Kafka's maybeIncrementLeaderHW).
+    // Its leader epoch starts at the log end unless the log already has it (Kafka's makeLeader).
     for p in broker.logs.partitions() {
         p.advance_high_watermark(p.offsets().log_end_offset);
+        p.assign_leader_epoch(crate::broker::LEADER_EPOCH);
     }
     let (group, txn) = (&broker.config.group, &broker.config.transactions);
     broker.ensure_internal_topic(

@@ -5,6 +5,7 @@
 //! - [`layout`]: file and directory names, Kafka's topic-id encoding;
 //! - [`checkpoint`]: offset checkpoint files, `partition.metadata`, crash-safe small writes;
 //! - [`index`]: offset and time indexes;
+//! - [`leader_epoch`]: the leader-epoch cache and its `leader-epoch-checkpoint` file;
 //! - [`limits`]: the fixed limits and entry sizes, their relationships asserted at compile time;
 //! - [`io`]: the fsyncs of all storage I/O, and the power-loss simulation built on them;
 //! - `segment`: one segment's files, bookkeeping and lock-free reads;
@@ -29,6 +30,7 @@ mod cleaner;
 pub mod index;
 pub mod io;
 pub mod layout;
+pub mod leader_epoch;
 pub mod limits;
 mod log;
 mod manager;

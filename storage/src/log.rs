@@ -34,6 +34,7 @@ use tokio::sync::watch;
 use crate::checkpoint::fsync_dir;
 use crate::cleaner::{self, CleanCrashPoint, Cleanable, GroupOutcome};
 use crate::layout::DELETED_SUFFIX;
+use crate::leader_epoch::{EpochEntry, LeaderEpochCache, UNDEFINED_EPOCH_OFFSET};
 use crate::limits::SEGMENT_BYTES_MAX as MAX_SEGMENT_BYTES;
 use crate::manager::LogDir;
 use crate::producer_state::{
@@ -111,6 +112,13 @@ pub(crate) struct LogState {
     pub highest_remote_offset: i64,
     /// Aborted transactions (`.txnindex` files).
     pub txn_index: TxnIndex,
+    /// Which leader epoch wrote the log from which offset (`leader-epoch-checkpoint`).
+    pub leader_epochs: LeaderEpochCache,
+    /// `leader_epochs` differs from its file. Only changes the file may lag behind are left
+    /// unwritten — a new leader epoch nothing was written in yet, entries cut at either end
+    /// (loading cuts the file the same way) or rebuilt from the log — and the next append or a
+    /// clean shutdown writes them; an entry for appended data is written before the data.
+    pub leader_epochs_dirty: bool,
 }
 
 /// A random `segment.jitter.ms` draw for a new segment.
@@ -215,6 +223,11 @@ impl LogState {
         };
         let patches: Vec<[u8; 16]> =
             batches.iter().zip(&base_offsets).map(|(b, &base)| b.header_patch(base, leader_epoch)).collect();
+        // Every batch is stamped with `leader_epoch`: one entry covers them. Durable before the
+        // data, so the file is never behind the log (only ahead after a crash, which loading cuts).
+        if !batches.is_empty() && (self.leader_epochs.assign(leader_epoch, first_offset) || self.leader_epochs_dirty) {
+            self.write_leader_epochs()?;
+        }
         if self.segments.is_empty() {
             self.roll(tp, first_offset, now, &undo)?;
         }
@@ -337,6 +350,21 @@ impl LogState {
                 Err(StorageError::OutOfOrderSequence { producer_id, epoch, last_seq, received })
             }
             Err(SequenceError::InvalidTxnState { producer_id }) => Err(StorageError::InvalidTxnState { producer_id }),
+        }
+    }
+
+    /// Writes the leader-epoch checkpoint from memory.
+    fn write_leader_epochs(&mut self) -> Result<()> {
+        self.leader_epochs.write(&self.dir).map_err(|e| io_err(&self.dir, e))?;
+        self.leader_epochs_dirty = false;
+        Ok(())
+    }
+
+    /// The log start offset moved: the epoch covering it now starts there (Kafka's
+    /// `truncateFromStartAsyncFlush`; written later, see `leader_epochs_dirty`).
+    fn leader_epochs_follow_log_start(&mut self) {
+        if self.leader_epochs.truncate_from_start(self.log_start_offset) {
+            self.leader_epochs_dirty = true;
         }
     }
 
@@ -860,7 +888,34 @@ impl UnifiedLog {
         // Restart then loads producer state without replaying the log.
         let leo = st.log_end_offset;
         producer_state::write_snapshot(&st.dir, leo, &st.producer_state).map_err(|e| self.fail(io_err(&st.dir, e)))?;
+        if st.leader_epochs_dirty {
+            st.write_leader_epochs().map_err(|e| self.fail(e))?;
+        }
         Ok(())
+    }
+
+    /// This replica leads the partition in `epoch` from the log end on (Kafka's `makeLeader`
+    /// assigning the epoch's start offset). Kept in memory until data is written in it.
+    pub fn assign_leader_epoch(&self, epoch: i32) {
+        let mut st = self.lock();
+        let leo = st.log_end_offset;
+        if st.leader_epochs.assign(epoch, leo) {
+            st.leader_epochs_dirty = true;
+        }
+    }
+
+    /// Kafka's `endOffsetForEpoch` (OffsetForLeaderEpoch): the largest epoch at or below
+    /// `requested` and its end offset (the next epoch's start, or the log end offset for the
+    /// latest); `None` when the cache does not know (`UNDEFINED_EPOCH_OFFSET`).
+    pub fn end_offset_for_epoch(&self, requested: i32) -> Option<(i32, i64)> {
+        let st = self.lock();
+        let (epoch, offset) = st.leader_epochs.end_offset_for(requested, st.log_end_offset);
+        (offset != UNDEFINED_EPOCH_OFFSET).then_some((epoch, offset))
+    }
+
+    /// The leader-epoch cache's entries, oldest first.
+    pub fn leader_epoch_entries(&self) -> Vec<EpochEntry> {
+        self.lock().leader_epochs.entries().to_vec()
     }
 
     /// Writes a transaction marker (a control batch: COMMIT or ABORT) for `producer_id` at
@@ -981,6 +1036,7 @@ impl UnifiedLog {
                 tracing::info!(partition = %self.tp.topic, index = self.tp.partition, log_start_offset = target, "log start offset moved by delete records");
             }
             let deleted = self.delete_segments_locked(&mut st, now, |_, _| false).map_err(|e| self.fail(e))?;
+            st.leader_epochs_follow_log_start();
             (st.log_start_offset, deleted)
         };
         if deleted > 0 {
@@ -1039,6 +1095,7 @@ impl UnifiedLog {
             }
         })
         .map_err(|e| self.fail(e))?;
+        st.leader_epochs_follow_log_start();
         stats.segments_deleted = before - st.segments.len();
         stats.bytes_deleted = bytes_before - st.segments.values().map(LogSegment::size).sum::<u64>();
         stats.log_start_offset = st.log_start_offset;

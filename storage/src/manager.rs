@@ -602,6 +602,8 @@ fn create_partition(
         producer_state: Default::default(),
         highest_remote_offset: -1,
         txn_index: Default::default(),
+        leader_epochs: Default::default(),
+        leader_epochs_dirty: false,
     };
     Ok(UnifiedLog::from_state(tp.clone(), Some(topic_id), dir.clone(), state))
 }

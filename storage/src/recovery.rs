@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use crate::checkpoint::read_partition_metadata;
 use crate::layout::{self, INDEX_SUFFIX, LEFTOVER_SUFFIXES, LOG_SUFFIX, SWAP_SUFFIX, TIME_INDEX_SUFFIX};
+use crate::leader_epoch::LeaderEpochCache;
 use crate::log::{roll_jitter, LogState, UnifiedLog};
 use crate::manager::LogDir;
 use crate::segment::{io_err, LogSegment};
@@ -220,6 +221,13 @@ pub(crate) fn load_partition(
     }
     let replay_from = rescan_from.unwrap_or(log_end_offset).min(log_end_offset);
     let producer_state = load_producer_state(dir, &segments, log_end_offset, replay_from, &mut txn_index)?;
+    let (mut leader_epochs, mut leader_epochs_dirty) = match LeaderEpochCache::read(dir).map_err(dir_err)? {
+        Some(cache) => (cache, false),
+        None => (rebuild_leader_epochs(&segments, log_end_offset)?, true),
+    };
+    // The file may be ahead of a log cut short by a crash, and behind the log start offset.
+    leader_epochs_dirty |= leader_epochs.truncate_from_end(log_end_offset);
+    leader_epochs_dirty |= leader_epochs.truncate_from_start(log_start_offset);
     let state = LogState {
         dir: dir.to_path_buf(),
         config,
@@ -238,8 +246,34 @@ pub(crate) fn load_partition(
         producer_state,
         highest_remote_offset: -1,
         txn_index,
+        leader_epochs,
+        leader_epochs_dirty,
     };
     Ok(UnifiedLog::from_state(tp, topic_id, log_dir, state))
+}
+
+/// The leader-epoch cache from the log itself, when its checkpoint is missing or unreadable: the
+/// partition leader epoch stamped in each batch header, an entry wherever it grows.
+fn rebuild_leader_epochs(
+    segments: &std::collections::BTreeMap<i64, LogSegment>,
+    log_end_offset: i64,
+) -> Result<LeaderEpochCache> {
+    use crate::segment::{BatchScanner, Scanned};
+    let mut cache = LeaderEpochCache::default();
+    for seg in segments.values() {
+        let [(file, path), _, _] = seg.files();
+        let mut scanner = BatchScanner::new(&file, seg.size(), 0);
+        while let Scanned::Batch { batch, .. } = scanner.next_batch().map_err(|e| io_err(&path, e))? {
+            if batch.base_offset() >= log_end_offset {
+                break;
+            }
+            let epoch = batch.partition_leader_epoch();
+            if cache.latest().is_none_or(|l| epoch > l.epoch) {
+                cache.assign(epoch, batch.base_offset());
+            }
+        }
+    }
+    Ok(cache)
 }
 
 /// Rebuilds producer state (Kafka's `rebuildProducerState`): the newest valid snapshot at or

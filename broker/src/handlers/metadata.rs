@@ -37,19 +37,13 @@ fn describe_topic(broker: &Broker, ctx: &RequestContext, meta: &TopicMeta, inclu
     t.is_internal = meta.internal;
     t.topic_authorized_operations =
         if include_ops { ctx.authorized_operations(Resource::Topic(&meta.name)) } else { OPS_NOT_REQUESTED };
-    let offline = broker.logs.offline_dirs();
     t.partitions = (0..meta.partitions)
         .map(|i| {
             let mut p = MetadataResponsePartition::default();
             p.partition_index = i;
             p.leader_epoch = LEADER_EPOCH;
             p.replica_nodes = vec![BrokerId(node)];
-            let is_offline = !offline.is_empty()
-                && broker
-                    .partition(meta, i)
-                    .map(|log| offline.iter().any(|d| log.dir().starts_with(d)))
-                    .unwrap_or(true);
-            if is_offline {
+            if broker.is_partition_offline(meta, i) {
                 p.error_code = ResponseError::KafkaStorageError.code();
                 p.leader_id = BrokerId(-1);
                 p.offline_replicas = vec![BrokerId(node)];

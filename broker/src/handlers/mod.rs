@@ -11,6 +11,7 @@
 pub mod add_offsets_to_txn;
 pub mod add_partitions_to_txn;
 pub mod alter_configs;
+pub mod alter_partition_reassignments;
 pub mod api_versions;
 pub mod consumer_group_describe;
 pub mod consumer_group_heartbeat;
@@ -24,7 +25,10 @@ pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_log_dirs;
 pub mod describe_producers;
+pub mod describe_quorum;
+pub mod describe_topic_partitions;
 pub mod describe_transactions;
+pub mod elect_leaders;
 pub mod end_txn;
 pub mod fetch;
 pub mod find_coordinator;
@@ -35,11 +39,13 @@ pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
+pub mod list_partition_reassignments;
 pub mod list_transactions;
 pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
 pub mod offset_fetch;
+pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod sync_group;
 pub mod txn_offset_commit;
@@ -198,6 +204,12 @@ pub async fn dispatch(broker: &Arc<Broker>, ctx: &RequestContext, body: Bytes, c
         ApiKey::DescribeTransactions => call!(describe_transactions::handle),
         ApiKey::ListTransactions => call!(list_transactions::handle),
         ApiKey::DescribeProducers => call!(describe_producers::handle),
+        ApiKey::ElectLeaders => call!(elect_leaders::handle),
+        ApiKey::AlterPartitionReassignments => call!(alter_partition_reassignments::handle),
+        ApiKey::ListPartitionReassignments => call!(list_partition_reassignments::handle),
+        ApiKey::DescribeQuorum => call!(describe_quorum::handle),
+        ApiKey::DescribeTopicPartitions => call!(describe_topic_partitions::handle),
+        ApiKey::OffsetForLeaderEpoch => call!(offset_for_leader_epoch::handle),
         other => Reply::Close(format!("no handler for {other:?}")),
     }
 }

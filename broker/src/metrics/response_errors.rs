@@ -304,3 +304,59 @@ impl ResponseErrorCodes for kafka_protocol::messages::DescribeProducersResponse 
         }
     }
 }
+
+impl ResponseErrorCodes for kafka_protocol::messages::ElectLeadersResponse {
+    fn for_each_error_code(&self, f: &mut dyn FnMut(i16)) {
+        f(self.error_code);
+        for t in &self.replica_election_results {
+            for p in &t.partition_result {
+                f(p.error_code);
+            }
+        }
+    }
+}
+
+impl ResponseErrorCodes for kafka_protocol::messages::AlterPartitionReassignmentsResponse {
+    fn for_each_error_code(&self, f: &mut dyn FnMut(i16)) {
+        f(self.error_code);
+        for t in &self.responses {
+            for p in &t.partitions {
+                f(p.error_code);
+            }
+        }
+    }
+}
+
+top_level_only!(kafka_protocol::messages::ListPartitionReassignmentsResponse);
+
+impl ResponseErrorCodes for kafka_protocol::messages::DescribeQuorumResponse {
+    fn for_each_error_code(&self, f: &mut dyn FnMut(i16)) {
+        f(self.error_code);
+        for t in &self.topics {
+            for p in &t.partitions {
+                f(p.error_code);
+            }
+        }
+    }
+}
+
+impl ResponseErrorCodes for kafka_protocol::messages::DescribeTopicPartitionsResponse {
+    fn for_each_error_code(&self, f: &mut dyn FnMut(i16)) {
+        for t in &self.topics {
+            f(t.error_code);
+            for p in &t.partitions {
+                f(p.error_code);
+            }
+        }
+    }
+}
+
+impl ResponseErrorCodes for kafka_protocol::messages::OffsetForLeaderEpochResponse {
+    fn for_each_error_code(&self, f: &mut dyn FnMut(i16)) {
+        for t in &self.topics {
+            for p in &t.partitions {
+                f(p.error_code);
+            }
+        }
+    }
+}

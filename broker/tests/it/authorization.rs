@@ -206,3 +206,105 @@ async fn refusals_carry_kafkas_codes_and_the_rest_of_the_request_goes_through() 
     }
     handle.shutdown().await.expect("shutdown");
 }
+
+/// Allows nothing on the cluster resource and nothing on `secret…` topics.
+struct DenyClusterAndSecrets;
+
+impl Authorizer for DenyClusterAndSecrets {
+    fn authorize(&self, action: &Action<'_>) -> bool {
+        action.resource.resource_type() != ResourceType::Cluster && !action.resource.name().starts_with("secret")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partition_admin_apis_ask_kafkas_questions() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path().display().to_string();
+    let config = sluice::Config::from_overrides(&[
+        ("listeners", "PLAINTEXT://127.0.0.1:0"),
+        ("log.dirs", &d),
+        ("metrics.listener", "none"),
+    ])
+    .expect("config");
+    let handle = sluice::server::start_with_authorizer(config, Arc::new(DenyClusterAndSecrets)).await.expect("start");
+    for topic in ["secret-topic", "open-topic"] {
+        handle.broker().create_topic(topic, 1, 1, Default::default(), false).expect("create");
+    }
+    let mut c = connect(&handle).await;
+
+    // ElectLeaders, AlterPartitionReassignments: ALTER on the cluster.
+    let mut req = ElectLeadersRequest::default();
+    let mut t = elect_leaders_request::TopicPartitions::default();
+    t.topic = name("open-topic");
+    t.partitions = vec![0];
+    req.topic_partitions = Some(vec![t]);
+    let resp: ElectLeadersResponse = c.call(ApiKey::ElectLeaders, 2, &req).await;
+    assert_eq!(code(resp.error_code), ResponseError::ClusterAuthorizationFailed);
+    assert_eq!(
+        code(resp.replica_election_results[0].partition_result[0].error_code),
+        ResponseError::ClusterAuthorizationFailed
+    );
+    let resp: ElectLeadersResponse = c.call(ApiKey::ElectLeaders, 0, &req).await;
+    assert_eq!(resp.error_code, 0, "v0 has no top-level error");
+    assert_eq!(
+        code(resp.replica_election_results[0].partition_result[0].error_code),
+        ResponseError::ClusterAuthorizationFailed
+    );
+
+    let mut req = AlterPartitionReassignmentsRequest::default();
+    let mut p = alter_partition_reassignments_request::ReassignablePartition::default();
+    p.replicas = Some(vec![BrokerId(1)]);
+    let mut t = alter_partition_reassignments_request::ReassignableTopic::default();
+    t.name = name("open-topic");
+    t.partitions.push(p);
+    req.topics.push(t);
+    let resp: AlterPartitionReassignmentsResponse = c.call(ApiKey::AlterPartitionReassignments, 1, &req).await;
+    assert_eq!(code(resp.error_code), ResponseError::ClusterAuthorizationFailed);
+    assert_eq!(code(resp.responses[0].partitions[0].error_code), ResponseError::ClusterAuthorizationFailed);
+
+    // ListPartitionReassignments, DescribeQuorum: DESCRIBE on the cluster.
+    let resp: ListPartitionReassignmentsResponse =
+        c.call(ApiKey::ListPartitionReassignments, 0, &ListPartitionReassignmentsRequest::default()).await;
+    assert_eq!(code(resp.error_code), ResponseError::ClusterAuthorizationFailed);
+    let mut req = DescribeQuorumRequest::default();
+    let mut t = describe_quorum_request::TopicData::default();
+    t.topic_name = name("__cluster_metadata");
+    t.partitions.push(describe_quorum_request::PartitionData::default());
+    req.topics.push(t);
+    let resp: DescribeQuorumResponse = c.call(ApiKey::DescribeQuorum, 2, &req).await;
+    assert_eq!(code(resp.error_code), ResponseError::ClusterAuthorizationFailed);
+    assert!(resp.topics.is_empty());
+
+    // DescribeTopicPartitions: DESCRIBE per topic; all topics hides the secret one.
+    let mut req = DescribeTopicPartitionsRequest::default();
+    req.response_partition_limit = 2000;
+    let resp: DescribeTopicPartitionsResponse = c.call(ApiKey::DescribeTopicPartitions, 0, &req).await;
+    let names: Vec<String> = resp.topics.iter().map(|t| t.name.as_ref().unwrap().0.to_string()).collect();
+    assert!(names.contains(&"open-topic".to_string()) && !names.contains(&"secret-topic".to_string()), "{names:?}");
+    for t in ["secret-topic", "open-topic"] {
+        let mut tr = describe_topic_partitions_request::TopicRequest::default();
+        tr.name = name(t);
+        req.topics.push(tr);
+    }
+    let resp: DescribeTopicPartitionsResponse = c.call(ApiKey::DescribeTopicPartitions, 0, &req).await;
+    assert_eq!(resp.topics[0].name.as_ref().unwrap().0.as_str(), "open-topic");
+    assert_eq!(resp.topics[0].error_code, 0);
+    assert_eq!(resp.topics[1].name.as_ref().unwrap().0.as_str(), "secret-topic");
+    assert_eq!(code(resp.topics[1].error_code), ResponseError::TopicAuthorizationFailed);
+    assert!(resp.topics[1].topic_id.is_nil());
+
+    // OffsetForLeaderEpoch: without CLUSTER_ACTION, DESCRIBE per topic.
+    let mut req = OffsetForLeaderEpochRequest::default();
+    for t in ["secret-topic", "open-topic"] {
+        let mut tr = offset_for_leader_epoch_request::OffsetForLeaderTopic::default();
+        tr.topic = name(t);
+        tr.partitions.push(offset_for_leader_epoch_request::OffsetForLeaderPartition::default());
+        req.topics.push(tr);
+    }
+    let resp: OffsetForLeaderEpochResponse = c.call(ApiKey::OffsetForLeaderEpoch, 4, &req).await;
+    assert_eq!(resp.topics[0].topic.0.as_str(), "open-topic");
+    assert_eq!((resp.topics[0].partitions[0].error_code, resp.topics[0].partitions[0].end_offset), (0, 0));
+    assert_eq!(resp.topics[1].topic.0.as_str(), "secret-topic");
+    assert_eq!(code(resp.topics[1].partitions[0].error_code), ResponseError::TopicAuthorizationFailed);
+    handle.shutdown().await.expect("shutdown");
+}

@@ -58,6 +58,12 @@ const TESTED: &[ApiKey] = &[
     ApiKey::DescribeTransactions,
     ApiKey::ListTransactions,
     ApiKey::DescribeProducers,
+    ApiKey::ElectLeaders,
+    ApiKey::AlterPartitionReassignments,
+    ApiKey::ListPartitionReassignments,
+    ApiKey::DescribeQuorum,
+    ApiKey::DescribeTopicPartitions,
+    ApiKey::OffsetForLeaderEpoch,
 ];
 
 #[test]
@@ -397,6 +403,322 @@ async fn describe_log_dirs() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Partition administration
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn elect_leaders() {
+    let mut r = rig().await;
+    for v in versions(ApiKey::ElectLeaders) {
+        // rt-0 is led by its only replica already; rt-7 and "nope" do not exist.
+        let mut req = ElectLeadersRequest::default();
+        req.election_type = if v >= 1 { (v % 2) as i8 } else { 0 };
+        req.timeout_ms = 5000;
+        let mut t = elect_leaders_request::TopicPartitions::default();
+        t.topic = name("rt");
+        t.partitions = vec![0, 7];
+        let mut missing = elect_leaders_request::TopicPartitions::default();
+        missing.topic = name("nope");
+        missing.partitions = vec![0];
+        req.topic_partitions = Some(vec![t, missing]);
+        let resp: ElectLeadersResponse = r.c.call(ApiKey::ElectLeaders, v, &req).await;
+        assert_eq!(resp.error_code, 0, "v{v}");
+        assert_eq!(resp.replica_election_results.len(), 2, "v{v}");
+        let rt = &resp.replica_election_results[0];
+        assert_eq!(rt.topic.0.as_str(), "rt");
+        let codes: Vec<(i32, i16)> = rt.partition_result.iter().map(|p| (p.partition_id, p.error_code)).collect();
+        assert_eq!(codes, vec![(0, 84), (7, 3)], "ELECTION_NOT_NEEDED, UNKNOWN_TOPIC_OR_PARTITION v{v}");
+        let nope = &resp.replica_election_results[1];
+        assert_eq!((nope.partition_result[0].partition_id, nope.partition_result[0].error_code), (0, 3), "v{v}");
+
+        // Null: every partition; none needs an election, so every topic is listed empty.
+        req.topic_partitions = None;
+        let resp: ElectLeadersResponse = r.c.call(ApiKey::ElectLeaders, v, &req).await;
+        assert_eq!(resp.error_code, 0, "v{v}");
+        let rt = resp.replica_election_results.iter().find(|t| t.topic.0.as_str() == "rt").expect("rt listed");
+        assert!(rt.partition_result.is_empty(), "v{v}: {:?}", rt.partition_result);
+        assert!(resp.replica_election_results.iter().all(|t| t.partition_result.is_empty()), "v{v}");
+    }
+    // An unknown election type is the request's error (v1+ carry the field).
+    let mut req = ElectLeadersRequest::default();
+    req.election_type = 5;
+    let mut t = elect_leaders_request::TopicPartitions::default();
+    t.topic = name("rt");
+    t.partitions = vec![0];
+    req.topic_partitions = Some(vec![t]);
+    let resp: ElectLeadersResponse = r.c.call(ApiKey::ElectLeaders, 2, &req).await;
+    assert_eq!(resp.error_code, 42, "INVALID_REQUEST");
+    assert_eq!(resp.replica_election_results[0].partition_result[0].error_code, 42);
+    r.shutdown().await;
+}
+
+fn reassignment(
+    topic: &str,
+    partition: i32,
+    replicas: Option<Vec<i32>>,
+) -> alter_partition_reassignments_request::ReassignableTopic {
+    let mut p = alter_partition_reassignments_request::ReassignablePartition::default();
+    p.partition_index = partition;
+    p.replicas = replicas.map(|r| r.into_iter().map(BrokerId).collect());
+    let mut t = alter_partition_reassignments_request::ReassignableTopic::default();
+    t.name = name(topic);
+    t.partitions.push(p);
+    t
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alter_partition_reassignments() {
+    let mut r = rig().await;
+    for v in versions(ApiKey::AlterPartitionReassignments) {
+        let mut req = AlterPartitionReassignmentsRequest::default();
+        req.timeout_ms = 5000;
+        req.topics = vec![
+            reassignment("rt", 0, Some(vec![1])),    // the current assignment: done at once
+            reassignment("rt", 0, None),             // cancel: nothing in progress
+            reassignment("rt", 0, Some(vec![2])),    // a broker that does not exist
+            reassignment("rt", 0, Some(vec![1, 1])), // twice
+            reassignment("rt", 0, Some(vec![])),     // empty
+            reassignment("rt", 3, Some(vec![1])),    // no such partition
+            reassignment("nope", 0, Some(vec![1])),  // no such topic
+        ];
+        let resp: AlterPartitionReassignmentsResponse = r.c.call(ApiKey::AlterPartitionReassignments, v, &req).await;
+        assert_eq!(resp.error_code, 0, "v{v}");
+        assert!(resp.allow_replication_factor_change, "v{v}");
+        let codes: Vec<i16> = resp.responses.iter().map(|t| t.partitions[0].error_code).collect();
+        assert_eq!(codes, vec![0, 85, 39, 39, 39, 3, 3], "v{v}");
+        assert!(resp.responses[0].partitions[0].error_message.is_none());
+        let msg = resp.responses[2].partitions[0].error_message.as_ref().expect("message");
+        assert!(msg.contains("broker 2"), "{msg}");
+    }
+    // v1 (KIP-860): without allow_replication_factor_change the same length is still accepted.
+    let mut req = AlterPartitionReassignmentsRequest::default();
+    req.allow_replication_factor_change = false;
+    req.topics = vec![reassignment("rt", 0, Some(vec![1]))];
+    let resp: AlterPartitionReassignmentsResponse = r.c.call(ApiKey::AlterPartitionReassignments, 1, &req).await;
+    assert!(!resp.allow_replication_factor_change);
+    assert_eq!(resp.responses[0].partitions[0].error_code, 0);
+    r.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_partition_reassignments() {
+    let mut r = rig().await;
+    for v in versions(ApiKey::ListPartitionReassignments) {
+        // A reassignment to the current replica completes at once, so none is ever listed.
+        let mut alter = AlterPartitionReassignmentsRequest::default();
+        alter.topics = vec![reassignment("rt", 0, Some(vec![1]))];
+        let resp: AlterPartitionReassignmentsResponse = r.c.call(ApiKey::AlterPartitionReassignments, 0, &alter).await;
+        assert_eq!(resp.responses[0].partitions[0].error_code, 0);
+        let mut req = ListPartitionReassignmentsRequest::default();
+        req.timeout_ms = 5000;
+        req.topics = None;
+        let resp: ListPartitionReassignmentsResponse = r.c.call(ApiKey::ListPartitionReassignments, v, &req).await;
+        assert_eq!(resp.error_code, 0, "v{v}");
+        assert!(resp.error_message.is_none(), "v{v}");
+        assert!(resp.topics.is_empty(), "v{v}: {:?}", resp.topics);
+        // Named topics, known or not: still nothing, and no error (Kafka skips unknown ones).
+        let mut t = list_partition_reassignments_request::ListPartitionReassignmentsTopics::default();
+        t.name = name("rt");
+        t.partition_indexes = vec![0, 5];
+        let mut u = list_partition_reassignments_request::ListPartitionReassignmentsTopics::default();
+        u.name = name("nope");
+        u.partition_indexes = vec![0];
+        req.topics = Some(vec![t, u]);
+        let resp: ListPartitionReassignmentsResponse = r.c.call(ApiKey::ListPartitionReassignments, v, &req).await;
+        assert_eq!(resp.error_code, 0, "v{v}");
+        assert!(resp.topics.is_empty(), "v{v}: {:?}", resp.topics);
+    }
+    r.shutdown().await;
+}
+
+fn quorum_request(topic: &str, partitions: &[i32]) -> DescribeQuorumRequest {
+    let mut t = describe_quorum_request::TopicData::default();
+    t.topic_name = name(topic);
+    t.partitions = partitions
+        .iter()
+        .map(|&p| {
+            let mut pd = describe_quorum_request::PartitionData::default();
+            pd.partition_index = p;
+            pd
+        })
+        .collect();
+    let mut req = DescribeQuorumRequest::default();
+    req.topics.push(t);
+    req
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_quorum() {
+    let mut r = rig().await;
+    let mut last_offset = 0;
+    for v in versions(ApiKey::DescribeQuorum) {
+        let before = sluice::clock::now_ms();
+        let resp: DescribeQuorumResponse =
+            r.c.call(ApiKey::DescribeQuorum, v, &quorum_request("__cluster_metadata", &[0])).await;
+        assert_eq!(resp.error_code, 0, "v{v}");
+        let p = &resp.topics[0].partitions[0];
+        assert_eq!((p.error_code, p.leader_id.0), (0, 1), "v{v}");
+        assert!(p.leader_epoch >= 1, "v{v}");
+        // The leader change and topic rt are records; each create below is one more.
+        assert!(p.high_watermark >= 2 && p.high_watermark > last_offset, "v{v}: {}", p.high_watermark);
+        last_offset = p.high_watermark;
+        assert_eq!(p.current_voters.len(), 1);
+        assert!(p.observers.is_empty());
+        let voter = &p.current_voters[0];
+        assert_eq!((voter.replica_id.0, voter.log_end_offset), (1, p.high_watermark), "v{v}");
+        if v >= 1 {
+            assert!(voter.last_fetch_timestamp >= before && voter.last_caught_up_timestamp >= before, "v{v}");
+        }
+        if v >= 2 {
+            assert!(!voter.replica_directory_id.is_nil());
+            assert_eq!(resp.nodes.len(), 1);
+            assert_eq!(resp.nodes[0].node_id.0, 1);
+            assert_eq!(resp.nodes[0].listeners[0].port, r.broker.kafka_addr().port());
+            assert!(resp.error_message.is_none() && p.error_message.is_none());
+        } else {
+            assert!(resp.nodes.is_empty());
+        }
+        let mut ct = CreateTopicsRequest::default();
+        let mut t = create_topics_request::CreatableTopic::default();
+        t.name = name(&format!("rt-quorum-v{v}"));
+        t.num_partitions = 1;
+        t.replication_factor = 1;
+        ct.topics.push(t);
+        let created: CreateTopicsResponse = r.c.call(ApiKey::CreateTopics, 7, &ct).await;
+        assert_eq!(created.topics[0].error_code, 0);
+
+        // Any other partition is unknown.
+        let resp: DescribeQuorumResponse = r.c.call(ApiKey::DescribeQuorum, v, &quorum_request("rt", &[0])).await;
+        assert_eq!(resp.error_code, 0);
+        assert_eq!(resp.topics[0].partitions[0].error_code, 3, "v{v}");
+        let resp: DescribeQuorumResponse =
+            r.c.call(ApiKey::DescribeQuorum, v, &quorum_request("__cluster_metadata", &[1])).await;
+        assert_eq!(resp.topics[0].partitions[0].error_code, 3, "v{v}");
+    }
+    r.shutdown().await;
+}
+
+fn dtp_request(topics: &[&str], limit: i32, cursor: Option<(&str, i32)>) -> DescribeTopicPartitionsRequest {
+    let mut req = DescribeTopicPartitionsRequest::default();
+    req.topics = topics
+        .iter()
+        .map(|t| {
+            let mut tr = describe_topic_partitions_request::TopicRequest::default();
+            tr.name = name(t);
+            tr
+        })
+        .collect();
+    req.response_partition_limit = limit;
+    req.cursor = cursor.map(|(t, p)| {
+        let mut c = describe_topic_partitions_request::Cursor::default();
+        c.topic_name = name(t);
+        c.partition_index = p;
+        c
+    });
+    req
+}
+
+/// (topic, error, partitions) of each topic, and the next cursor.
+type Page = (Vec<(String, i16, Vec<i32>)>, Option<(String, i32)>);
+
+fn page(resp: &DescribeTopicPartitionsResponse) -> Page {
+    let topics = resp
+        .topics
+        .iter()
+        .map(|t| {
+            let n = t.name.as_ref().map(|n| n.0.to_string()).unwrap_or_default();
+            (n, t.error_code, t.partitions.iter().map(|p| p.partition_index).collect())
+        })
+        .collect();
+    (topics, resp.next_cursor.as_ref().map(|c| (c.topic_name.0.to_string(), c.partition_index)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_topic_partitions() {
+    let mut r = rig().await;
+    for (topic, partitions) in [("dtp-a", 3), ("dtp-b", 2)] {
+        let mut ct = CreateTopicsRequest::default();
+        let mut t = create_topics_request::CreatableTopic::default();
+        t.name = name(topic);
+        t.num_partitions = partitions;
+        t.replication_factor = 1;
+        ct.topics.push(t);
+        let created: CreateTopicsResponse = r.c.call(ApiKey::CreateTopics, 7, &ct).await;
+        assert_eq!(created.topics[0].error_code, 0);
+    }
+    let s = |x: &str| x.to_string();
+    for v in versions(ApiKey::DescribeTopicPartitions) {
+        // Named topics, two partitions a page: sorted by name, errors in place, cursors between.
+        let names = ["dtp-b", "nope", "dtp-a", "bad name!"];
+        let resp: DescribeTopicPartitionsResponse =
+            r.c.call(ApiKey::DescribeTopicPartitions, v, &dtp_request(&names, 2, None)).await;
+        assert_eq!(
+            page(&resp),
+            (vec![(s("bad name!"), 17, vec![]), (s("dtp-a"), 0, vec![0, 1])], Some((s("dtp-a"), 2))),
+            "v{v}"
+        );
+        let a = &resp.topics[1];
+        assert!(!a.topic_id.is_nil() && !a.is_internal);
+        assert_eq!(a.topic_authorized_operations & (1 << 8), 1 << 8, "DESCRIBE is authorized");
+        let p = &a.partitions[0];
+        assert_eq!((p.leader_id.0, p.leader_epoch, p.error_code), (1, 0, 0));
+        assert_eq!((p.replica_nodes.len(), p.isr_nodes.len()), (1, 1));
+        assert_eq!(p.eligible_leader_replicas.as_deref(), Some(&[][..]));
+        let resp: DescribeTopicPartitionsResponse =
+            r.c.call(ApiKey::DescribeTopicPartitions, v, &dtp_request(&names, 2, Some(("dtp-a", 2)))).await;
+        assert_eq!(page(&resp), (vec![(s("dtp-a"), 0, vec![2]), (s("dtp-b"), 0, vec![0])], Some((s("dtp-b"), 1))));
+        let resp: DescribeTopicPartitionsResponse =
+            r.c.call(ApiKey::DescribeTopicPartitions, v, &dtp_request(&names, 2, Some(("dtp-b", 1)))).await;
+        assert_eq!(page(&resp), (vec![(s("dtp-b"), 0, vec![1]), (s("nope"), 3, vec![])], None));
+
+        // A page that ends exactly at a topic's end points at the next topic's partition 0.
+        let resp: DescribeTopicPartitionsResponse =
+            r.c.call(ApiKey::DescribeTopicPartitions, v, &dtp_request(&["dtp-a", "dtp-b"], 3, None)).await;
+        assert_eq!(page(&resp), (vec![(s("dtp-a"), 0, vec![0, 1, 2])], Some((s("dtp-b"), 0))));
+
+        // Every topic, a small limit: the pages together hold every partition once, in order.
+        let mut seen = Vec::new();
+        let mut cursor: Option<(String, i32)> = None;
+        let mut pages = 0;
+        loop {
+            let req = dtp_request(&[], 7, cursor.as_ref().map(|(t, p)| (t.as_str(), *p)));
+            let resp: DescribeTopicPartitionsResponse = r.c.call(ApiKey::DescribeTopicPartitions, v, &req).await;
+            let total: usize = resp.topics.iter().map(|t| t.partitions.len()).sum();
+            assert!(total <= 7, "{total}");
+            for t in &resp.topics {
+                assert_eq!(t.error_code, 0);
+                let n = t.name.as_ref().expect("name").0.to_string();
+                assert_eq!(t.is_internal, n.starts_with("__"), "{n}");
+                seen.extend(t.partitions.iter().map(|p| (n.clone(), p.partition_index)));
+            }
+            pages += 1;
+            match page(&resp).1 {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        let mut expected = vec![(s("dtp-a"), 0), (s("dtp-a"), 1), (s("dtp-a"), 2), (s("dtp-b"), 0), (s("dtp-b"), 1)];
+        expected.push((s("rt"), 0));
+        let internal: Vec<_> = seen.iter().filter(|(n, _)| n.starts_with("__")).cloned().collect();
+        let mut want = internal.clone();
+        want.extend(expected);
+        assert_eq!(seen, want, "v{v}");
+        assert!(!internal.is_empty() && pages >= 3, "{pages} pages");
+
+        // A cursor must name one of the named topics, with a valid partition.
+        for req in [dtp_request(&["dtp-a"], 10, Some(("dtp-b", 0))), dtp_request(&["dtp-a"], 10, Some(("dtp-a", -1)))] {
+            let resp: DescribeTopicPartitionsResponse = r.c.call(ApiKey::DescribeTopicPartitions, v, &req).await;
+            assert_eq!(page(&resp), (vec![(s("dtp-a"), 42, vec![])], None), "v{v}");
+        }
+        // A limit below one is one.
+        let resp: DescribeTopicPartitionsResponse =
+            r.c.call(ApiKey::DescribeTopicPartitions, v, &dtp_request(&["rt"], 0, None)).await;
+        assert_eq!(page(&resp), (vec![(s("rt"), 0, vec![0])], None));
+    }
+    r.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Data path
 // ---------------------------------------------------------------------------------------------
 
@@ -502,6 +824,67 @@ async fn list_offsets() {
         let ps = &resp.topics[0].partitions;
         assert_eq!((ps[0].error_code, ps[0].offset), (0, produced), "latest v{v}");
         assert_eq!((ps[1].error_code, ps[1].offset), (0, 0), "earliest v{v}");
+    }
+    r.shutdown().await;
+}
+
+fn epoch_request(v: i16, partitions: &[(i32, i32, i32)]) -> OffsetForLeaderEpochRequest {
+    let mut req = OffsetForLeaderEpochRequest::default();
+    // v3+ carry the asker: a consumer.
+    req.replica_id = BrokerId(if v >= 3 { -1 } else { -2 });
+    let mut t = offset_for_leader_epoch_request::OffsetForLeaderTopic::default();
+    t.topic = name("rt");
+    t.partitions = partitions
+        .iter()
+        .map(|&(partition, current_leader_epoch, leader_epoch)| {
+            let mut p = offset_for_leader_epoch_request::OffsetForLeaderPartition::default();
+            p.partition = partition;
+            p.current_leader_epoch = current_leader_epoch;
+            p.leader_epoch = leader_epoch;
+            p
+        })
+        .collect();
+    req.topics.push(t);
+    req
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offset_for_leader_epoch() {
+    let mut r = rig().await;
+    produce_every_version(&mut r).await;
+    let produced = r.produced;
+    // (partition, current leader epoch, leader epoch) -> (error, epoch, end offset)
+    let cases = [
+        ((0, -1, 0), (0, 0, produced)), // the latest epoch ends at the log end
+        ((0, 0, 0), (0, 0, produced)),  // current epoch checked and matching
+        ((0, -1, 3), (0, -1, -1)),      // newer than any: undefined, no error
+        ((0, -1, -1), (0, -1, -1)),     // undefined
+        ((0, 1, 0), (75, -1, -1)),      // UNKNOWN_LEADER_EPOCH
+        ((0, -7, 0), (74, -1, -1)),     // FENCED_LEADER_EPOCH
+        ((4, -1, 0), (3, -1, -1)),      // no such partition
+    ];
+    for v in versions(ApiKey::OffsetForLeaderEpoch) {
+        let req = epoch_request(v, &cases.iter().map(|(q, _)| *q).collect::<Vec<_>>());
+        let resp: OffsetForLeaderEpochResponse = r.c.call(ApiKey::OffsetForLeaderEpoch, v, &req).await;
+        let got: Vec<(i16, i32, i64)> =
+            resp.topics[0].partitions.iter().map(|p| (p.error_code, p.leader_epoch, p.end_offset)).collect();
+        assert_eq!(got, cases.iter().map(|(_, a)| *a).collect::<Vec<_>>(), "v{v}");
+        let mut unknown = epoch_request(v, &[(0, -1, 0)]);
+        unknown.topics[0].topic = name("nope");
+        let resp: OffsetForLeaderEpochResponse = r.c.call(ApiKey::OffsetForLeaderEpoch, v, &unknown).await;
+        assert_eq!(resp.topics[0].partitions[0].error_code, 3, "v{v}");
+    }
+    // The answers come from the log's leader-epoch cache: data written in a later epoch (as a
+    // future leader would) ends epoch 0 where it starts.
+    let meta = r.broker.broker().metadata.topic("rt").expect("rt");
+    let log = r.broker.broker().partition(&meta, 0).expect("rt-0");
+    log.append(&[sluice_protocol::batch::RecordBatch::new(batch("epoch-2")).expect("batch")], 2).expect("append");
+    for v in versions(ApiKey::OffsetForLeaderEpoch) {
+        let req = epoch_request(v, &[(0, -1, 0), (0, -1, 1), (0, -1, 2)]);
+        let resp: OffsetForLeaderEpochResponse = r.c.call(ApiKey::OffsetForLeaderEpoch, v, &req).await;
+        let got: Vec<(i16, i32, i64)> =
+            resp.topics[0].partitions.iter().map(|p| (p.error_code, p.leader_epoch, p.end_offset)).collect();
+        assert_eq!(got, vec![(0, 0, produced), (0, 0, produced), (0, 2, produced + 1)], "v{v}");
     }
     r.shutdown().await;
 }

@@ -444,3 +444,24 @@ async fn a_failed_log_dir_fails_only_its_partitions() {
     assert_eq!(r.responses[0].partitions[0].error_code, 56);
     broker.shutdown().await.ok();
 }
+
+/// `max.request.partition.size.limit` caps what one DescribeTopicPartitions response describes,
+/// whatever `response_partition_limit` the client asks for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_topic_partitions_pages_are_capped_by_the_broker_limit() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let broker = start_in_process(dir.path(), &[("max.request.partition.size.limit", "2")]).await;
+    let mut c = connect(&broker).await;
+    assert_eq!(create_topic(&mut c, "capped", 5, &[]).await.topics[0].error_code, 0);
+    let mut req = DescribeTopicPartitionsRequest::default();
+    let mut t = describe_topic_partitions_request::TopicRequest::default();
+    t.name = name("capped");
+    req.topics.push(t);
+    req.response_partition_limit = 2000;
+    let resp: DescribeTopicPartitionsResponse = c.call(ApiKey::DescribeTopicPartitions, 0, &req).await;
+    let indexes: Vec<i32> = resp.topics[0].partitions.iter().map(|p| p.partition_index).collect();
+    assert_eq!(indexes, vec![0, 1]);
+    let cursor = resp.next_cursor.expect("more pages");
+    assert_eq!((cursor.topic_name.0.as_str(), cursor.partition_index), ("capped", 2));
+    broker.shutdown().await.expect("shutdown");
+}

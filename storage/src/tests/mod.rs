@@ -3,6 +3,7 @@
 
 mod cleaner;
 mod durability;
+mod leader_epoch;
 mod model;
 mod offline;
 mod producer;

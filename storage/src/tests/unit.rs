@@ -442,6 +442,8 @@ fn startup_finishes_deletions_and_removes_leftovers() {
             "00000000000000000000.timeindex",
             // The producer state snapshot the clean shutdown wrote at the log end.
             "00000000000000000002.snapshot",
+            // The epoch the batch was appended in.
+            "leader-epoch-checkpoint",
             "partition.metadata"
         ]
     );

@@ -120,23 +120,28 @@ pub fn validate_batch(
             max_timestamp = Some(max_timestamp.map_or(timestamp, |m| m.max(timestamp)));
             // Kafka's LogValidator reports one error per record, the missing key before the
             // timestamp.
-            let error = if config.compact && record.key.is_none() {
-                Some(format!("Compacted topic cannot accept message without key in topic partition {topic_partition}."))
+            // The message is built only for records that will be listed.
+            let listed = record_errors.len() < RECORD_ERRORS_MAX;
+            if config.compact && record.key.is_none() {
+                if listed {
+                    record_errors.push((
+                        record_index(index),
+                        format!("Compacted topic cannot accept message without key in topic partition {topic_partition}."),
+                    ));
+                }
             } else if check_records_ts {
                 let ts = base_timestamp.saturating_add(record.timestamp_delta);
-                (ts >= 0 && (ts < lower || ts > upper)).then(|| {
+                if ts >= 0 && (ts < lower || ts > upper) {
                     any_bad_timestamp = true;
-                    format!(
-                        "Timestamp {ts} of message with offset {} is out of range. The timestamp should be within [{lower}, {upper}]",
-                        record.offset_delta
-                    )
-                })
-            } else {
-                None
-            };
-            if let Some(message) = error {
-                if record_errors.len() < RECORD_ERRORS_MAX {
-                    record_errors.push((record_index(index), message));
+                    if listed {
+                        record_errors.push((
+                            record_index(index),
+                            format!(
+                                "Timestamp {ts} of message with offset {} is out of range. The timestamp should be within [{lower}, {upper}]",
+                                record.offset_delta
+                            ),
+                        ));
+                    }
                 }
             }
         })

@@ -34,6 +34,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::DescribeLogDirs, 1, 4),
+    (ApiKey::AlterReplicaLogDirs, 1, 2),
     (ApiKey::InitProducerId, 0, 5),
     // Transactions. EndTxn v5 and TxnOffsetCommit v5 belong to `transaction.version` 2
     // (KIP-890 part 2), which is not advertised, so clients never need them.

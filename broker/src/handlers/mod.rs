@@ -11,6 +11,7 @@
 pub mod add_offsets_to_txn;
 pub mod add_partitions_to_txn;
 pub mod alter_configs;
+pub mod alter_replica_log_dirs;
 pub mod api_versions;
 pub mod consumer_group_describe;
 pub mod consumer_group_heartbeat;
@@ -188,6 +189,7 @@ pub async fn dispatch(broker: &Arc<Broker>, ctx: &RequestContext, body: Bytes, c
         ApiKey::CreatePartitions => call!(create_partitions::handle),
         ApiKey::DeleteRecords => call!(delete_records::handle),
         ApiKey::DescribeLogDirs => call!(describe_log_dirs::handle),
+        ApiKey::AlterReplicaLogDirs => call!(alter_replica_log_dirs::handle),
         ApiKey::InitProducerId => call!(init_producer_id::handle),
         ApiKey::AddPartitionsToTxn => call!(add_partitions_to_txn::handle),
         ApiKey::AddOffsetsToTxn => call!(add_offsets_to_txn::handle),

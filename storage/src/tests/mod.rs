@@ -4,6 +4,7 @@
 mod cleaner;
 mod durability;
 mod model;
+mod move_dirs;
 mod offline;
 mod producer;
 mod recovery;

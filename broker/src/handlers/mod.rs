@@ -34,6 +34,7 @@ pub mod incremental_alter_configs;
 pub mod init_producer_id;
 pub mod join_group;
 pub mod leave_group;
+pub mod list_config_resources;
 pub mod list_groups;
 pub mod list_offsets;
 pub mod list_transactions;
@@ -198,6 +199,7 @@ pub async fn dispatch(broker: &Arc<Broker>, ctx: &RequestContext, body: Bytes, c
         ApiKey::DescribeTransactions => call!(describe_transactions::handle),
         ApiKey::ListTransactions => call!(list_transactions::handle),
         ApiKey::DescribeProducers => call!(describe_producers::handle),
+        ApiKey::ListConfigResources => call!(list_config_resources::handle),
         other => Reply::Close(format!("no handler for {other:?}")),
     }
 }

@@ -44,6 +44,7 @@ const TESTED: &[ApiKey] = &[
     ApiKey::DescribeConfigs,
     ApiKey::AlterConfigs,
     ApiKey::IncrementalAlterConfigs,
+    ApiKey::ListConfigResources,
     ApiKey::CreatePartitions,
     ApiKey::DeleteRecords,
     ApiKey::InitProducerId,
@@ -550,6 +551,42 @@ async fn incremental_alter_configs() {
 // ---------------------------------------------------------------------------------------------
 // Classic groups and committed offsets
 // ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_config_resources() {
+    let mut r = rig().await;
+    let listed = |resp: &ListConfigResourcesResponse| -> Vec<(String, i8)> {
+        resp.config_resources.iter().map(|c| (c.resource_name.to_string(), c.resource_type)).collect()
+    };
+    for v in versions(ApiKey::ListConfigResources) {
+        // No filter: v0 lists client-metrics resources only (there are none), v1 every type.
+        let resp: ListConfigResourcesResponse =
+            r.c.call(ApiKey::ListConfigResources, v, &ListConfigResourcesRequest::default()).await;
+        assert_eq!(resp.error_code, 0, "v{v}");
+        if v == 0 {
+            assert_eq!(listed(&resp), vec![], "v0");
+            continue;
+        }
+        let all = listed(&resp);
+        assert_eq!(all[..2], [("1".to_string(), 8), ("1".to_string(), 4)], "broker logger, then broker");
+        assert!(all.contains(&("rt".to_string(), 2)), "{all:?}");
+        assert!(all.contains(&("__consumer_offsets".to_string(), 2)), "{all:?}");
+        let mut req = ListConfigResourcesRequest::default();
+        req.resource_types = vec![2];
+        let topics: ListConfigResourcesResponse = r.c.call(ApiKey::ListConfigResources, v, &req).await;
+        assert!(listed(&topics).iter().all(|(_, t)| *t == 2));
+        assert_eq!(listed(&topics).len(), all.len() - 2);
+        req.resource_types = vec![4, 16, 32];
+        let brokers: ListConfigResourcesResponse = r.c.call(ApiKey::ListConfigResources, v, &req).await;
+        assert_eq!(listed(&brokers), vec![("1".to_string(), 4)]);
+        // A type outside the supported ones fails the whole request.
+        req.resource_types = vec![2, 3];
+        let bad: ListConfigResourcesResponse = r.c.call(ApiKey::ListConfigResources, v, &req).await;
+        assert_eq!(bad.error_code, kafka_protocol::ResponseError::UnsupportedVersion.code());
+        assert!(bad.config_resources.is_empty());
+    }
+    r.shutdown().await;
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn find_coordinator() {

@@ -193,6 +193,8 @@ pub async fn start_with_authorizer(
     });
     // Moves between log dirs a crash interrupted: completed where the metadata already records
     // the new dir, resumed otherwise (before anything reads or writes a log).
+    // A failure here stops the start, as Kafka stops on a partition found in two dirs: serving
+    // either copy could lose what the other holds.
     let reconcile = {
         let b = broker.clone();
         tokio::task::spawn_blocking(move || {

@@ -386,23 +386,33 @@ impl LogManager {
     /// Writes the recovery-point and log-start-offset checkpoint files of every online dir (and
     /// the high watermarks to `replication-offset-checkpoint`).
     pub fn checkpoint(&self) -> Result<()> {
+        let logs = self.logs_to_checkpoint();
         let mut first_error = None;
         for dir in &self.dirs {
-            if let Err(e) = self.checkpoint_dir(dir) {
+            if let Err(e) = self.checkpoint_dir_of(dir, &logs) {
                 first_error.get_or_insert(e);
             }
         }
         first_error.map_or(Ok(()), Err)
     }
 
-    /// [`Self::checkpoint`] of one dir. Future replicas are checkpointed in their own dir, like
-    /// Kafka's `logsByDir`: a dir never holds both copies of a partition.
+    /// Every log the checkpoints record: future replicas too, each in its own dir, like Kafka's
+    /// `logsByDir` (a dir never holds both copies of a partition).
+    fn logs_to_checkpoint(&self) -> Vec<Arc<UnifiedLog>> {
+        let mut logs = self.partitions();
+        logs.extend(self.futures());
+        logs
+    }
+
+    /// [`Self::checkpoint`] of one dir.
     pub(crate) fn checkpoint_dir(&self, dir: &Arc<LogDir>) -> Result<()> {
+        self.checkpoint_dir_of(dir, &self.logs_to_checkpoint())
+    }
+
+    fn checkpoint_dir_of(&self, dir: &Arc<LogDir>, partitions: &[Arc<UnifiedLog>]) -> Result<()> {
         if dir.is_offline() {
             return Ok(());
         }
-        let mut partitions = self.partitions();
-        partitions.extend(self.futures());
         let mut recovery_points = BTreeMap::new();
         let mut log_starts = BTreeMap::new();
         let mut high_watermarks = BTreeMap::new();

@@ -567,7 +567,8 @@ impl UnifiedLog {
         if self.deleted.load(Ordering::Acquire) {
             return Err(StorageError::Deleted(self.tp.clone()));
         }
-        let log_dir = self.log_dir();
+        // On every append and read: the guard, not a clone of the `Arc`.
+        let log_dir = self.log_dir.read().unwrap_or_else(PoisonError::into_inner);
         if log_dir.is_offline() {
             return Err(StorageError::LogDirOffline(log_dir.path().to_path_buf()));
         }

@@ -1,14 +1,15 @@
 """kafka-python (a pure-Python client with its own protocol code, not librdkafka) against the
 release `sluice` binary: per-codec produce/consume with keys, headers and timestamps checked,
 admin create/list/delete topics, partitions added with explicit assignments, cluster metadata,
-offsets_for_times, and every partition making progress under a tiny fetch_max_bytes. A second, independent
+offsets_for_times, every partition making progress under a tiny fetch_max_bytes, and
+list_config_resources (ListConfigResources v1) with its type filter. A second, independent
 protocol implementation catches encoding assumptions librdkafka happens to tolerate."""
 
 import time
 
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import NewPartitions
+from kafka.admin import NewPartitions, NewTopic
 from kafka.errors import InvalidReplicationAssignmentError, TopicAlreadyExistsError, UnknownTopicOrPartitionError
 
 CODECS = [None, "gzip", "snappy", "lz4", "zstd"]
@@ -164,3 +165,18 @@ def test_offsets_for_times(broker, topic):
     assert (r.offset, r.timestamp) == (6, 5_000_600)
     assert c.offsets_for_times({tp: 9_000_000})[tp] is None
     c.close()
+
+
+def test_list_config_resources(broker, topic):
+    """ListConfigResources: v1 (kafka-python picks it) lists each broker as a broker logger and a
+    broker, then every topic, and filters by type; Sluice has no group configs or client-metrics
+    subscriptions, so those types list nothing."""
+    a = admin(broker)
+    a.create_topics([NewTopic(topic, 1, 1)])
+    everything = a.list_config_resources()
+    assert everything["broker"] == ["1"] and everything["broker_logger"] == ["1"], everything
+    assert topic in everything["topic"] and "__consumer_offsets" in everything["topic"], everything
+    assert "group" not in everything and "client_metrics" not in everything, everything
+    assert a.list_config_resources(["TOPIC"]) == {"topic": everything["topic"]}
+    assert a.list_config_resources(["BROKER", "CLIENT_METRICS", "GROUP"]) == {"broker": ["1"]}
+    a.close()

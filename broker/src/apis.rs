@@ -33,10 +33,12 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::AlterConfigs, 0, 2),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::ListConfigResources, 0, 1),
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::DescribeLogDirs, 1, 4),
     (ApiKey::UpdateFeatures, 0, 2),
+    (ApiKey::AlterReplicaLogDirs, 1, 2),
     (ApiKey::InitProducerId, 0, 5),
     // Transactions. EndTxn v5 and TxnOffsetCommit v5 (with Produce v12+) are transactions v2
     // (KIP-890 part 2), which Kafka 4.x clients use when `transaction.version` ≥ 2 is finalized.

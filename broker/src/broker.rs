@@ -74,8 +74,11 @@ impl Broker {
         if let Some(p) = self.logs.get(&tp) {
             return Ok(p);
         }
-        let log =
-            self.logs.get_or_create(&tp, *topic.id.as_bytes(), topic.config.log.clone()).map_err(ApiError::from)?;
+        let dir = self.metadata.partition_log_dir(topic, partition);
+        let log = self
+            .logs
+            .get_or_create_in(&tp, *topic.id.as_bytes(), topic.config.log.clone(), dir.as_deref())
+            .map_err(ApiError::from)?;
         // This broker leads the new partition from its start (Kafka's makeLeader).
         log.assign_leader_epoch(LEADER_EPOCH);
         Ok(log)
@@ -161,6 +164,7 @@ impl Broker {
                 config: crate::topic_config::TopicConfig::resolve(&configs, &self.broker_view(&dynamic)),
                 configs,
                 internal: false,
+                log_dirs: BTreeMap::new(),
             }));
         }
         let meta = self.metadata.create_topic(name, partitions, rf, configs, &self.broker_view(&dynamic))?;
@@ -278,8 +282,18 @@ impl Broker {
     }
 
     /// Removes logs whose topic no longer exists (a crash between deleting the metadata and the
-    /// logs) or whose partition index is beyond the topic's partition count.
+    /// logs) or whose partition index is beyond the topic's partition count, and the future
+    /// replicas of such partitions.
     pub fn remove_orphan_logs(&self) {
+        for f in self.logs.futures() {
+            let tp = f.topic_partition().clone();
+            if self.metadata.topic(&tp.topic).is_none_or(|t| tp.partition >= t.partitions) {
+                tracing::warn!(topic = %tp.topic, partition = tp.partition, "removing future replica of a deleted topic");
+                if let Err(e) = self.logs.cancel_future(&tp) {
+                    tracing::warn!(topic = %tp.topic, partition = tp.partition, error = %e, "removing orphan future replica failed");
+                }
+            }
+        }
         for p in self.logs.partitions() {
             let tp = p.topic_partition().clone();
             let keep = self.metadata.topic(&tp.topic).is_some_and(|t| tp.partition < t.partitions);

@@ -154,6 +154,8 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
     ranged("min.insync.replicas", Int, "1", 1, IMAX),
     def("unclean.leader.election.enable", Boolean, Some("false")),
     ranged("num.recovery.threads.per.data.dir", Int, "2", 1, IMAX),
+    // Kafka's quota on the copying of AlterReplicaLogDirs moves, broker-wide.
+    ranged("replica.alter.log.dirs.io.max.bytes.per.second", Long, LMAX_S, 1, LMAX),
     // Fetch.
     ranged("fetch.max.bytes", Int, "57671680", 1024, IMAX),
     ranged("max.incremental.fetch.session.cache.slots", Int, "1000", 0, IMAX),
@@ -200,7 +202,8 @@ pub static BROKER_CONFIGS: &[ConfigDef] = &[
 
 /// Broker configs AlterConfigs/IncrementalAlterConfigs may change at runtime (Kafka's
 /// `DynamicBrokerConfig`: the `log.*` defaults of topic configs, `message.max.bytes`,
-/// `compression.type`, the cleaner's settings) plus Sluice's `log.retention.check.interval.ms`.
+/// `compression.type`, the cleaner's settings, the AlterReplicaLogDirs copy quota) plus Sluice's
+/// `log.retention.check.interval.ms`.
 /// Every other broker config is read-only.
 pub fn is_dynamic_broker_config(name: &str) -> bool {
     const OTHERS: &[&str] = &[
@@ -209,6 +212,7 @@ pub fn is_dynamic_broker_config(name: &str) -> bool {
         "log.cleaner.io.buffer.size",
         "log.cleaner.backoff.ms",
         "log.retention.check.interval.ms",
+        "replica.alter.log.dirs.io.max.bytes.per.second",
     ];
     // The scheduler interval is a synonym of flush.ms but drives a broker task: static in Kafka.
     OTHERS.contains(&name)

@@ -79,6 +79,7 @@ pub fn storage_error(e: &StorageError) -> ResponseError {
     match e {
         StorageError::Io { .. } | StorageError::LogDirOffline(_) => ResponseError::KafkaStorageError,
         StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+        StorageError::LogDirNotFound(_) => ResponseError::LogDirNotFound,
         StorageError::Deleted(_) => ResponseError::UnknownTopicOrPartition,
         StorageError::Corrupt { .. } => ResponseError::CorruptMessage,
         StorageError::PolicyViolation(_) => ResponseError::PolicyViolation,
@@ -108,6 +109,7 @@ pub fn metadata_error(e: &MetadataError) -> ResponseError {
         MetadataError::TopicExists(_) => ResponseError::TopicAlreadyExists,
         MetadataError::TopicCollision(..) | MetadataError::InvalidTopic(..) => ResponseError::InvalidTopicException,
         MetadataError::UnknownTopic(_) => ResponseError::UnknownTopicOrPartition,
+        MetadataError::UnknownLogDir(_) => ResponseError::LogDirNotFound,
         MetadataError::Io(_) => ResponseError::KafkaStorageError,
     }
 }

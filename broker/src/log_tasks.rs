@@ -4,7 +4,9 @@
 //! `log.retention.check.interval.ms`: time/size/log-start retention, idle segment rolls, removal
 //! of `.deleted` files after `file.delete.delay.ms`) and the log cleaner workers
 //! (`log.cleaner.threads`, each cleaning the filthiest compacted log, then backing off
-//! `log.cleaner.backoff.ms` when none is dirty enough).
+//! `log.cleaner.backoff.ms` when none is dirty enough), and the mover of AlterReplicaLogDirs
+//! (Kafka's `ReplicaAlterLogDirsThread`: copies every future replica from its current log and
+//! swaps it in once caught up, within `replica.alter.log.dirs.io.max.bytes.per.second`).
 //!
 //! Intervals, the thread count and the dedupe buffer are read from the effective broker config
 //! on every round, so dynamic broker config changes apply without a restart. The disk work runs
@@ -27,6 +29,7 @@ use crate::limits::MAX_CLEANER_THREADS;
 pub fn spawn(broker: &Arc<Broker>, tasks: &mut JoinSet<()>) {
     tasks.spawn(roll_flush_task(broker.clone()));
     tasks.spawn(retention_task(broker.clone()));
+    tasks.spawn(alter_log_dirs_task(broker.clone()));
     if broker.broker_config_value("log.cleaner.enable").is_none_or(|(v, _)| v == "true") {
         tasks.spawn(cleaner_supervisor(broker.clone()));
     }
@@ -176,4 +179,105 @@ async fn cleaner_worker(broker: Arc<Broker>, index: usize) {
             }
         }
     }
+}
+
+/// How long one blocking copy step of one partition runs at most before the mover looks at the
+/// other moves and at shutdown.
+const MOVE_STEP: Duration = Duration::from_millis(200);
+
+/// How long the mover waits before looking again at moves that made no progress.
+const MOVE_IDLE: Duration = Duration::from_millis(50);
+
+/// The AlterReplicaLogDirs mover (Kafka's `ReplicaAlterLogDirsThread`): round-robin over the
+/// future replicas, each round copying a slice of each on a blocking thread; a caught-up one is
+/// swapped in (the broker's metadata records its new dir first, see
+/// `LogManager::complete_future`). Sleeps on the log manager's notification while nothing
+/// moves. A move whose future replica fails (its dir went offline, it is damaged) is cancelled
+/// and logged; the partition stays where it was.
+async fn alter_log_dirs_task(broker: Arc<Broker>) {
+    let notify = broker.logs.future_notify();
+    loop {
+        if *broker.shutdown.borrow() {
+            return;
+        }
+        let moving: Vec<_> = broker.logs.futures().iter().map(|f| f.topic_partition().clone()).collect();
+        if moving.is_empty() {
+            let mut shutdown = broker.shutdown.clone();
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = notify.notified() => {}
+                // A move a restart resumed has no notification of its own.
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            }
+            continue;
+        }
+        let mut progressed = false;
+        for tp in moving {
+            let b = broker.clone();
+            let step = tokio::task::spawn_blocking(move || move_step(&b, &tp)).await;
+            match step {
+                Ok(Ok(copied)) => progressed |= copied > 0,
+                Ok(Err(e)) => tracing::warn!(error = %e, "moving a partition between log dirs failed"),
+                Err(e) => tracing::error!(error = %e, "log dir mover panicked"),
+            }
+        }
+        if !progressed && !sleep_or_shutdown(&broker, MOVE_IDLE).await {
+            return;
+        }
+    }
+}
+
+/// Copies `tp` to its future replica for up to [`MOVE_STEP`], within the copy quota, and swaps
+/// it in once caught up. Returns the bytes copied.
+fn move_step(broker: &Broker, tp: &sluice_storage::TopicPartition) -> Result<usize, String> {
+    let started = std::time::Instant::now();
+    let rate = broker.broker_config_i64("replica.alter.log.dirs.io.max.bytes.per.second").max(1);
+    let throttled = rate < i64::MAX;
+    // Under a quota, reads of about a tenth of a second's worth, each followed by the pause
+    // that keeps the rate (a batch larger than that is still copied whole).
+    let chunk = if throttled {
+        (rate as usize / 10).clamp(1, sluice_storage::COPY_STEP_BYTES)
+    } else {
+        sluice_storage::COPY_STEP_BYTES
+    };
+    let mut copied = 0usize;
+    loop {
+        let progress = match broker.logs.copy_to_future(tp, chunk) {
+            Ok(Some(p)) => p,
+            Ok(None) => return Ok(copied),
+            Err(e) => return Err(abandon_move(broker, tp, &e)),
+        };
+        copied += progress.bytes;
+        if progress.caught_up {
+            let commit = |dir: &std::path::Path| {
+                broker.metadata.set_partition_log_dir(&tp.topic, tp.partition, dir).map_err(|e| e.to_string())
+            };
+            return match broker.logs.complete_future(tp, &commit) {
+                Ok(_) => Ok(copied.max(1)),
+                Err(e) => Err(abandon_move(broker, tp, &e)),
+            };
+        }
+        if throttled && progress.bytes > 0 {
+            let pause = Duration::from_secs_f64(progress.bytes as f64 / rate as f64);
+            std::thread::sleep(pause.min(Duration::from_secs(1)));
+        }
+        if progress.bytes == 0 || started.elapsed() >= MOVE_STEP || *broker.shutdown.borrow() {
+            return Ok(copied);
+        }
+    }
+}
+
+/// A move that failed: transient failures (out of descriptors or memory, the current log's
+/// dir) are retried at the next round; a future replica that is damaged or whose dir went
+/// offline is deleted, and the partition stays where it is.
+fn abandon_move(broker: &Broker, tp: &sluice_storage::TopicPartition, e: &sluice_storage::StorageError) -> String {
+    let future_failed = broker.logs.future(tp).is_some_and(|f| f.check().is_err())
+        || matches!(e, sluice_storage::StorageError::Corrupt { .. });
+    if future_failed {
+        tracing::error!(topic = %tp.topic, partition = tp.partition, error = %e, "cancelling the move of a partition: its future replica failed");
+        if let Err(cancel) = broker.logs.cancel_future(tp) {
+            tracing::warn!(topic = %tp.topic, partition = tp.partition, error = %cancel, "could not delete the failed future replica");
+        }
+    }
+    format!("{}-{}: {e}", tp.topic, tp.partition)
 }

@@ -1,5 +1,7 @@
 //! Cluster metadata on one node: the cluster id, every topic's name, id, partition count and
-//! explicit configs, dynamic broker configs and the finalized feature levels. Persisted as JSON in the first log dir (`sluice-metadata.json`, replaced
+//! explicit configs, the log dir of each partition moved by AlterReplicaLogDirs (by the dir's
+//! `directory.id`, as KIP-858 records replica directories), dynamic broker configs and the
+//! finalized feature levels. Persisted as JSON in the first log dir (`sluice-metadata.json`, replaced
 //! atomically: write temp, fsync, rename, fsync dir) so topics and ids survive restarts.
 //!
 //! The store stands in for Kafka's metadata log (`__cluster_metadata`-0) on a node that is its
@@ -36,6 +38,9 @@ pub struct TopicMeta {
     /// The effective typed config (explicit values over broker defaults).
     pub config: TopicConfig,
     pub internal: bool,
+    /// The log dir (its `directory.id` in `meta.properties`) of each partition placed by
+    /// AlterReplicaLogDirs; the others live wherever they were created.
+    pub log_dirs: BTreeMap<i32, String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -47,6 +52,8 @@ struct PersistedTopic {
     configs: BTreeMap<String, String>,
     #[serde(default)]
     internal: bool,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    log_dirs: BTreeMap<i32, String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -79,6 +86,8 @@ pub enum MetadataError {
     InvalidTopic(String, String),
     #[error("unknown topic '{0}'")]
     UnknownTopic(String),
+    #[error("{0} is not a configured log dir")]
+    UnknownLogDir(PathBuf),
     #[error("metadata could not be persisted: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -108,6 +117,8 @@ pub struct MetadataStore {
     path: PathBuf,
     cluster_id: String,
     node_id: i32,
+    /// Each configured log dir with its `directory.id`.
+    dir_ids: Vec<(PathBuf, String)>,
     /// What readers see; replaced whole after the new state is persisted, so a reader never
     /// waits for an fsync.
     state: RwLock<State>,
@@ -156,8 +167,9 @@ impl MetadataStore {
             }
         }
         let cluster_id = cluster_id.unwrap_or_else(|| kafka_uuid_string(Uuid::new_v4()));
+        let mut dir_ids = Vec::new();
         for dir in &config.log_dirs {
-            write_meta_properties(dir, &cluster_id, config.node_id)?;
+            dir_ids.push((dir.clone(), write_meta_properties(dir, &cluster_id, config.node_id)?));
         }
         let path = first.join("sluice-metadata.json");
         let mut topics = BTreeMap::new();
@@ -198,6 +210,7 @@ impl MetadataStore {
                         configs: t.configs,
                         config: config_typed,
                         internal: t.internal,
+                        log_dirs: t.log_dirs,
                     }),
                 );
             }
@@ -214,6 +227,7 @@ impl MetadataStore {
             path,
             cluster_id,
             node_id: config.node_id,
+            dir_ids,
             state: RwLock::new(State { topics, by_id, broker_configs, features, metadata_offset, quorum_epoch }),
             writer: std::sync::Mutex::new(()),
             metadata_directory_id,
@@ -311,6 +325,27 @@ impl MetadataStore {
         })
     }
 
+    /// Records `dir` as the log dir of a partition (persisted first): the decision of an
+    /// AlterReplicaLogDirs move, and what a restart settles an interrupted one by.
+    pub fn set_partition_log_dir(&self, topic: &str, partition: i32, dir: &Path) -> Result<(), MetadataError> {
+        let id = self
+            .dir_ids
+            .iter()
+            .find(|(p, _)| p == dir)
+            .map(|(_, id)| id.clone())
+            .ok_or_else(|| MetadataError::UnknownLogDir(dir.to_path_buf()))?;
+        self.update_topic(topic, |m| {
+            m.log_dirs.insert(partition, id);
+        })
+        .map(|_| ())
+    }
+
+    /// The configured log dir recorded for a partition, if any.
+    pub fn partition_log_dir(&self, topic: &TopicMeta, partition: i32) -> Option<PathBuf> {
+        let id = topic.log_dirs.get(&partition)?;
+        self.dir_ids.iter().find(|(_, i)| i == id).map(|(p, _)| p.clone())
+    }
+
     /// Raises a topic's partition count (persisted first).
     pub fn set_partitions(&self, name: &str, partitions: i32) -> Result<Arc<TopicMeta>, MetadataError> {
         self.update_topic(name, |m| m.partitions = partitions)
@@ -382,6 +417,7 @@ impl MetadataStore {
                 config: TopicConfig::resolve(&configs, broker),
                 configs,
                 internal: is_internal_topic(name),
+                log_dirs: BTreeMap::new(),
             });
             s.topics.insert(name.to_string(), meta.clone());
             s.by_id.insert(meta.id, name.to_string());
@@ -411,6 +447,7 @@ impl MetadataStore {
                     replication_factor: t.replication_factor,
                     configs: t.configs.clone(),
                     internal: t.internal,
+                    log_dirs: t.log_dirs.clone(),
                 })
                 .collect(),
             broker_configs: s.broker_configs.clone(),
@@ -458,7 +495,9 @@ fn read_meta_properties(dir: &Path) -> std::io::Result<BTreeMap<String, String>>
     }
 }
 
-fn write_meta_properties(dir: &Path, cluster_id: &str, node_id: i32) -> std::io::Result<()> {
+/// Writes `meta.properties` (cluster id, node id, a `directory.id` kept once chosen) unless it
+/// already says the same; returns the dir's `directory.id`.
+fn write_meta_properties(dir: &Path, cluster_id: &str, node_id: i32) -> std::io::Result<String> {
     let existing = read_meta_properties(dir)?;
     let directory_id = existing.get("directory.id").cloned().unwrap_or_else(|| kafka_uuid_string(Uuid::new_v4()));
     let text = format!(
@@ -466,10 +505,12 @@ fn write_meta_properties(dir: &Path, cluster_id: &str, node_id: i32) -> std::io:
     );
     if existing.get("cluster.id").map(String::as_str) == Some(cluster_id)
         && existing.get("node.id").map(String::as_str) == Some(&node_id.to_string())
+        && existing.contains_key("directory.id")
     {
-        return Ok(());
+        return Ok(directory_id);
     }
-    write_atomic(&dir.join("meta.properties"), text.as_bytes())
+    write_atomic(&dir.join("meta.properties"), text.as_bytes())?;
+    Ok(directory_id)
 }
 
 /// Replaces `path` atomically: temp file, fsync, rename, fsync the directory.

@@ -191,6 +191,30 @@ pub async fn start_with_authorizer(
             config,
         }
     });
+    // Moves between log dirs a crash interrupted: completed where the metadata already records
+    // the new dir, resumed otherwise (before anything reads or writes a log).
+    // A failure here stops the start, as Kafka stops on a partition found in two dirs: serving
+    // either copy could lose what the other holds.
+    let reconcile = {
+        let b = broker.clone();
+        tokio::task::spawn_blocking(move || {
+            b.logs.reconcile_log_dirs(&|tp| {
+                b.metadata.topic(&tp.topic).and_then(|t| b.metadata.partition_log_dir(&t, tp.partition))
+            })
+        })
+        .await
+        .context("log dir reconciliation task")?
+        .context("settling interrupted moves between log dirs")?
+    };
+    if reconcile != Default::default() {
+        tracing::info!(
+            promoted = reconcile.promoted.len(),
+            resumed = reconcile.resumed.len(),
+            restarted = reconcile.restarted.len(),
+            duplicates_removed = reconcile.duplicates_removed.len(),
+            "settled interrupted moves between log dirs"
+        );
+    }
     broker.remove_orphan_logs();
     // Becoming leader with itself as the only in-sync replica: everything in the log is
     // replicated, so the high watermark starts at the log end (Kafka's maybeIncrementLeaderHW).

@@ -1,5 +1,6 @@
 //! On-disk names, exactly as Kafka spells them: partition directory names
-//! (`<topic>-<partition>`, and `<topic>-<partition>.<uuid>-delete` for deletions in progress),
+//! (`<topic>-<partition>`, `<topic>-<partition>.<uuid>-delete` for deletions in progress and
+//! `<topic>-<partition>.<uuid>-future` for a replica being moved to another log dir),
 //! segment file names (20-digit zero-padded base offset plus `.log`/`.index`/`.timeindex`), the
 //! per-dir marker and checkpoint file names, and Kafka's base64url topic-id encoding.
 //!
@@ -28,6 +29,9 @@ pub const GROUP_END_SUFFIX: &str = ".groupend";
 /// Kafka's per-dir checkpoint of each compacted log's first dirty offset.
 pub const CLEANER_OFFSET_CHECKPOINT: &str = "cleaner-offset-checkpoint";
 pub const DELETE_DIR_SUFFIX: &str = "-delete";
+/// Kafka's `UnifiedLog.FutureDirSuffix`: the copy of a partition being moved to another log dir
+/// (AlterReplicaLogDirs) until it replaces the current one.
+pub const FUTURE_DIR_SUFFIX: &str = "-future";
 pub const CLEAN_SHUTDOWN_FILE: &str = ".kafka_cleanshutdown";
 pub const RECOVERY_POINT_CHECKPOINT: &str = "recovery-point-offset-checkpoint";
 pub const LOG_START_OFFSET_CHECKPOINT: &str = "log-start-offset-checkpoint";
@@ -67,6 +71,28 @@ pub fn delete_dir_name(tp: &TopicPartition, unique: u128) -> String {
 
 pub fn is_delete_dir_name(name: &str) -> bool {
     name.ends_with(DELETE_DIR_SUFFIX) && name.contains('.')
+}
+
+/// `<topic>-<partition>.<32 hex>-future` (Kafka's `logFutureDirName`): where a partition's
+/// future replica is copied before it replaces the current log.
+pub fn future_dir_name(tp: &TopicPartition, unique: u128) -> String {
+    format!("{}.{unique:032x}{FUTURE_DIR_SUFFIX}", partition_dir_name(tp))
+}
+
+/// The partition of a [`future_dir_name`], `None` for any other name.
+pub fn parse_future_dir_name(name: &str) -> Option<TopicPartition> {
+    let stem = name.strip_suffix(FUTURE_DIR_SUFFIX)?;
+    let (partition_dir, unique) = stem.rsplit_once('.')?;
+    if unique.len() != 32 || !unique.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    parse_partition_dir_name(partition_dir)
+}
+
+/// Length of a [`future_dir_name`] for `tp`: Kafka refuses to move a partition whose future
+/// dir name would pass 255 bytes (the file name limit of most file systems).
+pub fn future_dir_name_len(tp: &TopicPartition) -> usize {
+    partition_dir_name(tp).len() + 1 + 32 + FUTURE_DIR_SUFFIX.len()
 }
 
 /// The 20-digit zero-padded base offset Kafka names segment files by.
@@ -175,6 +201,21 @@ mod tests {
         assert!(!is_delete_dir_name("a-b-3"));
         // A delete dir name never parses as a live partition dir.
         assert!(parse_partition_dir_name(&name).is_none());
+    }
+
+    #[test]
+    fn future_dir_names() {
+        let tp = TopicPartition { topic: "a-b.c".into(), partition: 7 };
+        let name = future_dir_name(&tp, 0xabc);
+        assert_eq!(name, "a-b.c-7.00000000000000000000000000000abc-future");
+        assert_eq!(name.len(), future_dir_name_len(&tp));
+        assert_eq!(parse_future_dir_name(&name), Some(tp.clone()));
+        // Neither a live partition dir nor a deletion.
+        assert!(parse_partition_dir_name(&name).is_none());
+        assert!(!is_delete_dir_name(&name));
+        assert!(parse_future_dir_name("a-b.c-7").is_none());
+        assert!(parse_future_dir_name("a-b.c-7.xyz-future").is_none());
+        assert!(parse_future_dir_name(&delete_dir_name(&tp, 1)).is_none());
     }
 
     #[test]

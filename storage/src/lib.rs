@@ -13,7 +13,8 @@
 //! - `recovery`: loading and recovering a partition dir at startup;
 //! - [`remote`]: the remote tier trait (KIP-405), remote segment metadata and the upload
 //!   candidates the log hands to it (the tier itself is `sluice-tiered`);
-//! - `manager`: [`LogManager`], all logs across `log.dirs`, offline dirs, checkpoints.
+//! - `manager`: [`LogManager`], all logs across `log.dirs`, offline dirs, checkpoints;
+//! - `future`: future replicas, moving a partition between log dirs online (AlterReplicaLogDirs).
 //!
 //! On disk everything is laid out exactly as Apache Kafka lays it out, so Kafka's tools
 //! (`kafka-dump-log.sh`) can read a Sluice log dir.
@@ -27,6 +28,7 @@ use thiserror::Error;
 
 pub mod checkpoint;
 mod cleaner;
+mod future;
 pub mod index;
 pub mod io;
 pub mod layout;
@@ -130,6 +132,8 @@ impl Default for LogConfig {
     }
 }
 
+pub use future::{CopyProgress, FutureStart, MoveCrashPoint, ReconcileReport, COPY_STEP_BYTES, MAX_PREFERRED_LOG_DIRS};
+
 /// Storage failures. The broker maps them to Kafka error codes in one place.
 #[derive(Debug, Error)]
 pub enum StorageError {
@@ -139,6 +143,9 @@ pub enum StorageError {
     /// The log dir holding this partition is offline after an earlier I/O error.
     #[error("log dir {0} is offline")]
     LogDirOffline(PathBuf),
+    /// A path that is not one of the configured `log.dirs` (LOG_DIR_NOT_FOUND).
+    #[error("log dir {0} is not found in the config")]
+    LogDirNotFound(PathBuf),
     /// OFFSET_OUT_OF_RANGE.
     #[error("offset {requested} out of range [{log_start_offset}, {log_end_offset}]")]
     OffsetOutOfRange { requested: i64, log_start_offset: i64, log_end_offset: i64 },
@@ -272,8 +279,12 @@ pub struct PartitionDirInfo {
     pub topic_partition: TopicPartition,
     pub log_dir: PathBuf,
     pub size_bytes: u64,
-    /// `log_end_offset - high_watermark` (Kafka's offset lag of a local replica).
+    /// Kafka's `getLogEndOffsetLag`: for the current replica `max(high watermark - log end, 0)`
+    /// (always 0 on this single node, the leader); for a future replica how far its log end is
+    /// behind the current replica's (-1 when the current one is gone).
     pub offset_lag: i64,
+    /// A future replica being copied here by an AlterReplicaLogDirs move.
+    pub is_future: bool,
 }
 
 /// What startup found and did, for the log.

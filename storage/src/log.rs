@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use std::io::IoSlice;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, TryLockError};
 
 use bytes::{Bytes, BytesMut};
 use sluice_protocol::batch::RecordBatch;
@@ -81,6 +81,29 @@ pub fn marker_batch(
     let corrupt = |reason: String| StorageError::Corrupt { path: PathBuf::new(), position: 0, reason };
     let bytes = builder.build().map_err(|e| corrupt(e.to_string()))?;
     RecordBatch::new(bytes).map_err(|e| corrupt(e.to_string()))
+}
+
+/// Splits whole batches read from a current replica for its future replica, dropping those
+/// wholly below `from` (the future's log end).
+pub(crate) fn split_copied_batches(mut bytes: Bytes, from: i64, dir: &Path) -> Result<Vec<RecordBatch>> {
+    let mut out = Vec::new();
+    loop {
+        match RecordBatch::split_first(&mut bytes) {
+            Ok(Some(b)) => {
+                if b.last_offset() >= from {
+                    out.push(b);
+                }
+            }
+            Ok(None) => return Ok(out),
+            Err(e) => {
+                return Err(StorageError::Corrupt {
+                    path: dir.to_path_buf(),
+                    position: 0,
+                    reason: format!("unreadable batch while copying to a future replica: {e}"),
+                })
+            }
+        }
+    }
 }
 
 /// Mutable log state, guarded by [`UnifiedLog`]'s mutex.
@@ -269,6 +292,88 @@ impl LogState {
         Ok(AppendInfo { first_offset, last_offset: next - 1, log_start_offset: self.log_start_offset })
     }
 
+    /// Appends whole batches copied from another replica of this partition (Kafka's
+    /// `appendAsFollower`, used for the future replica of an AlterReplicaLogDirs move): their
+    /// bytes and offsets are kept as they are (gaps a cleaning left included), no producer
+    /// check is made (the copy is the truth), and producer state and the aborted-transaction
+    /// index are replayed from them as recovery replays a log. Segments roll as for any append;
+    /// the snapshot a roll takes describes the batches before the roll.
+    pub(crate) fn append_replicated(&mut self, tp: &TopicPartition, batches: &[RecordBatch], now: i64) -> Result<()> {
+        let mut next = self.log_end_offset;
+        for b in batches {
+            if let Err(e) = b.validate() {
+                return Err(StorageError::Corrupt {
+                    path: self.dir.clone(),
+                    position: 0,
+                    reason: format!("refusing to copy an invalid batch at offset {}: {e}", b.base_offset()),
+                });
+            }
+            if b.base_offset() < next {
+                return Err(StorageError::Corrupt {
+                    path: self.dir.clone(),
+                    position: 0,
+                    reason: format!(
+                        "refusing to copy a batch at offset {} of {} bytes onto a log ending at {next}",
+                        b.base_offset(),
+                        b.size_in_bytes()
+                    ),
+                });
+            }
+            next = b.last_offset() + 1;
+        }
+        let Some(first) = batches.first() else { return Ok(()) };
+        if self.segments.is_empty() {
+            self.roll(tp, first.base_offset(), now, &[])?;
+        }
+        let mut config = self.config.clone();
+        config.segment_bytes = config.segment_bytes.min(MAX_SEGMENT_BYTES);
+        let mut group_start = 0;
+        for (i, b) in batches.iter().enumerate() {
+            let size = b.size_in_bytes() as u64;
+            let roll =
+                self.active().is_some_and(|s| s.should_roll(&config, size, b.max_timestamp(), b.last_offset(), now));
+            if roll {
+                self.write_replicated_group(&batches[group_start..i])?;
+                self.roll(tp, b.base_offset(), now, &[])?;
+                group_start = i;
+            }
+            let interval = config.index_interval_bytes;
+            if let Some(active) = self.active_mut() {
+                let pos = active.size();
+                active.track_batch(pos, size, b.last_offset(), b.max_timestamp(), interval);
+            }
+        }
+        self.write_replicated_group(&batches[group_start..])?;
+        self.log_end_offset = next;
+        if self.first_unflushed_append_ms.is_none() {
+            self.first_unflushed_append_ms = Some(now);
+        }
+        Ok(())
+    }
+
+    /// Writes copied batches (already tracked in the active segment) as they are, then replays
+    /// them into producer state and the aborted-transaction index.
+    fn write_replicated_group(&mut self, batches: &[RecordBatch]) -> Result<()> {
+        if batches.is_empty() {
+            return Ok(());
+        }
+        let Some(active) = self.active_mut() else { return Ok(()) };
+        let base = active.base_offset();
+        let mut slices: Vec<IoSlice<'_>> = batches.iter().map(|b| IoSlice::new(b.as_bytes())).collect();
+        let path = active.log_path().to_path_buf();
+        active.write(&mut slices).map_err(|e| io_err(&path, e))?;
+        active.write_pending_indexes().map_err(|e| io_err(&path, e))?;
+        let dir = self.dir.clone();
+        for b in batches {
+            if let Some(aborted) = self.producer_state.replay(b) {
+                if self.txn_index.append(&dir, base, aborted).map_err(|e| io_err(&dir, e))? {
+                    self.dir_needs_sync = true;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Checks the producer sequences of `batches` (to be written at `base_offsets`) and records
     /// them. A retry of one of a producer's last batches returns that batch's metadata; a retry
     /// or a refused batch leaves the state as it was.
@@ -439,7 +544,9 @@ enum ProducerCheck {
 pub struct UnifiedLog {
     tp: TopicPartition,
     topic_id: Option<[u8; 16]>,
-    log_dir: Arc<LogDir>,
+    /// The log dir holding the partition; changes only when a future replica replaces the
+    /// current one (AlterReplicaLogDirs), under the state lock.
+    log_dir: RwLock<Arc<LogDir>>,
     deleted: AtomicBool,
     state: Mutex<LogState>,
     hw_tx: watch::Sender<i64>,
@@ -453,7 +560,7 @@ pub struct UnifiedLog {
 
 impl std::fmt::Debug for UnifiedLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UnifiedLog").field("tp", &self.tp).field("log_dir", &self.log_dir.path()).finish()
+        f.debug_struct("UnifiedLog").field("tp", &self.tp).field("log_dir", &self.log_dir().path()).finish()
     }
 }
 
@@ -469,7 +576,7 @@ impl UnifiedLog {
         Self {
             tp,
             topic_id,
-            log_dir,
+            log_dir: RwLock::new(log_dir),
             deleted: AtomicBool::new(false),
             state: Mutex::new(state),
             hw_tx,
@@ -488,8 +595,10 @@ impl UnifiedLog {
         if self.deleted.load(Ordering::Acquire) {
             return Err(StorageError::Deleted(self.tp.clone()));
         }
-        if self.log_dir.is_offline() {
-            return Err(StorageError::LogDirOffline(self.log_dir.path().to_path_buf()));
+        // On every append and read: the guard, not a clone of the `Arc`.
+        let log_dir = self.log_dir.read().unwrap_or_else(PoisonError::into_inner);
+        if log_dir.is_offline() {
+            return Err(StorageError::LogDirOffline(log_dir.path().to_path_buf()));
         }
         Ok(())
     }
@@ -501,14 +610,24 @@ impl UnifiedLog {
     pub(crate) fn fail(&self, e: StorageError) -> StorageError {
         if let StorageError::Io { path, source } = &e {
             if !crate::is_resource_exhaustion(source) {
-                self.log_dir.mark_offline(&self.tp, path, source);
+                self.log_dir().mark_offline(&self.tp, path, source);
             }
         }
         e
     }
 
-    pub(crate) fn log_dir(&self) -> &Arc<LogDir> {
-        &self.log_dir
+    pub(crate) fn log_dir(&self) -> Arc<LogDir> {
+        self.log_dir.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Moves the log to another log dir (the swap of a future replica, under the state lock).
+    pub(crate) fn set_log_dir(&self, log_dir: Arc<LogDir>) {
+        *self.log_dir.write().unwrap_or_else(PoisonError::into_inner) = log_dir;
+    }
+
+    /// The `log.dirs` entry holding this partition.
+    pub fn log_dir_path(&self) -> PathBuf {
+        self.log_dir().path().to_path_buf()
     }
 
     pub fn topic_partition(&self) -> &TopicPartition {
@@ -561,7 +680,7 @@ impl UnifiedLog {
     /// Hands a roll's flush to the log dir's flusher (Kafka schedules it asynchronously too).
     fn request_roll_flush(&self, st: &mut LogState) {
         if let Some(offset) = st.roll_flush_offset.take() {
-            self.log_dir.request_roll_flush(&self.tp, offset);
+            self.log_dir().request_roll_flush(&self.tp, offset);
         }
     }
 
@@ -997,14 +1116,238 @@ impl UnifiedLog {
         if self.deleted.swap(true, Ordering::AcqRel) {
             return Err(StorageError::Deleted(self.tp.clone()));
         }
-        if self.log_dir.is_offline() {
-            return Err(StorageError::LogDirOffline(self.log_dir.path().to_path_buf()));
+        let log_dir = self.log_dir();
+        if log_dir.is_offline() {
+            return Err(StorageError::LogDirOffline(log_dir.path().to_path_buf()));
         }
         let new_dir = make_new_name(&st.dir);
         std::fs::rename(&st.dir, &new_dir).map_err(|e| self.fail(io_err(&st.dir, e)))?;
-        crate::io::sync_dir(self.log_dir.path()).map_err(|e| self.fail(io_err(self.log_dir.path(), e)))?;
+        crate::io::sync_dir(log_dir.path()).map_err(|e| self.fail(io_err(log_dir.path(), e)))?;
         st.dir = new_dir.clone();
         Ok(new_dir)
+    }
+
+    // Future replicas (AlterReplicaLogDirs, see `future.rs`): the copy appends, the offsets a
+    // future follows, and the swap that makes it the current log.
+
+    /// Appends batches copied from the current replica of this partition (see
+    /// `LogState::append_replicated`). Only ever called on a future replica.
+    pub(crate) fn append_replicated(&self, batches: &[RecordBatch]) -> Result<()> {
+        self.check()?;
+        let now = now_ms();
+        let mut st = self.lock();
+        self.check()?;
+        st.append_replicated(&self.tp, batches, now).map_err(|e| self.fail(e))?;
+        self.request_roll_flush(&mut st);
+        Ok(())
+    }
+
+    /// A future replica follows its current replica's high watermark and log start offset (both
+    /// capped at what it has copied), deleting its segments wholly below the log start, as
+    /// Kafka's `ReplicaAlterLogDirsThread` does after each fetch.
+    pub(crate) fn follow_current(&self, high_watermark: i64, log_start_offset: i64) -> Result<()> {
+        self.check()?;
+        let now = now_ms();
+        let mut st = self.lock();
+        self.check()?;
+        let leo = st.log_end_offset;
+        st.high_watermark = st.high_watermark.max(high_watermark.min(leo));
+        st.log_start_offset = st.log_start_offset.max(log_start_offset.min(leo));
+        self.delete_segments_locked(&mut st, now, |_, _| false).map_err(|e| self.fail(e))?;
+        Ok(())
+    }
+
+    /// Renames the partition's directory to `new_dir` in the same log dir (a future replica
+    /// promoted at startup) and fsyncs the log dir.
+    pub(crate) fn rename_dir(&self, new_dir: PathBuf) -> Result<()> {
+        let mut st = self.lock();
+        self.check()?;
+        std::fs::rename(&st.dir, &new_dir).map_err(|e| self.fail(io_err(&st.dir, e)))?;
+        let parent = self.log_dir().path().to_path_buf();
+        crate::io::sync_dir(&parent).map_err(|e| self.fail(io_err(&parent, e)))?;
+        for seg in st.segments.values_mut() {
+            seg.set_dir(&new_dir);
+        }
+        st.dir = new_dir;
+        Ok(())
+    }
+
+    /// Moves a future replica's log end up to `offset` when the current log has no batch left
+    /// below it (its log start passed them, or a cleaning emptied them): an empty active
+    /// segment is replaced by one at `offset`, a non-empty one rolled.
+    pub(crate) fn skip_to(&self, offset: i64) -> Result<()> {
+        self.check()?;
+        let now = now_ms();
+        let mut st = self.lock();
+        self.check()?;
+        if st.log_end_offset >= offset {
+            return Ok(());
+        }
+        let empty_active = st.active().filter(|a| a.size() == 0).map(LogSegment::base_offset);
+        if let Some(base) = empty_active {
+            if let Some(seg) = st.segments.remove(&base) {
+                for path in seg.paths() {
+                    std::fs::remove_file(&path).map_err(|e| self.fail(io_err(&path, e)))?;
+                }
+            }
+        }
+        st.roll(&self.tp, offset, now, &[]).map_err(|e| self.fail(e))?;
+        st.log_end_offset = offset;
+        st.dir_needs_sync = true;
+        self.request_roll_flush(&mut st);
+        Ok(())
+    }
+
+    /// Marks the log deleted without touching its files (a replica that lost a swap).
+    pub(crate) fn mark_deleted(&self) {
+        self.deleted.store(true, Ordering::Release);
+    }
+
+    /// Replaces this (current) log with `future`, a copy of it in another log dir, with appends
+    /// paused (Kafka's `replaceCurrentWithFutureLog`, with the commit order of KIP-858):
+    ///
+    /// 1. under this log's flush and state locks (no append, flush, retention, DeleteRecords or
+    ///    cleaner swap can run), copy what was appended since the caller's catch-up, give the
+    ///    future this log's log start offset and high watermark, write this log's producer
+    ///    state as the future's snapshot at the log end, and fsync the future whole;
+    /// 2. `commit(target log dir)`: the durable decision (the broker records the partition's
+    ///    new log dir in its metadata). Until it returns, a crash resumes the copy; after it, a
+    ///    crash promotes the future;
+    /// 3. rename the future dir to `<topic>-<partition>` in the target log dir (fsync);
+    /// 4. rename this log's dir to `<topic>-<partition>.<id>-delete` (fsync);
+    /// 5. swap the states: this object, which every caller holds, now reads and appends the
+    ///    moved files, keeping its config, high watermark, cleaner and remote offsets and its
+    ///    in-memory producer state; `future` is marked deleted.
+    ///
+    /// A failure before 2 changes nothing; one in 3 reverts the decision (`commit(source)`); one
+    /// in 4 only takes the source log dir offline (the decision stands, and a restart deletes
+    /// the stale copy). Returns the renamed-away old dir, to be removed by the caller.
+    pub(crate) fn replace_with_future(
+        &self,
+        future: &UnifiedLog,
+        commit: &dyn Fn(&Path) -> std::result::Result<(), String>,
+        unique: u128,
+        crash: Option<crate::future::MoveCrashPoint>,
+    ) -> Result<Option<PathBuf>> {
+        use crate::future::MoveCrashPoint;
+        let crashed = |point: MoveCrashPoint| crash == Some(point);
+        const CHUNK: usize = 8 << 20;
+        let _flushing = self.flush_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut cs = self.lock();
+        self.check()?;
+        future.check()?;
+        loop {
+            let f_leo = future.offsets().log_end_offset;
+            if f_leo >= cs.log_end_offset {
+                break;
+            }
+            let from = f_leo.max(cs.log_start_offset);
+            let views = cs.read_views(from, CHUNK);
+            let bytes = self.read_views(&views, from, CHUNK, i64::MAX, true).map_err(|e| self.fail(e))?;
+            let batches = split_copied_batches(bytes, f_leo, &cs.dir)?;
+            if batches.is_empty() {
+                // No batch left below the log end (see `skip_to`).
+                future.skip_to(cs.log_end_offset)?;
+                break;
+            }
+            future.append_replicated(&batches)?;
+        }
+        let f_leo = future.offsets().log_end_offset;
+        if f_leo != cs.log_end_offset {
+            return Err(StorageError::Corrupt {
+                path: future.dir(),
+                position: 0,
+                reason: format!("future log ends at {f_leo}, the current log at {}", cs.log_end_offset),
+            });
+        }
+        future.follow_current(cs.high_watermark, cs.log_start_offset)?;
+        let snapshot = {
+            let mut fs = future.lock();
+            let path = producer_state::snapshot_file(&fs.dir, fs.log_end_offset);
+            producer_state::write_snapshot(&fs.dir, fs.log_end_offset, &cs.producer_state)
+                .map_err(|e| future.fail(io_err(&path, e)))?;
+            fs.dir_needs_sync = true;
+            path
+        };
+        crate::io::sync_path(&snapshot).map_err(|e| future.fail(io_err(&snapshot, e)))?;
+        future.flush_to(i64::MAX)?;
+
+        if crashed(MoveCrashPoint::BeforeDecision) {
+            return Err(cleaner::simulated_crash(&cs.dir));
+        }
+        let (source, target) = (self.log_dir(), future.log_dir());
+        // Appends resume once this returns: a decision that might be on disk must be undone
+        // before, or a crash would promote a future that misses them.
+        let undo = |why: &dyn std::fmt::Display| {
+            if let Err(revert) = commit(source.path()) {
+                tracing::error!(partition = %self.tp.topic, index = self.tp.partition, error = %revert, "could not revert the log dir of a failed move; deleting its future replica");
+                let doomed = future.dir();
+                let name = crate::layout::delete_dir_name(&self.tp, unique);
+                let deleted = doomed.parent().map(|p| p.join(&name)).unwrap_or_else(|| PathBuf::from(name));
+                let renamed = std::fs::rename(&doomed, &deleted).and_then(|()| crate::io::sync_dir(target.path()));
+                future.mark_deleted();
+                if let Err(e) = renamed {
+                    tracing::error!(dir = %doomed.display(), error = %e, "could not delete the future replica of a failed move");
+                }
+            }
+            tracing::warn!(partition = %self.tp.topic, index = self.tp.partition, reason = %why, "move not completed");
+        };
+        if let Err(e) = commit(target.path()) {
+            undo(&e);
+            return Err(StorageError::Io {
+                path: target.path().to_path_buf(),
+                source: std::io::Error::other(format!("recording the new log dir failed: {e}")),
+            });
+        }
+        if crashed(MoveCrashPoint::AfterDecision) {
+            return Err(cleaner::simulated_crash(&cs.dir));
+        }
+        let future_dir = future.dir();
+        let final_dir = target.path().join(crate::layout::partition_dir_name(&self.tp));
+        if let Err(e) = std::fs::rename(&future_dir, &final_dir).and_then(|()| crate::io::sync_dir(target.path())) {
+            undo(&e);
+            return Err(future.fail(io_err(&future_dir, e)));
+        }
+        if crashed(MoveCrashPoint::AfterFutureRenamed) {
+            return Err(cleaner::simulated_crash(&cs.dir));
+        }
+        let old_dir = cs.dir.clone();
+        let deleted_dir = source.path().join(crate::layout::delete_dir_name(&self.tp, unique));
+        let removed = match std::fs::rename(&old_dir, &deleted_dir).and_then(|()| crate::io::sync_dir(source.path())) {
+            Ok(()) => Some(deleted_dir),
+            Err(e) => {
+                // The decision stands: the source dir goes offline, and a restart deletes the
+                // stale copy there (the metadata names the target).
+                self.fail(io_err(&old_dir, e));
+                None
+            }
+        };
+        if crashed(MoveCrashPoint::AfterCurrentRenamed) {
+            return Err(cleaner::simulated_crash(&cs.dir));
+        }
+        {
+            let mut fs = future.lock();
+            for seg in fs.segments.values_mut() {
+                seg.set_dir(&final_dir);
+            }
+            fs.dir = final_dir;
+            fs.config = cs.config.clone();
+            fs.high_watermark = cs.high_watermark;
+            fs.cleaner_checkpoint = cs.cleaner_checkpoint.map(|c| c.clamp(fs.log_start_offset, fs.log_end_offset));
+            fs.tombstone_horizon = cs.tombstone_horizon;
+            fs.highest_remote_offset = cs.highest_remote_offset;
+            fs.producer_state = cs.producer_state.clone();
+            fs.first_unflushed_append_ms = None;
+            fs.roll_flush_offset = None;
+            std::mem::swap(&mut *cs, &mut *fs);
+        }
+        self.set_log_dir(target);
+        future.set_log_dir(source);
+        future.mark_deleted();
+        drop(cs);
+        drop(_flushing);
+        self.publish_recovery_point();
+        Ok(removed)
     }
 
     /// DeleteRecords: moves the log start offset up to `offset` (`-1` = the high watermark) and
@@ -1166,7 +1509,7 @@ impl UnifiedLog {
                 st.recovery_point = first.min(st.log_end_offset);
             }
         }
-        self.log_dir.schedule_delete(paths, now.saturating_add(st.config.file_delete_delay_ms));
+        self.log_dir().schedule_delete(paths, now.saturating_add(st.config.file_delete_delay_ms));
         Ok(doomed.len())
     }
 
@@ -1254,9 +1597,12 @@ impl UnifiedLog {
         let st = self.lock();
         PartitionDirInfo {
             topic_partition: self.tp.clone(),
-            log_dir: self.log_dir.path().to_path_buf(),
+            log_dir: self.log_dir().path().to_path_buf(),
             size_bytes: st.segments.values().map(LogSegment::size).sum(),
-            offset_lag: (st.log_end_offset - st.high_watermark).max(0),
+            // Kafka's lag of a current replica: how far its log end is below the high
+            // watermark, never negative (0 on a leader).
+            offset_lag: (st.high_watermark - st.log_end_offset).max(0),
+            is_future: false,
         }
     }
 

@@ -33,7 +33,7 @@ use crate::layout::{
 use crate::log::{roll_jitter, LogState, UnifiedLog};
 use crate::recovery::{load_partition, CheckpointHints};
 use crate::segment::{io_err, LogSegment};
-use crate::util::{now_ms, random_u128};
+use crate::util::now_ms;
 use crate::{
     CleanerConfig, CleanerStats, LoadReport, LogConfig, LogManagerConfig, PartitionDirInfo, Result, StorageError,
     TopicPartition,
@@ -136,6 +136,10 @@ impl LogDir {
 
     /// Maps an error of a dir-level operation, taking the dir offline on I/O errors (not on
     /// resource exhaustion: that fails the one operation).
+    pub(crate) fn fail_dir(&self, e: StorageError) -> StorageError {
+        self.fail(e)
+    }
+
     fn fail(&self, e: StorageError) -> StorageError {
         if let StorageError::Io { path, source } = &e {
             if !crate::is_resource_exhaustion(source) {
@@ -148,13 +152,25 @@ impl LogDir {
 
 /// All partition logs across `log.dirs` (see the module docs). Shared as `Arc<LogManager>`.
 pub struct LogManager {
-    dirs: Vec<Arc<LogDir>>,
+    pub(crate) dirs: Vec<Arc<LogDir>>,
     partitions: RwLock<HashMap<TopicPartition, Arc<UnifiedLog>>>,
+    /// Future replicas: copies of partitions being moved to another log dir (`future.rs`).
+    pub(crate) futures: RwLock<HashMap<TopicPartition, Arc<UnifiedLog>>>,
+    /// Serializes starting, cancelling and swapping future replicas, and deletions.
+    pub(crate) future_admin: Mutex<()>,
+    /// Log dirs asked for partitions that do not exist yet (Kafka's `preferredLogDirs`): a
+    /// partition created later is created there. In memory only, bounded.
+    pub(crate) preferred_dirs: Mutex<HashMap<TopicPartition, PathBuf>>,
+    /// Second copies of a partition found at startup (a crash in the middle of a swap), kept
+    /// until [`LogManager::reconcile_log_dirs`] decides which copy is the partition.
+    pub(crate) duplicates: Mutex<Vec<Arc<UnifiedLog>>>,
     create_lock: Mutex<()>,
     /// Partitions a cleaner thread is working on (at most one cleaner per log).
     pub(crate) cleaning: Mutex<std::collections::HashSet<TopicPartition>>,
     /// Notified when a segment rolls (see [`LogManager::flush_rolled_segments`]).
     roll_notify: Arc<Notify>,
+    /// Notified when a future replica is created (wakes the broker's mover).
+    pub(crate) future_notify: Arc<Notify>,
 }
 
 impl std::fmt::Debug for LogManager {
@@ -180,13 +196,13 @@ impl LogManager {
         config_for: &dyn Fn(&str) -> LogConfig,
     ) -> Result<(Arc<LogManager>, LoadReport)> {
         let mut report = LoadReport::default();
-        let mut partitions: HashMap<TopicPartition, Arc<UnifiedLog>> = HashMap::new();
+        let mut loaded = Loaded::default();
         let mut dirs = Vec::new();
         let mut first_error = None;
         let roll_notify = Arc::new(Notify::new());
         for path in config.log_dirs {
             let dir = Arc::new(LogDir::new(path, roll_notify.clone()));
-            if let Err(e) = load_dir(&dir, config_for, &mut report, &mut partitions) {
+            if let Err(e) = load_dir(&dir, config_for, &mut report, &mut loaded) {
                 let e = dir.fail(e);
                 tracing::error!(log_dir = %dir.path.display(), error = %e, "failed to load log dir");
                 first_error.get_or_insert(e);
@@ -208,10 +224,15 @@ impl LogManager {
         );
         let manager = LogManager {
             dirs,
-            partitions: RwLock::new(partitions),
+            partitions: RwLock::new(loaded.partitions),
+            futures: RwLock::new(loaded.futures),
+            future_admin: Mutex::new(()),
+            preferred_dirs: Mutex::new(HashMap::new()),
+            duplicates: Mutex::new(loaded.duplicates),
             create_lock: Mutex::new(()),
             cleaning: Mutex::new(Default::default()),
             roll_notify,
+            future_notify: Arc::new(Notify::new()),
         };
         Ok((Arc::new(manager), report))
     }
@@ -220,7 +241,7 @@ impl LogManager {
         self.partitions.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn map_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<TopicPartition, Arc<UnifiedLog>>> {
+    pub(crate) fn map_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<TopicPartition, Arc<UnifiedLog>>> {
         self.partitions.write().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -236,6 +257,19 @@ impl LogManager {
     /// Returns the partition, creating an empty log (in the least-loaded online dir) if needed.
     /// `topic_id` is recorded in the partition's `partition.metadata` file, as Kafka does.
     pub fn get_or_create(&self, tp: &TopicPartition, topic_id: [u8; 16], config: LogConfig) -> Result<Arc<UnifiedLog>> {
+        self.get_or_create_in(tp, topic_id, config, None)
+    }
+
+    /// [`Self::get_or_create`] placing a new log in `dir` when it is an online log dir (the dir
+    /// the broker's metadata assigns the partition), else in the dir an AlterReplicaLogDirs
+    /// asked for before the partition existed, else in the least-loaded online dir.
+    pub fn get_or_create_in(
+        &self,
+        tp: &TopicPartition,
+        topic_id: [u8; 16],
+        config: LogConfig,
+        dir: Option<&Path>,
+    ) -> Result<Arc<UnifiedLog>> {
         if let Some(p) = self.existing(tp)? {
             return Ok(p);
         }
@@ -250,11 +284,16 @@ impl LogManager {
         if let Some(p) = self.existing(tp)? {
             return Ok(p);
         }
-        let dir = {
+        let preferred = self.preferred_dirs.lock().unwrap_or_else(PoisonError::into_inner).get(tp).cloned();
+        let chosen = [dir.map(Path::to_path_buf), preferred]
+            .into_iter()
+            .flatten()
+            .find_map(|p| self.dirs.iter().find(|d| d.path == p && !d.is_offline()).cloned());
+        let dir = chosen.or_else(|| {
             let map = self.map();
-            let count = |d: &Arc<LogDir>| map.values().filter(|p| Arc::ptr_eq(p.log_dir(), d)).count();
+            let count = |d: &Arc<LogDir>| map.values().filter(|p| Arc::ptr_eq(&p.log_dir(), d)).count();
             self.dirs.iter().filter(|d| !d.is_offline()).min_by_key(|d| count(d)).cloned()
-        };
+        });
         let Some(dir) = dir else {
             let path = self.dirs.first().map(|d| d.path.clone()).unwrap_or_default();
             return Err(StorageError::LogDirOffline(path));
@@ -262,6 +301,7 @@ impl LogManager {
         let partition = create_partition(&dir, tp, topic_id, config).map_err(|e| dir.fail(e))?;
         let partition = Arc::new(partition);
         self.map_mut().insert(tp.clone(), partition.clone());
+        self.preferred_dirs.lock().unwrap_or_else(PoisonError::into_inner).remove(tp);
         tracing::info!(partition = %tp.topic, index = tp.partition, log_dir = %dir.path.display(), "created log");
         Ok(partition)
     }
@@ -276,16 +316,12 @@ impl LogManager {
     /// Removes a partition: renamed to `<topic>-<partition>.<id>-delete` at once (crash-safe),
     /// files removed afterwards. Later operations on a held `Arc<UnifiedLog>` fail with `Deleted`.
     pub fn delete(&self, tp: &TopicPartition) -> Result<()> {
-        let Some(partition) = self.map_mut().remove(tp) else { return Ok(()) };
-        let unique = random_u128();
-        let new_dir = partition.mark_deleted_and_rename(|old| {
-            let name = layout::delete_dir_name(tp, unique);
-            old.parent().map(|p| p.join(&name)).unwrap_or_else(|| PathBuf::from(name))
-        })?;
-        // The rename made the deletion durable; a failure here is finished at next startup.
-        if let Err(error) = fs::remove_dir_all(&new_dir) {
-            tracing::warn!(dir = %new_dir.display(), %error, "could not remove deleted log dir, will retry at startup");
+        // A future replica goes first: a crash in between leaves a partition without one.
+        if let Err(e) = self.cancel_future(tp) {
+            tracing::warn!(partition = %tp.topic, index = tp.partition, error = %e, "could not delete the future replica");
         }
+        let Some(partition) = self.map_mut().remove(tp) else { return Ok(()) };
+        crate::future::remove_log_files(tp, &partition)?;
         tracing::info!(partition = %tp.topic, index = tp.partition, "deleted log");
         Ok(())
     }
@@ -316,7 +352,12 @@ impl LogManager {
         let mut first_error = None;
         for dir in &self.dirs {
             for (tp, offset) in dir.take_roll_flushes() {
-                let Some(p) = self.get(&tp) else { continue };
+                // The current log or the future replica, whichever lives in this dir.
+                let Some(p) =
+                    [self.get(&tp), self.future(&tp)].into_iter().flatten().find(|p| Arc::ptr_eq(&p.log_dir(), dir))
+                else {
+                    continue;
+                };
                 if p.log_dir().is_offline() || p.is_deleted() {
                     continue;
                 }
@@ -345,49 +386,68 @@ impl LogManager {
     /// Writes the recovery-point and log-start-offset checkpoint files of every online dir (and
     /// the high watermarks to `replication-offset-checkpoint`).
     pub fn checkpoint(&self) -> Result<()> {
-        let partitions = self.partitions();
+        let logs = self.logs_to_checkpoint();
         let mut first_error = None;
         for dir in &self.dirs {
-            if dir.is_offline() {
-                continue;
-            }
-            let mut recovery_points = BTreeMap::new();
-            let mut log_starts = BTreeMap::new();
-            let mut high_watermarks = BTreeMap::new();
-            let mut cleaner_offsets = BTreeMap::new();
-            for p in partitions.iter().filter(|p| Arc::ptr_eq(p.log_dir(), dir) && !p.is_deleted()) {
-                let offsets = p.checkpoint_offsets();
-                let (rp, lso, hw) = (offsets.recovery_point, offsets.log_start_offset, offsets.high_watermark);
-                let tp = p.topic_partition().clone();
-                if let Some(c) = p.cleaner_checkpoint() {
-                    cleaner_offsets.insert(tp.clone(), c);
-                }
-                recovery_points.insert(tp.clone(), rp);
-                log_starts.insert(tp.clone(), lso);
-                high_watermarks.insert(tp, hw);
-            }
-            let _guard = dir.checkpoint_lock.lock().unwrap_or_else(PoisonError::into_inner);
-            for (name, entries) in [
-                (RECOVERY_POINT_CHECKPOINT, &recovery_points),
-                (LOG_START_OFFSET_CHECKPOINT, &log_starts),
-                (REPLICATION_OFFSET_CHECKPOINT, &high_watermarks),
-                (CLEANER_OFFSET_CHECKPOINT, &cleaner_offsets),
-            ] {
-                let path = dir.path.join(name);
-                if let Err(e) = write_offset_checkpoint(&path, entries) {
-                    first_error.get_or_insert(dir.fail(io_err(&path, e)));
-                    break;
-                }
+            if let Err(e) = self.checkpoint_dir_of(dir, &logs) {
+                first_error.get_or_insert(e);
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// Every log the checkpoints record: future replicas too, each in its own dir, like Kafka's
+    /// `logsByDir` (a dir never holds both copies of a partition).
+    fn logs_to_checkpoint(&self) -> Vec<Arc<UnifiedLog>> {
+        let mut logs = self.partitions();
+        logs.extend(self.futures());
+        logs
+    }
+
+    /// [`Self::checkpoint`] of one dir.
+    pub(crate) fn checkpoint_dir(&self, dir: &Arc<LogDir>) -> Result<()> {
+        self.checkpoint_dir_of(dir, &self.logs_to_checkpoint())
+    }
+
+    fn checkpoint_dir_of(&self, dir: &Arc<LogDir>, partitions: &[Arc<UnifiedLog>]) -> Result<()> {
+        if dir.is_offline() {
+            return Ok(());
+        }
+        let mut recovery_points = BTreeMap::new();
+        let mut log_starts = BTreeMap::new();
+        let mut high_watermarks = BTreeMap::new();
+        let mut cleaner_offsets = BTreeMap::new();
+        for p in partitions.iter().filter(|p| Arc::ptr_eq(&p.log_dir(), dir) && !p.is_deleted()) {
+            let offsets = p.checkpoint_offsets();
+            let (rp, lso, hw) = (offsets.recovery_point, offsets.log_start_offset, offsets.high_watermark);
+            let tp = p.topic_partition().clone();
+            if let Some(c) = p.cleaner_checkpoint() {
+                cleaner_offsets.insert(tp.clone(), c);
+            }
+            recovery_points.insert(tp.clone(), rp);
+            log_starts.insert(tp.clone(), lso);
+            high_watermarks.insert(tp, hw);
+        }
+        let _guard = dir.checkpoint_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        for (name, entries) in [
+            (RECOVERY_POINT_CHECKPOINT, &recovery_points),
+            (LOG_START_OFFSET_CHECKPOINT, &log_starts),
+            (REPLICATION_OFFSET_CHECKPOINT, &high_watermarks),
+            (CLEANER_OFFSET_CHECKPOINT, &cleaner_offsets),
+        ] {
+            let path = dir.path.join(name);
+            if let Err(e) = write_offset_checkpoint(&path, entries) {
+                return Err(dir.fail(io_err(&path, e)));
+            }
+        }
+        Ok(())
     }
 
     /// Clean shutdown: flush every partition, write checkpoints and the clean-shutdown marker.
     /// Dirs that are (or go) offline get no marker, so their logs are recovered next time.
     pub fn shutdown(&self) -> Result<()> {
         let mut first_error = None;
-        for p in self.partitions() {
+        for p in self.partitions().into_iter().chain(self.futures()) {
             if p.log_dir().is_offline() || p.is_deleted() {
                 continue;
             }
@@ -454,19 +514,30 @@ impl LogManager {
     }
 
     /// Sizes of every partition for DescribeLogDirs, with the dirs (and whether each is offline).
+    /// Future replicas are listed in their dir with `is_future` and, as their offset lag, how
+    /// far their log end is behind the current log's (Kafka's `getLogEndOffsetLag`).
     pub fn dir_infos(&self) -> Vec<(PathBuf, bool, Vec<PartitionDirInfo>)> {
         let partitions = self.partitions();
+        let futures = self.futures();
         self.dirs
             .iter()
             .map(|d| {
                 let infos = if d.is_offline() {
                     Vec::new()
                 } else {
-                    partitions
-                        .iter()
-                        .filter(|p| Arc::ptr_eq(p.log_dir(), d) && !p.is_deleted())
-                        .map(|p| p.dir_info())
-                        .collect()
+                    let in_dir = |p: &&Arc<UnifiedLog>| Arc::ptr_eq(&p.log_dir(), d) && !p.is_deleted();
+                    let mut infos: Vec<PartitionDirInfo> =
+                        partitions.iter().filter(in_dir).map(|p| p.dir_info()).collect();
+                    for f in futures.iter().filter(in_dir) {
+                        let mut info = f.dir_info();
+                        info.is_future = true;
+                        info.offset_lag = match self.get(f.topic_partition()) {
+                            Some(c) => c.offsets().log_end_offset - f.offsets().log_end_offset,
+                            None => -1,
+                        };
+                        infos.push(info);
+                    }
+                    infos
                 };
                 (d.path.clone(), d.is_offline(), infos)
             })
@@ -504,8 +575,14 @@ impl LogManager {
         let mut best: Option<(Arc<UnifiedLog>, Cleanable)> = None;
         {
             let cleaning = self.cleaning.lock().unwrap_or_else(PoisonError::into_inner);
+            let moving = self.futures.read().unwrap_or_else(PoisonError::into_inner);
             for p in self.partitions() {
-                if cleaning.contains(p.topic_partition()) || p.log_dir().is_offline() || p.is_deleted() {
+                // Cleaning is paused while a partition moves (Kafka's abortAndPauseCleaning).
+                if cleaning.contains(p.topic_partition())
+                    || moving.contains_key(p.topic_partition())
+                    || p.log_dir().is_offline()
+                    || p.is_deleted()
+                {
                     continue;
                 }
                 let Ok(Some(c)) = p.cleanable(now) else { continue };
@@ -539,6 +616,9 @@ impl LogManager {
     /// Cleans one specific log now if it is compacted (tests, admin tools), whatever its ratio.
     pub fn clean_now(&self, tp: &TopicPartition, config: &CleanerConfig, now: i64) -> Result<Option<CleanerStats>> {
         let Some(p) = self.get(tp) else { return Ok(None) };
+        if self.future(tp).is_some() {
+            return Ok(None);
+        }
         if !self.cleaning.lock().unwrap_or_else(PoisonError::into_inner).insert(tp.clone()) {
             return Ok(None);
         }
@@ -556,7 +636,6 @@ fn create_partition(
     config: LogConfig,
 ) -> Result<UnifiedLog> {
     let path = dir.path.join(layout::partition_dir_name(tp));
-    let metadata = path.join(layout::PARTITION_METADATA_FILE);
     if path.exists() {
         // A dir that was not loaded (e.g. created by hand) is loaded rather than overwritten.
         let mut report = LoadReport::default();
@@ -564,17 +643,35 @@ fn create_partition(
             load_partition(&path, tp.clone(), dir.clone(), config, CheckpointHints::default(), false, &mut report)?;
         return Ok(partition);
     }
+    create_log_at(dir, &path, tp, Some(topic_id), config, 0)
+}
+
+/// Creates an empty log at `path` in the log dir `dir` (a new partition, or a future replica)
+/// whose first segment starts at `base`.
+pub(crate) fn create_log_at(
+    dir: &Arc<LogDir>,
+    path: &Path,
+    tp: &TopicPartition,
+    topic_id: Option<[u8; 16]>,
+    config: LogConfig,
+    base: i64,
+) -> Result<UnifiedLog> {
+    let path = path.to_path_buf();
+    let metadata = path.join(layout::PARTITION_METADATA_FILE);
     // No fsync here: creating a topic with thousands of partitions must not cost four fsyncs
     // each (it took 14 ms per partition). The new directory entries become durable with the
     // partition's first flush (`dir_needs_sync`), as its data does; a crash before that loses
     // only an empty log, which `Broker::partition` recreates, and a torn `partition.metadata`
     // reads as absent.
     fs::create_dir_all(&path).map_err(|e| io_err(&path, e))?;
-    let created = fs::write(&metadata, checkpoint::format_partition_metadata(&topic_id).as_bytes())
-        .map_err(|e| io_err(&metadata, e))
-        .and_then(|()| {
-            LogSegment::create(&path, 0, &config, now_ms(), roll_jitter(&config)).map_err(|e| io_err(&path, e))
-        });
+    let written = match topic_id {
+        Some(id) => fs::write(&metadata, checkpoint::format_partition_metadata(&id).as_bytes())
+            .map_err(|e| io_err(&metadata, e)),
+        None => Ok(()),
+    };
+    let created = written.and_then(|()| {
+        LogSegment::create(&path, base, &config, now_ms(), roll_jitter(&config)).map_err(|e| io_err(&path, e))
+    });
     let segment = match created {
         Ok(segment) => segment,
         Err(e) => {
@@ -589,11 +686,11 @@ fn create_partition(
     let state = LogState {
         dir: path,
         config,
-        segments: BTreeMap::from([(0, segment)]),
-        log_start_offset: 0,
-        log_end_offset: 0,
-        high_watermark: 0,
-        recovery_point: 0,
+        segments: BTreeMap::from([(base, segment)]),
+        log_start_offset: base,
+        log_end_offset: base,
+        high_watermark: base,
+        recovery_point: base,
         first_unflushed_append_ms: None,
         dir_needs_sync: true,
         roll_flush_offset: None,
@@ -605,15 +702,23 @@ fn create_partition(
         leader_epochs: Default::default(),
         leader_epochs_dirty: false,
     };
-    Ok(UnifiedLog::from_state(tp.clone(), Some(topic_id), dir.clone(), state))
+    Ok(UnifiedLog::from_state(tp.clone(), topic_id, dir.clone(), state))
 }
 
-/// Loads one log dir into `partitions`.
+/// What loading the log dirs found.
+#[derive(Default)]
+struct Loaded {
+    partitions: HashMap<TopicPartition, Arc<UnifiedLog>>,
+    futures: HashMap<TopicPartition, Arc<UnifiedLog>>,
+    duplicates: Vec<Arc<UnifiedLog>>,
+}
+
+/// Loads one log dir into `loaded`.
 fn load_dir(
     dir: &Arc<LogDir>,
     config_for: &dyn Fn(&str) -> LogConfig,
     report: &mut LoadReport,
-    partitions: &mut HashMap<TopicPartition, Arc<UnifiedLog>>,
+    loaded: &mut Loaded,
 ) -> Result<()> {
     let root = &dir.path;
     let root_err = |e| io_err(root, e);
@@ -656,29 +761,45 @@ fn load_dir(
             fs::remove_dir_all(&path).map_err(|e| io_err(&path, e))?;
             continue;
         }
+        let hints_for = |tp: &TopicPartition| CheckpointHints {
+            recovery_point: recovery_points.as_ref().and_then(|m| m.get(tp).copied()),
+            log_start_offset: log_starts.get(tp).copied(),
+            high_watermark: high_watermarks.get(tp).copied(),
+            cleaner_offset: cleaner_offsets.get(tp).copied(),
+        };
+        if let Some(tp) = layout::parse_future_dir_name(&name) {
+            // A move in progress: the broker decides at startup whether it is resumed or, if its
+            // swap was already decided, completed (`LogManager::reconcile_log_dirs`).
+            if let Some(existing) = loaded.futures.get(&tp) {
+                tracing::error!(partition = %tp.topic, index = tp.partition, dir = %path.display(), loaded_from = %existing.dir().display(), "second future replica of a partition, leaving it alone");
+                continue;
+            }
+            let config = config_for(&tp.topic);
+            let log = load_partition(&path, tp.clone(), dir.clone(), config, hints_for(&tp), clean, report)?;
+            loaded.futures.insert(tp, Arc::new(log));
+            continue;
+        }
         let Some(tp) = layout::parse_partition_dir_name(&name) else {
             tracing::warn!(dir = %path.display(), "skipping directory that is not a partition log");
             continue;
         };
-        if let Some(existing) = partitions.get(&tp) {
-            tracing::error!(
+        let config = config_for(&tp.topic);
+        if let Some(existing) = loaded.partitions.get(&tp) {
+            // Only a crash between the two renames of a swap leaves two copies; the broker's
+            // metadata says which one is the partition (`LogManager::reconcile_log_dirs`).
+            tracing::warn!(
                 partition = %tp.topic,
                 index = tp.partition,
                 dir = %path.display(),
                 loaded_from = %existing.dir().display(),
-                "duplicate log directory, keeping the first"
+                "second copy of a partition, kept aside until the metadata says which is current"
             );
+            let log = load_partition(&path, tp.clone(), dir.clone(), config, hints_for(&tp), clean, report)?;
+            loaded.duplicates.push(Arc::new(log));
             continue;
         }
-        let hints = CheckpointHints {
-            recovery_point: recovery_points.as_ref().and_then(|m| m.get(&tp).copied()),
-            log_start_offset: log_starts.get(&tp).copied(),
-            high_watermark: high_watermarks.get(&tp).copied(),
-            cleaner_offset: cleaner_offsets.get(&tp).copied(),
-        };
-        let config = config_for(&tp.topic);
-        let partition = load_partition(&path, tp.clone(), dir.clone(), config, hints, clean, report)?;
-        partitions.insert(tp, Arc::new(partition));
+        let partition = load_partition(&path, tp.clone(), dir.clone(), config, hints_for(&tp), clean, report)?;
+        loaded.partitions.insert(tp, Arc::new(partition));
     }
     if clean {
         // From now on a crash must be detectable.

@@ -445,6 +445,15 @@ impl LogSegment {
         Ok(())
     }
 
+    /// Points the segment at `dir` after its directory was renamed (the files keep their names;
+    /// open handles and views keep working).
+    pub fn set_dir(&mut self, dir: &Path) {
+        let base = self.base_offset;
+        self.offset_index.set_path(layout::index_file(dir, base));
+        self.time_index.set_path(layout::time_index_file(dir, base));
+        self.log_path = Arc::new(layout::log_file(dir, base));
+    }
+
     /// The log file's modification time in ms (retention's fallback when batches carry no
     /// timestamps, as Kafka's `largestTimestamp` falls back to `lastModified`).
     pub fn last_modified_ms(&self) -> i64 {

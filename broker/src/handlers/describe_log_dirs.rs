@@ -1,6 +1,9 @@
-//! DescribeLogDirs (key 35), v1–v4: every log dir with the size and offset lag of each partition
-//! in it (all partitions, or the requested ones); an offline dir is reported with
-//! KAFKA_STORAGE_ERROR and no partitions. Total and usable bytes (v4) are -1 (unknown).
+//! DescribeLogDirs (key 35), v1–v4: every log dir (by its absolute path, as Kafka reports it)
+//! with the size and offset lag of each partition in it (all partitions, or the requested ones),
+//! including the future replicas of partitions being moved by AlterReplicaLogDirs
+//! (`is_future_key`, their lag being how far they are behind the current log), as Kafka's
+//! `ReplicaManager.describeLogDirs`; an offline dir is reported with KAFKA_STORAGE_ERROR and no
+//! partitions. Total and usable bytes (v4) are those of the dir's file system.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -29,13 +32,27 @@ pub async fn handle(
     let wanted: Option<Vec<(String, Vec<i32>)>> =
         req.topics.map(|ts| ts.into_iter().map(|t| (t.topic.0.to_string(), t.partitions)).collect());
     let logs = broker.logs.clone();
-    let dirs = crate::context::spawn_blocking(move || logs.dir_infos()).await.unwrap_or_default();
+    let dirs = crate::context::spawn_blocking(move || {
+        logs.dir_infos()
+            .into_iter()
+            .map(|(path, offline, infos)| {
+                let space = sluice_storage::LogManager::dir_space(&path);
+                (path, offline, infos, space)
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
     let mut resp = DescribeLogDirsResponse::default();
-    for (path, offline, infos) in dirs {
+    for (path, offline, infos, space) in dirs {
         let mut r = DescribeLogDirsResult::default();
-        r.log_dir = StrBytes::from_string(path.display().to_string());
-        r.total_bytes = -1;
-        r.usable_bytes = -1;
+        let absolute = std::path::absolute(&path).unwrap_or(path);
+        r.log_dir = StrBytes::from_string(absolute.display().to_string());
+        // Kafka's `adjustForLargeFileSystems` never applies: these are unsigned and in range.
+        let (total, usable) =
+            space.map_or((-1, -1), |(t, u)| (t.min(i64::MAX as u64) as i64, u.min(i64::MAX as u64) as i64));
+        r.total_bytes = total;
+        r.usable_bytes = usable;
         if offline {
             r.error_code = ResponseError::KafkaStorageError.code();
             resp.results.push(r);
@@ -53,10 +70,11 @@ pub async fn handle(
             p.partition_index = tp.partition;
             p.partition_size = info.size_bytes as i64;
             p.offset_lag = info.offset_lag;
+            p.is_future_key = info.is_future;
             by_topic.entry(tp.topic.clone()).or_default().push(p);
         }
         for (topic, mut partitions) in by_topic {
-            partitions.sort_by_key(|p| p.partition_index);
+            partitions.sort_by_key(|p| (p.partition_index, p.is_future_key));
             let mut t = DescribeLogDirsTopic::default();
             t.name = TopicName(StrBytes::from_string(topic));
             t.partitions = partitions;

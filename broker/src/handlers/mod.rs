@@ -12,6 +12,7 @@ pub mod add_offsets_to_txn;
 pub mod add_partitions_to_txn;
 pub mod alter_configs;
 pub mod alter_partition_reassignments;
+pub mod alter_replica_log_dirs;
 pub mod api_versions;
 pub mod consumer_group_describe;
 pub mod consumer_group_heartbeat;
@@ -37,6 +38,7 @@ pub mod incremental_alter_configs;
 pub mod init_producer_id;
 pub mod join_group;
 pub mod leave_group;
+pub mod list_config_resources;
 pub mod list_groups;
 pub mod list_offsets;
 pub mod list_partition_reassignments;
@@ -196,6 +198,7 @@ pub async fn dispatch(broker: &Arc<Broker>, ctx: &RequestContext, body: Bytes, c
         ApiKey::DeleteRecords => call!(delete_records::handle),
         ApiKey::DescribeLogDirs => call!(describe_log_dirs::handle),
         ApiKey::UpdateFeatures => call!(update_features::handle),
+        ApiKey::AlterReplicaLogDirs => call!(alter_replica_log_dirs::handle),
         ApiKey::InitProducerId => call!(init_producer_id::handle),
         ApiKey::AddPartitionsToTxn => call!(add_partitions_to_txn::handle),
         ApiKey::AddOffsetsToTxn => call!(add_offsets_to_txn::handle),
@@ -210,6 +213,7 @@ pub async fn dispatch(broker: &Arc<Broker>, ctx: &RequestContext, body: Bytes, c
         ApiKey::DescribeQuorum => call!(describe_quorum::handle),
         ApiKey::DescribeTopicPartitions => call!(describe_topic_partitions::handle),
         ApiKey::OffsetForLeaderEpoch => call!(offset_for_leader_epoch::handle),
+        ApiKey::ListConfigResources => call!(list_config_resources::handle),
         other => Reply::Close(format!("no handler for {other:?}")),
     }
 }

@@ -215,6 +215,22 @@ impl ResponseErrorCodes for kafka_protocol::messages::DeleteRecordsResponse {
     }
 }
 
+impl ResponseErrorCodes for kafka_protocol::messages::ListConfigResourcesResponse {
+    fn for_each_error_code(&self, f: &mut dyn FnMut(i16)) {
+        f(self.error_code);
+    }
+}
+
+impl ResponseErrorCodes for kafka_protocol::messages::AlterReplicaLogDirsResponse {
+    fn for_each_error_code(&self, f: &mut dyn FnMut(i16)) {
+        for t in &self.results {
+            for p in &t.partitions {
+                f(p.error_code);
+            }
+        }
+    }
+}
+
 impl ResponseErrorCodes for kafka_protocol::messages::DescribeLogDirsResponse {
     fn for_each_error_code(&self, f: &mut dyn FnMut(i16)) {
         if self.error_code != 0 {

@@ -44,11 +44,13 @@ const TESTED: &[ApiKey] = &[
     ApiKey::DescribeConfigs,
     ApiKey::AlterConfigs,
     ApiKey::IncrementalAlterConfigs,
+    ApiKey::ListConfigResources,
     ApiKey::CreatePartitions,
     ApiKey::DeleteRecords,
     ApiKey::InitProducerId,
     ApiKey::DescribeLogDirs,
     ApiKey::UpdateFeatures,
+    ApiKey::AlterReplicaLogDirs,
     ApiKey::ConsumerGroupHeartbeat,
     ApiKey::ConsumerGroupDescribe,
     ApiKey::AddPartitionsToTxn,
@@ -400,6 +402,85 @@ async fn describe_log_dirs() {
         assert!(resp.results[0].topics.iter().any(|t| t.name.0.as_str() == "rt"));
     }
     r.shutdown().await;
+}
+
+/// Where DescribeLogDirs places rt-0: (absolute dir, is future) of each copy.
+async fn rt0_dirs(c: &mut AsyncClient) -> Vec<(String, bool)> {
+    let mut req = DescribeLogDirsRequest::default();
+    req.topics = None;
+    let resp: DescribeLogDirsResponse = c.call(ApiKey::DescribeLogDirs, 4, &req).await;
+    let mut out = Vec::new();
+    for r in resp.results {
+        for t in r.topics.iter().filter(|t| t.name.0.as_str() == "rt") {
+            for p in t.partitions.iter().filter(|p| p.partition_index == 0) {
+                out.push((r.log_dir.to_string(), p.is_future_key));
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alter_replica_log_dirs() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let dirs = format!("{},{}", a.display(), b.display());
+    let broker = start_in_process(dir.path(), &[("log.dirs", &dirs)]).await;
+    let mut c = connect(&broker).await;
+    let created = sluice_testkit::requests::create_topic(&mut c, "rt", 1, &[]).await;
+    assert_eq!(created.topics[0].error_code, 0);
+    let mut target = rt0_dirs(&mut c).await[0].0.clone();
+    for v in versions(ApiKey::AlterReplicaLogDirs) {
+        // Move rt-0 to the other dir, named by its absolute path as DescribeLogDirs reports it.
+        target = if target == a.display().to_string() { b.display().to_string() } else { a.display().to_string() };
+        let mut req = AlterReplicaLogDirsRequest::default();
+        let mut d = alter_replica_log_dirs_request::AlterReplicaLogDir::default();
+        d.path = StrBytes::from_string(target.clone());
+        let mut t = alter_replica_log_dirs_request::AlterReplicaLogDirTopic::default();
+        t.name = name("rt");
+        t.partitions = vec![0, 7];
+        d.topics.push(t);
+        let mut missing = alter_replica_log_dirs_request::AlterReplicaLogDir::default();
+        missing.path = StrBytes::from_static_str("/not/a/log/dir");
+        let mut t = alter_replica_log_dirs_request::AlterReplicaLogDirTopic::default();
+        t.name = name("other");
+        t.partitions = vec![0];
+        missing.topics.push(t);
+        req.dirs = vec![d, missing];
+        let resp: AlterReplicaLogDirsResponse = r_call(&mut c, v, &req).await;
+        let codes: Vec<(String, i32, i16)> = resp
+            .results
+            .iter()
+            .flat_map(|t| {
+                t.partitions.iter().map(move |p| (t.topic_name.0.to_string(), p.partition_index, p.error_code))
+            })
+            .collect();
+        assert_eq!(
+            codes,
+            vec![
+                ("rt".into(), 0, 0),
+                // Kafka's code for a partition this broker does not host.
+                ("rt".into(), 7, kafka_protocol::ResponseError::ReplicaNotAvailable.code()),
+                ("other".into(), 0, kafka_protocol::ResponseError::LogDirNotFound.code()),
+            ],
+            "v{v}"
+        );
+        // The move completes in the background.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let now = rt0_dirs(&mut c).await;
+            if now == vec![(target.clone(), false)] {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "v{v}: rt-0 still at {now:?}");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+    broker.shutdown().await.expect("shutdown");
+}
+
+async fn r_call(c: &mut AsyncClient, v: i16, req: &AlterReplicaLogDirsRequest) -> AlterReplicaLogDirsResponse {
+    c.call(ApiKey::AlterReplicaLogDirs, v, req).await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -990,6 +1071,42 @@ async fn incremental_alter_configs() {
 // ---------------------------------------------------------------------------------------------
 // Classic groups and committed offsets
 // ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_config_resources() {
+    let mut r = rig().await;
+    let listed = |resp: &ListConfigResourcesResponse| -> Vec<(String, i8)> {
+        resp.config_resources.iter().map(|c| (c.resource_name.to_string(), c.resource_type)).collect()
+    };
+    for v in versions(ApiKey::ListConfigResources) {
+        // No filter: v0 lists client-metrics resources only (there are none), v1 every type.
+        let resp: ListConfigResourcesResponse =
+            r.c.call(ApiKey::ListConfigResources, v, &ListConfigResourcesRequest::default()).await;
+        assert_eq!(resp.error_code, 0, "v{v}");
+        if v == 0 {
+            assert_eq!(listed(&resp), vec![], "v0");
+            continue;
+        }
+        let all = listed(&resp);
+        assert_eq!(all[..2], [("1".to_string(), 8), ("1".to_string(), 4)], "broker logger, then broker");
+        assert!(all.contains(&("rt".to_string(), 2)), "{all:?}");
+        assert!(all.contains(&("__consumer_offsets".to_string(), 2)), "{all:?}");
+        let mut req = ListConfigResourcesRequest::default();
+        req.resource_types = vec![2];
+        let topics: ListConfigResourcesResponse = r.c.call(ApiKey::ListConfigResources, v, &req).await;
+        assert!(listed(&topics).iter().all(|(_, t)| *t == 2));
+        assert_eq!(listed(&topics).len(), all.len() - 2);
+        req.resource_types = vec![4, 16, 32];
+        let brokers: ListConfigResourcesResponse = r.c.call(ApiKey::ListConfigResources, v, &req).await;
+        assert_eq!(listed(&brokers), vec![("1".to_string(), 4)]);
+        // A type outside the supported ones fails the whole request.
+        req.resource_types = vec![2, 3];
+        let bad: ListConfigResourcesResponse = r.c.call(ApiKey::ListConfigResources, v, &req).await;
+        assert_eq!(bad.error_code, kafka_protocol::ResponseError::UnsupportedVersion.code());
+        assert!(bad.config_resources.is_empty());
+    }
+    r.shutdown().await;
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn find_coordinator() {

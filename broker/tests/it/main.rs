@@ -13,6 +13,7 @@ mod durability;
 mod every_api_version;
 mod groups;
 mod idempotence;
+mod log_dirs;
 mod metrics;
 mod semantics;
 mod tier_metrics;

@@ -5,6 +5,7 @@ mod cleaner;
 mod durability;
 mod leader_epoch;
 mod model;
+mod move_dirs;
 mod offline;
 mod producer;
 mod recovery;

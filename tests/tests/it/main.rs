@@ -13,6 +13,7 @@ mod groups_consumer_protocol;
 mod hardening;
 mod idempotence;
 mod idempotence_retries;
+mod log_dirs;
 mod metadata;
 mod offsets;
 mod produce;

@@ -35,8 +35,9 @@ cp "$here/kafka-python/service.py" "$suite/test/service.py"
 cp "$here/kafka-python/subscription_race.py" "$suite/sluice_subscription_race.py"
 touch "$suite/test/__init__.py"
 
+source "$here/lib.sh"
 work="$(mktemp -d)"
-port="$("$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+port="$(free_port)"
 {
   cat "$here/kafka-python/server.properties"
   echo "listeners=PLAINTEXT://127.0.0.1:$port"
@@ -44,25 +45,11 @@ port="$("$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); 
   echo "log.dirs=$work/logs-a,$work/logs-b"
   echo "metrics.listener=none"
 } >"$work/server.properties"
-"$SLUICE_BIN" "$work/server.properties" >"$work/broker.log" 2>&1 &
-broker=$!
-cleanup() {
-  kill "$broker" 2>/dev/null || true
-  wait "$broker" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-for _ in $(seq 100); do
-  if "$py" -c "import socket; socket.create_connection(('127.0.0.1', $port), 0.2)" 2>/dev/null; then break; fi
-  sleep 0.1
-done
+start_broker "$port"
 
+read_deselected "$here/kafka-python/deselect.txt" kafka-python
 deselect=()
-while read -r id reason; do
-  [[ -z $id || $id == \#* ]] && continue
-  echo "kafka-python suite: NOT RUN: $id ($reason)"
-  deselect+=(--deselect "$id")
-done <"$here/kafka-python/deselect.txt"
+for id in "${DESELECTED[@]}"; do deselect+=(--deselect "$id"); done
 
 # The one change to the client: a plugin that closes a subscription race in kafka-python's
 # metadata code (see kafka-python/subscription_race.py).

@@ -28,30 +28,15 @@ if [[ ! -f "$src/.complete" ]]; then
   touch "$src/.complete"
 fi
 
+source "$here/lib.sh"
 work="$(mktemp -d)"
-port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+port="$(free_port)"
 printf '%s\n' "listeners=PLAINTEXT://127.0.0.1:$port" "log.dirs=$work/data" "metrics.listener=none" \
   "num.partitions=4" "group.initial.rebalance.delay.ms=0" >"$work/server.properties"
-"$SLUICE_BIN" "$work/server.properties" >"$work/broker.log" 2>&1 &
-broker=$!
-cleanup() {
-  kill "$broker" 2>/dev/null || true
-  wait "$broker" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-for _ in $(seq 100); do
-  if python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 0.2)" 2>/dev/null; then break; fi
-  sleep 0.1
-done
+start_broker "$port"
 echo "bootstrap.servers=127.0.0.1:$port" >"$src/tests/test.conf"
 
-skip=()
-while read -r id reason; do
-  [[ -z $id || $id == \#* ]] && continue
-  echo "librdkafka suite: NOT RUN: $id ($reason)"
-  skip+=("$id")
-done <"$here/librdkafka/deselect.txt"
+read_deselected "$here/librdkafka/deselect.txt" librdkafka
 logs="${SLUICE_SUITE_LOGS:-$work}"
 mkdir -p "$logs"
 
@@ -62,7 +47,7 @@ for protocol in classic consumer; do
   # -Q quick mode, -L only tests that need a broker, -K without librdkafka's known issues,
   # -E without the socket-emulation (sockem) tests, two at a time.
   (cd "$src/tests" && TEST_KAFKA_VERSION=4.1.0 TEST_CONSUMER_GROUP_PROTOCOL="$protocol" \
-    TESTS_SKIP="$(IFS=,; echo "${skip[*]}")" LD_LIBRARY_PATH=../src:../src-cpp \
+    TESTS_SKIP="$(IFS=,; echo "${DESELECTED[*]}")" LD_LIBRARY_PATH=../src:../src-cpp \
     timeout -k 10 1800 ./test-runner -Q -L -K -E -p2 >"$out" 2>&1) || failed=1
   # The summary table: one row per test with PASSED / FAILED / SKIPPED.
   sed -n '/SUMMARY$/,$p' "$out" | sed 's/\x1b\[[0-9;]*m//g' | grep -aE '^\|' || true

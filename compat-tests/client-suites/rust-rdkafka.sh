@@ -46,6 +46,7 @@ target="$cache/rdkafka-target"
 (cd "$src" && CARGO_TARGET_DIR="$target" cargo test -q --locked --tests --no-run 2>&1 | grep -v "^warning\|^ *|\|^ *=\|^$" || true)
 test_bin() { find "$target/debug/deps" -maxdepth 1 -type f -executable -name "$1-*" -printf '%T@ %p\n' | sort -rn | head -n1 | cut -d' ' -f2; }
 
+source "$here/lib.sh"
 work="$(mktemp -d)"
 # Some tests produce records with CreateTime 1111 (1970): time retention deletes those at its
 # first pass, under Kafka as here, and the consumers waiting for them would hang. The suite's
@@ -53,27 +54,12 @@ work="$(mktemp -d)"
 printf '%s\n' "node.id=0" "num.partitions=3" "listeners=PLAINTEXT://127.0.0.1:9092" \
   "advertised.listeners=PLAINTEXT://localhost:9092" "log.dirs=$work/data" "metrics.listener=none" \
   "log.retention.check.interval.ms=3600000" >"$work/server.properties"
-"$SLUICE_BIN" "$work/server.properties" >"$work/broker.log" 2>&1 &
-broker=$!
-cleanup() {
-  kill "$broker" 2>/dev/null || true
-  wait "$broker" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-for _ in $(seq 100); do
-  if python3 -c "import socket; socket.create_connection(('127.0.0.1', 9092), 0.2)" 2>/dev/null; then break; fi
-  sleep 0.1
-done
-kill -0 "$broker" 2>/dev/null || { echo "rust-rdkafka suite: broker did not start (is port 9092 taken?)"; cat "$work/broker.log"; exit 1; }
+start_broker 9092
 
 # Tests not run, printed as NOT RUN with the reason and never counted.
+read_deselected "$here/rust-rdkafka/deselect.txt" rust-rdkafka
 skip=()
-while read -r id reason; do
-  [[ -z $id || $id == \#* ]] && continue
-  echo "rust-rdkafka suite: NOT RUN: $id ($reason)"
-  skip+=(--skip "$id")
-done <"$here/rust-rdkafka/deselect.txt"
+for id in "${DESELECTED[@]}"; do skip+=(--skip "$id"); done
 ((${#skip[@]})) && skip+=(--exact)
 
 run() { # run LABEL TEST_BINARY [ENV=VALUE...]

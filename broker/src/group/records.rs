@@ -412,7 +412,7 @@ pub fn consumer_value(f: impl FnOnce(&mut BytesMut)) -> Bytes {
 
 // ---- KIP-848 consumer groups: decoding -------------------------------------------------------
 
-fn get_uvarint(b: &mut Bytes) -> Option<u32> {
+pub fn get_uvarint(b: &mut Bytes) -> Option<u32> {
     let mut v: u32 = 0;
     for shift in (0..35).step_by(7) {
         if !b.has_remaining() {
@@ -427,7 +427,7 @@ fn get_uvarint(b: &mut Bytes) -> Option<u32> {
     None
 }
 
-fn get_compact_str(b: &mut Bytes) -> Option<Option<String>> {
+pub fn get_compact_str(b: &mut Bytes) -> Option<Option<String>> {
     let n = get_uvarint(b)? as usize;
     if n == 0 {
         return Some(None);

@@ -21,7 +21,7 @@ use std::collections::BTreeSet;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::{TxnMetadata, TxnState};
-use crate::group::records::{get_str, put_str};
+use crate::group::records::{get_compact_str, get_str, get_uvarint, put_compact_str, put_str, put_uvarint};
 
 pub const TXN_TOPIC: &str = "__transaction_state";
 
@@ -78,42 +78,6 @@ fn value_v0(m: &TxnMetadata) -> Bytes {
     b.freeze()
 }
 
-fn put_uvarint(b: &mut BytesMut, mut v: u64) {
-    while v >= 0x80 {
-        b.put_u8((v as u8) | 0x80);
-        v >>= 7;
-    }
-    b.put_u8(v as u8);
-}
-
-fn get_uvarint(b: &mut Bytes) -> Option<u64> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        if !b.has_remaining() {
-            return None;
-        }
-        let byte = b.get_u8();
-        v |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            return Some(v);
-        }
-    }
-    None
-}
-
-fn put_compact_str(b: &mut BytesMut, s: &str) {
-    put_uvarint(b, s.len() as u64 + 1);
-    b.put_slice(s.as_bytes());
-}
-
-fn get_compact_str(b: &mut Bytes) -> Option<String> {
-    let n = usize::try_from(get_uvarint(b)?.checked_sub(1)?).ok()?;
-    if b.remaining() < n {
-        return None;
-    }
-    String::from_utf8(b.split_to(n).to_vec()).ok()
-}
-
 fn value_v1(m: &TxnMetadata) -> Bytes {
     let mut b = BytesMut::with_capacity(64);
     b.put_i16(1);
@@ -125,10 +89,10 @@ fn value_v1(m: &TxnMetadata) -> Bytes {
         put_uvarint(&mut b, 0); // null
     } else {
         let topics = by_topic(m);
-        put_uvarint(&mut b, topics.len() as u64 + 1);
+        put_uvarint(&mut b, topics.len() as u32 + 1);
         for (t, parts) in topics {
-            put_compact_str(&mut b, t);
-            put_uvarint(&mut b, parts.len() as u64 + 1);
+            put_compact_str(&mut b, Some(t));
+            put_uvarint(&mut b, parts.len() as u32 + 1);
             for p in parts {
                 b.put_i32(p);
             }
@@ -137,7 +101,7 @@ fn value_v1(m: &TxnMetadata) -> Bytes {
     }
     b.put_i64(m.last_update_ms);
     b.put_i64(m.start_ms);
-    let mut tagged: Vec<(u64, Vec<u8>)> = Vec::new();
+    let mut tagged: Vec<(u32, Vec<u8>)> = Vec::new();
     if m.last_producer_id != -1 {
         tagged.push((0, m.last_producer_id.to_be_bytes().to_vec()));
     }
@@ -147,10 +111,10 @@ fn value_v1(m: &TxnMetadata) -> Bytes {
     if m.client_transaction_version != 0 {
         tagged.push((2, m.client_transaction_version.to_be_bytes().to_vec()));
     }
-    put_uvarint(&mut b, tagged.len() as u64);
+    put_uvarint(&mut b, tagged.len() as u32);
     for (tag, data) in tagged {
         put_uvarint(&mut b, tag);
-        put_uvarint(&mut b, data.len() as u64);
+        put_uvarint(&mut b, data.len() as u32);
         b.put_slice(&data);
     }
     b.freeze()
@@ -179,7 +143,7 @@ pub fn decode(key: &Bytes, value: Option<&Bytes>) -> Option<(String, Option<TxnM
     let state = TxnState::from_i8(v.get_i8())?;
     let mut partitions = BTreeSet::new();
     let topics: i64 = if flexible {
-        i64::try_from(get_uvarint(&mut v)?).ok()? - 1
+        i64::from(get_uvarint(&mut v)?) - 1
     } else {
         if v.remaining() < 4 {
             return None;
@@ -187,9 +151,9 @@ pub fn decode(key: &Bytes, value: Option<&Bytes>) -> Option<(String, Option<TxnM
         i64::from(v.get_i32())
     };
     for _ in 0..topics.max(0) {
-        let topic = if flexible { get_compact_str(&mut v)? } else { get_str(&mut v)? };
+        let topic = if flexible { get_compact_str(&mut v)?? } else { get_str(&mut v)? };
         let n: i64 = if flexible {
-            i64::try_from(get_uvarint(&mut v)?).ok()? - 1
+            i64::from(get_uvarint(&mut v)?) - 1
         } else {
             if v.remaining() < 4 {
                 return None;
@@ -229,7 +193,7 @@ pub fn decode(key: &Bytes, value: Option<&Bytes>) -> Option<(String, Option<TxnM
         let n = get_uvarint(&mut v)?;
         for _ in 0..n {
             let tag = get_uvarint(&mut v)?;
-            let size = usize::try_from(get_uvarint(&mut v)?).ok()?;
+            let size = get_uvarint(&mut v)? as usize;
             if v.remaining() < size {
                 return None;
             }
@@ -250,7 +214,7 @@ fn skip_tagged(v: &mut Bytes) -> Option<()> {
     let n = get_uvarint(v)?;
     for _ in 0..n {
         get_uvarint(v)?;
-        let size = usize::try_from(get_uvarint(v)?).ok()?;
+        let size = get_uvarint(v)? as usize;
         if v.remaining() < size {
             return None;
         }
